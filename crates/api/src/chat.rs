@@ -1,0 +1,210 @@
+//! Chat completion request and response types.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `POST /v1/chat/completions` body. Every field the cache key must consider is
+/// named here; anything else lands in `extra` and is keyed and forwarded as is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_bias: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// Parses and checks the shape OpenAI requires: a model, at least one
+    /// message, and each message an object with a string `role`.
+    pub fn parse(body: &[u8]) -> Result<Self, crate::ApiError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let req: ChatRequest = serde_path_to_error_lite(de)?;
+        if req.model.trim().is_empty() {
+            return Err(crate::ApiError::invalid_request("`model` must not be empty", Some("model")));
+        }
+        if req.messages.is_empty() {
+            return Err(crate::ApiError::invalid_request(
+                "`messages` must contain at least one message",
+                Some("messages"),
+            ));
+        }
+        for (i, m) in req.messages.iter().enumerate() {
+            if m.get("role").and_then(Value::as_str).is_none() {
+                return Err(crate::ApiError::invalid_request(
+                    format!("messages[{i}] must be an object with a string `role`"),
+                    Some("messages"),
+                ));
+            }
+        }
+        Ok(req)
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    pub fn wants_usage_chunk(&self) -> bool {
+        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+    }
+
+    /// The task tag from `metadata.task`, used by the ladder's routing table.
+    pub fn metadata_task(&self) -> Option<&str> {
+        self.metadata.as_ref()?.get("task")?.as_str()
+    }
+
+    /// Index of the last `user` message, the one the semantic cache compares.
+    pub fn last_user_index(&self) -> Option<usize> {
+        self.messages
+            .iter()
+            .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+    }
+
+    /// The text of the last message if it is a user message. A conversation
+    /// ending in a tool result or an assistant turn has no question to compare.
+    pub fn last_user_text(&self) -> Option<String> {
+        let idx = self.last_user_index()?;
+        if idx + 1 != self.messages.len() {
+            return None;
+        }
+        message_text(&self.messages[idx])
+    }
+
+    /// All message text, for prompt-size estimates.
+    pub fn prompt_chars(&self) -> usize {
+        self.messages
+            .iter()
+            .map(|m| message_text(m).map_or(0, |t| t.len()) + 8)
+            .sum()
+    }
+}
+
+/// The text content of a message: a plain string, or the text parts of a
+/// content array joined by newlines. `None` when there is no text at all.
+pub fn message_text(message: &Value) -> Option<String> {
+    match message.get("content")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => {
+            let texts: Vec<&str> = parts
+                .iter()
+                .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect();
+            (!texts.is_empty()).then(|| texts.join("\n"))
+        }
+        _ => None,
+    }
+}
+
+fn serde_path_to_error_lite<'de, T: Deserialize<'de>>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, crate::ApiError> {
+    let value = T::deserialize(&mut *de).map_err(|e| {
+        crate::ApiError::invalid_request(format!("invalid request body: {e}"), None)
+    })?;
+    de.end()
+        .map_err(|e| crate::ApiError::invalid_request(format!("invalid request body: {e}"), None))?;
+    Ok(value)
+}
+
+/// Token counts as OpenAI reports them; extra detail fields are kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A `chat.completion` object. Choices keep their raw `message` so tool calls,
+/// refusals and fields Deja does not know survive a cache round trip.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatCompletion {
+    pub id: String,
+    #[serde(default = "completion_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub model: String,
+    pub choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn completion_object() -> String {
+    "chat.completion".to_string()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Choice {
+    #[serde(default)]
+    pub index: u32,
+    pub message: Value,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Value>,
+}
+
+impl ChatCompletion {
+    /// A completion is worth caching only if every choice finished on its own
+    /// terms: `stop` or `tool_calls`, not `length` or `content_filter`.
+    pub fn is_complete(&self) -> bool {
+        !self.choices.is_empty()
+            && self.choices.iter().all(|c| {
+                matches!(c.finish_reason.as_deref(), Some("stop") | Some("tool_calls") | Some("function_call"))
+            })
+    }
+}
+
+#[cfg(test)]
+#[path = "chat_tests.rs"]
+mod tests;
