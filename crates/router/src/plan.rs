@@ -1,0 +1,171 @@
+//! Turning a request into an ordered list of attempts, and deciding what a
+//! failed attempt means for the rest of that list.
+
+use crate::catalog::{Catalog, Target};
+use crate::health::Health;
+use std::time::Instant;
+
+/// What the router needs to know about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteInput<'a> {
+    /// The requested `model`: a ladder or a model name.
+    pub target: &'a str,
+    pub prompt_tokens: u64,
+    pub task: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Below the rung the complexity rules start at.
+    BelowStart,
+    ContextTooSmall,
+    CoolingDown,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BelowStart => "below starting rung",
+            Self::ContextTooSmall => "context window too small",
+            Self::CoolingDown => "cooling down",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Model indexes into the catalog, in the order to try them.
+    pub attempts: Vec<usize>,
+    pub skipped: Vec<(usize, SkipReason)>,
+    /// Set when the target is a ladder.
+    pub ladder: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("the model `{0}` does not exist: it is neither a configured model nor a ladder")]
+    NotFound(String),
+    #[error("the prompt (about {tokens} tokens) exceeds the context window of every rung of `{ladder}`")]
+    PromptTooLarge { ladder: String, tokens: u64 },
+}
+
+/// Rough prompt size: about four characters a token for English text.
+pub fn estimate_tokens(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4)
+}
+
+/// Orders the attempts for `input`. `model_attempts` is how many times a
+/// single model is tried (1 + retries).
+pub fn plan(
+    catalog: &Catalog,
+    input: RouteInput<'_>,
+    health: &Health,
+    now: Instant,
+    model_attempts: u32,
+) -> Result<Plan, PlanError> {
+    match catalog.resolve(input.target) {
+        None => Err(PlanError::NotFound(input.target.to_string())),
+        Some(Target::Model(i)) => Ok(Plan {
+            attempts: vec![i; model_attempts.max(1) as usize],
+            skipped: Vec::new(),
+            ladder: None,
+        }),
+        Some(Target::Ladder(l)) => plan_ladder(catalog, l, input, health, now),
+    }
+}
+
+fn plan_ladder(
+    catalog: &Catalog,
+    ladder_idx: usize,
+    input: RouteInput<'_>,
+    health: &Health,
+    now: Instant,
+) -> Result<Plan, PlanError> {
+    let ladder = &catalog.ladders[ladder_idx];
+    let rung_pos = |name: &str| ladder.rungs.iter().position(|r| r == name).unwrap_or(0);
+    let by_size = ladder
+        .start_rules
+        .iter()
+        .filter(|r| input.prompt_tokens >= r.min_prompt_tokens)
+        .map(|r| rung_pos(&r.rung))
+        .max()
+        .unwrap_or(0);
+    let by_task = input.task.and_then(|t| ladder.tasks.get(t)).map_or(0, |r| rung_pos(r));
+    let start = by_size.max(by_task);
+
+    let mut fitting = Vec::new();
+    let mut skipped = Vec::new();
+    for (pos, rung) in ladder.rungs.iter().enumerate() {
+        let Some(m) = catalog.model_index(rung) else { continue };
+        if pos < start {
+            skipped.push((m, SkipReason::BelowStart));
+        } else if catalog.models[m].context_window < input.prompt_tokens {
+            skipped.push((m, SkipReason::ContextTooSmall));
+        } else {
+            fitting.push(m);
+        }
+    }
+    if fitting.is_empty() {
+        return Err(PlanError::PromptTooLarge { ladder: ladder.name.clone(), tokens: input.prompt_tokens });
+    }
+    let (healthy, cooling): (Vec<usize>, Vec<usize>) =
+        fitting.iter().partition(|&&m| !health.is_cooling(&catalog.models[m].name, now));
+    // When every fitting rung is cooling, trying them beats refusing outright.
+    let attempts = if healthy.is_empty() {
+        cooling
+    } else {
+        skipped.extend(cooling.into_iter().map(|m| (m, SkipReason::CoolingDown)));
+        healthy
+    };
+    Ok(Plan { attempts, skipped, ladder: Some(ladder_idx) })
+}
+
+/// How an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Connect,
+    FirstByteTimeout,
+    TotalTimeout,
+    Status(u16),
+    /// A 2xx whose body was not what the OpenAI format promises.
+    Malformed,
+    /// No API key is configured for the provider.
+    NoCredentials,
+}
+
+impl FailureKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::FirstByteTimeout => "first_byte_timeout",
+            Self::TotalTimeout => "timeout",
+            Self::Status(429) => "rate_limited",
+            Self::Status(s) if s >= 500 => "server_error",
+            Self::Status(_) => "client_error",
+            Self::Malformed => "malformed",
+            Self::NoCredentials => "no_credentials",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Try the next attempt in the plan.
+    Next,
+    /// Give this failure to the client: the request itself is at fault.
+    Return,
+}
+
+/// Transient failures move on; any other 4xx is the caller's problem and
+/// would fail on every rung alike.
+pub fn failure_decision(kind: FailureKind) -> Decision {
+    match kind {
+        FailureKind::Status(s) if s == 429 || s >= 500 => Decision::Next,
+        FailureKind::Status(_) => Decision::Return,
+        _ => Decision::Next,
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,110 @@
+use super::*;
+use crate::catalog::{CatalogError, LadderSpec, ModelSpec, StartRule};
+use crate::health::HealthSettings;
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn model(name: &str, window: u64) -> ModelSpec {
+    ModelSpec {
+        name: name.into(),
+        provider: "p".into(),
+        upstream_name: name.into(),
+        input_usd_per_mtok: 1.0,
+        output_usd_per_mtok: 1.0,
+        context_window: window,
+    }
+}
+
+fn catalog() -> Catalog {
+    let models = vec![model("cheap", 8_000), model("mid", 32_000), model("big", 128_000)];
+    let ladder = LadderSpec {
+        name: "auto".into(),
+        rungs: vec!["cheap".into(), "mid".into(), "big".into()],
+        start_rules: vec![StartRule { min_prompt_tokens: 2_000, rung: "mid".into() }],
+        tasks: HashMap::from([("reasoning".to_string(), "big".to_string())]),
+    };
+    Catalog::new(models, vec![ladder]).expect("valid catalog")
+}
+
+fn health() -> Health {
+    Health::new(HealthSettings { failures_to_cool: 2, cooldown: Duration::from_secs(30) })
+}
+
+fn input(target: &'static str, tokens: u64, task: Option<&'static str>) -> RouteInput<'static> {
+    RouteInput { target, prompt_tokens: tokens, task }
+}
+
+#[test]
+fn short_prompts_start_at_the_cheapest_rung() {
+    let p = plan(&catalog(), input("auto", 10, None), &health(), Instant::now(), 3).expect("plan");
+    assert_eq!(p.attempts, vec![0, 1, 2]);
+}
+
+#[test]
+fn long_prompts_and_tasks_start_higher() {
+    let c = catalog();
+    let p = plan(&c, input("auto", 3_000, None), &health(), Instant::now(), 3).expect("plan");
+    assert_eq!(p.attempts, vec![1, 2]);
+    assert_eq!(p.skipped, vec![(0, SkipReason::BelowStart)]);
+    let p = plan(&c, input("auto", 10, Some("reasoning")), &health(), Instant::now(), 3).expect("plan");
+    assert_eq!(p.attempts, vec![2]);
+    let p = plan(&c, input("auto", 10, Some("unknown-task")), &health(), Instant::now(), 3).expect("plan");
+    assert_eq!(p.attempts, vec![0, 1, 2]);
+}
+
+#[test]
+fn rungs_with_small_windows_are_skipped() {
+    let c = catalog();
+    let p = plan(&c, input("auto", 50_000, None), &health(), Instant::now(), 3).expect("plan");
+    assert_eq!(p.attempts, vec![2]);
+    assert!(matches!(
+        plan(&c, input("auto", 500_000, None), &health(), Instant::now(), 3),
+        Err(PlanError::PromptTooLarge { .. })
+    ));
+}
+
+#[test]
+fn cooling_rungs_are_skipped_unless_all_are_cooling() {
+    let c = catalog();
+    let h = health();
+    let now = Instant::now();
+    h.record_failure("cheap", now, None);
+    h.record_failure("cheap", now, None);
+    let p = plan(&c, input("auto", 10, None), &h, now, 3).expect("plan");
+    assert_eq!(p.attempts, vec![1, 2]);
+    assert!(p.skipped.contains(&(0, SkipReason::CoolingDown)));
+    for m in ["mid", "big"] {
+        h.record_failure(m, now, None);
+        h.record_failure(m, now, None);
+    }
+    let p = plan(&c, input("auto", 10, None), &h, now, 3).expect("plan");
+    assert_eq!(p.attempts, vec![0, 1, 2]);
+}
+
+#[test]
+fn a_model_name_is_tried_alone_with_retries() {
+    let p = plan(&catalog(), input("mid", 10, None), &health(), Instant::now(), 3).expect("plan");
+    assert_eq!(p.attempts, vec![1, 1, 1]);
+    assert!(matches!(plan(&catalog(), input("nope", 1, None), &health(), Instant::now(), 3), Err(PlanError::NotFound(_))));
+}
+
+#[test]
+fn only_transient_failures_fall_back() {
+    for s in [429, 500, 502, 503, 504] {
+        assert_eq!(failure_decision(FailureKind::Status(s)), Decision::Next, "{s}");
+    }
+    for s in [400, 401, 403, 404, 422] {
+        assert_eq!(failure_decision(FailureKind::Status(s)), Decision::Return, "{s}");
+    }
+    assert_eq!(failure_decision(FailureKind::Connect), Decision::Next);
+    assert_eq!(failure_decision(FailureKind::FirstByteTimeout), Decision::Next);
+    assert_eq!(failure_decision(FailureKind::Malformed), Decision::Next);
+}
+
+#[test]
+fn catalog_rejects_inconsistent_ladders() {
+    let bad = LadderSpec { name: "x".into(), rungs: vec!["ghost".into()], start_rules: vec![], tasks: HashMap::new() };
+    assert!(matches!(Catalog::new(vec![model("a", 1)], vec![bad]), Err(CatalogError::UnknownModel { .. })));
+    let clash = LadderSpec { name: "a".into(), rungs: vec!["a".into()], start_rules: vec![], tasks: HashMap::new() };
+    assert!(matches!(Catalog::new(vec![model("a", 1)], vec![clash]), Err(CatalogError::NameClash(_))));
+}

@@ -1,0 +1,370 @@
+//! The sled database and its trees.
+
+use crate::counters::{add_u64, Counter, SPENT_BY_MODEL_PREFIX};
+use crate::entry::{Entry, HitStats, ListFilter};
+use crate::error::StoreError;
+use deja_api::CacheKey;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Transactional;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bumped when the on-disk layout changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Hits inside the same window do not rewrite the access index: LRU order at
+/// one-second resolution is plenty and saves two writes per hit.
+const ACCESS_RESOLUTION_MS: u64 = 1_000;
+
+pub struct Store {
+    db: sled::Db,
+    entries: sled::Tree,
+    by_created: sled::Tree,
+    by_expiry: sled::Tree,
+    by_access: sled::Tree,
+    hit_stats: sled::Tree,
+    vectors: sled::Tree,
+    counters: sled::Tree,
+    len: AtomicU64,
+}
+
+/// A vector as persisted, with the fingerprint it may be matched under.
+pub struct StoredVector {
+    pub id: CacheKey,
+    pub fingerprint: [u8; 32],
+    pub vector: Vec<f32>,
+}
+
+pub struct ListPage {
+    pub entries: Vec<(Entry, HitStats)>,
+    /// Pass back to continue after the last entry.
+    pub next_cursor: Option<String>,
+}
+
+fn index_key(ms: u64, id: &CacheKey) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&ms.to_be_bytes());
+    k[8..].copy_from_slice(&id.0[..]);
+    k
+}
+
+fn id_of_index_key(k: &[u8]) -> Option<CacheKey> {
+    k.get(8..40).and_then(|s| s.try_into().ok()).map(CacheKey)
+}
+
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`. sled replays its log, so a store
+    /// left by a killed process opens to its last durable state.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(Some(200))
+            .open()?;
+        Self::from_db(db)
+    }
+
+    /// A store that lives in memory only, for tests and benchmarks.
+    pub fn temporary() -> Result<Self, StoreError> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Self, StoreError> {
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema_version")? {
+            Some(v) => {
+                let found = v.as_ref().try_into().map_or(0, u32::from_le_bytes);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found, expected: SCHEMA_VERSION });
+                }
+            }
+            None => {
+                meta.insert("schema_version", &SCHEMA_VERSION.to_le_bytes())?;
+            }
+        }
+        let counters = db.open_tree("counters")?;
+        counters.set_merge_operator(add_u64);
+        let entries = db.open_tree("entries")?;
+        let len = AtomicU64::new(entries.len() as u64);
+        Ok(Self {
+            by_created: db.open_tree("by_created")?,
+            by_expiry: db.open_tree("by_expiry")?,
+            by_access: db.open_tree("by_access")?,
+            hit_stats: db.open_tree("hit_stats")?,
+            vectors: db.open_tree("vectors")?,
+            entries,
+            counters,
+            db,
+            len,
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes `entry` (replacing any entry with the same id) and its vector,
+    /// all or nothing.
+    pub fn put(&self, entry: &Entry, vector: Option<&[f32]>) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(entry)?;
+        let id = entry.id;
+        let vector_bytes = match (vector, &entry.semantic) {
+            (Some(v), Some(meta)) => Some(encode_vector(&meta.fingerprint, v)),
+            _ => None,
+        };
+        let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
+        let replaced = trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
+            let old = entries.insert(&id.0[..], bytes.as_slice())?;
+            if let Some(old) = &old {
+                let old: Entry = serde_json::from_slice(old).map_err(|_| abort(StoreError::Corrupt(id.to_hex())))?;
+                unindex(&old, by_created, by_expiry, by_access, hit_stats)?;
+            }
+            by_created.insert(&index_key(entry.created_ms, &id)[..], &[])?;
+            by_expiry.insert(&index_key(entry.expires_ms, &id)[..], &[])?;
+            by_access.insert(&index_key(entry.created_ms, &id)[..], &[])?;
+            let stats = HitStats { hits: 0, last_access_ms: entry.created_ms };
+            hit_stats.insert(&id.0[..], &stats.encode())?;
+            match &vector_bytes {
+                Some(v) => {
+                    vectors.insert(&id.0[..], v.as_slice())?;
+                }
+                None => {
+                    vectors.remove(&id.0[..])?;
+                }
+            }
+            Ok(old.is_some())
+        })?;
+        if !replaced {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The entry with this id, expired or not. An entry that cannot be decoded
+    /// is reported, never served.
+    pub fn get(&self, id: &CacheKey) -> Result<Option<Entry>, StoreError> {
+        match self.entries.get(id.0)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|_| StoreError::Corrupt(id.to_hex())),
+        }
+    }
+
+    pub fn hit_stats(&self, id: &CacheKey) -> Result<HitStats, StoreError> {
+        Ok(self.hit_stats.get(id.0)?.map(|b| HitStats::decode(&b)).unwrap_or_default())
+    }
+
+    /// Counts a hit and refreshes the entry's place in the LRU order.
+    pub fn record_hit(&self, id: &CacheKey, now_ms: u64) -> Result<HitStats, StoreError> {
+        let stats = (&self.hit_stats, &self.by_access).transaction(|(hit_stats, by_access)| {
+            let Some(old) = hit_stats.get(id.0)? else { return Ok(None) };
+            let old = HitStats::decode(&old);
+            let mut new = HitStats { hits: old.hits + 1, last_access_ms: old.last_access_ms };
+            if now_ms / ACCESS_RESOLUTION_MS != old.last_access_ms / ACCESS_RESOLUTION_MS {
+                by_access.remove(&index_key(old.last_access_ms, id)[..])?;
+                by_access.insert(&index_key(now_ms, id)[..], &[])?;
+                new.last_access_ms = now_ms;
+            }
+            hit_stats.insert(&id.0[..], &new.encode())?;
+            Ok(Some(new))
+        })?;
+        Ok(stats.unwrap_or_default())
+    }
+
+    /// Removes an entry and everything that points at it. Returns whether it existed.
+    pub fn remove(&self, id: &CacheKey) -> Result<bool, StoreError> {
+        let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
+        let existed = trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
+            let Some(old) = entries.remove(&id.0[..])? else { return Ok(false) };
+            vectors.remove(&id.0[..])?;
+            // An undecodable entry still goes; its index keys are found by id below.
+            if let Ok(old) = serde_json::from_slice::<Entry>(&old) {
+                unindex(&old, by_created, by_expiry, by_access, hit_stats)?;
+            } else {
+                hit_stats.remove(&id.0[..])?;
+            }
+            Ok(true)
+        })?;
+        if existed {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(existed)
+    }
+
+    /// Ids of entries whose TTL ended at or before `now_ms`, oldest first.
+    pub fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<CacheKey>, StoreError> {
+        let end = index_key(now_ms, &CacheKey([0xff; 32]));
+        let mut out = Vec::new();
+        for kv in self.by_expiry.range(..=end.as_slice()).take(limit) {
+            let (k, _) = kv?;
+            out.extend(id_of_index_key(&k));
+        }
+        Ok(out)
+    }
+
+    /// Ids of the least recently used entries.
+    pub fn least_recently_used(&self, limit: usize) -> Result<Vec<CacheKey>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.by_access.iter().take(limit) {
+            let (k, _) = kv?;
+            out.extend(id_of_index_key(&k));
+        }
+        Ok(out)
+    }
+
+    /// Entries newest first, from `cursor` (exclusive), matching `filter`.
+    pub fn list(&self, filter: &ListFilter, cursor: Option<&str>, limit: usize) -> Result<ListPage, StoreError> {
+        let upper = cursor.and_then(decode_cursor);
+        let iter = match &upper {
+            Some(c) => self.by_created.range(..c.as_slice()),
+            None => self.by_created.iter(),
+        };
+        let mut entries = Vec::new();
+        let mut last_key = None;
+        for kv in iter.rev() {
+            let (k, _) = kv?;
+            let Some(id) = id_of_index_key(&k) else { continue };
+            last_key = Some(k.to_vec());
+            let Some(entry) = self.get(&id)? else { continue };
+            if filter.matches(&entry) {
+                let stats = self.hit_stats(&id)?;
+                entries.push((entry, stats));
+                if entries.len() == limit {
+                    break;
+                }
+            }
+        }
+        let next_cursor = if entries.len() == limit { last_key.map(|k| encode_cursor(&k)) } else { None };
+        Ok(ListPage { entries, next_cursor })
+    }
+
+    /// Ids of every entry matching `filter`.
+    pub fn matching(&self, filter: &ListFilter) -> Result<Vec<CacheKey>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.entries.iter() {
+            let (k, v) = kv?;
+            let Some(id) = k.as_ref().try_into().ok().map(CacheKey) else { continue };
+            match serde_json::from_slice::<Entry>(&v) {
+                Ok(e) if filter.matches(&e) => out.push(id),
+                Ok(_) => {}
+                Err(_) => out.push(id),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every persisted vector: the source of truth the semantic index is rebuilt from.
+    pub fn vectors(&self) -> impl Iterator<Item = Result<StoredVector, StoreError>> + '_ {
+        self.vectors.iter().map(|kv| {
+            let (k, v) = kv?;
+            let id = k.as_ref().try_into().ok().map(CacheKey).ok_or_else(|| StoreError::Corrupt("vector key".into()))?;
+            decode_vector(&v).map(|(fingerprint, vector)| StoredVector { id, fingerprint, vector })
+                .ok_or_else(|| StoreError::Corrupt(id.to_hex()))
+        })
+    }
+
+    pub fn vector(&self, id: &CacheKey) -> Result<Option<Vec<f32>>, StoreError> {
+        Ok(self.vectors.get(id.0)?.and_then(|v| decode_vector(&v)).map(|(_, v)| v))
+    }
+
+    pub fn add(&self, counter: Counter, delta: u64) -> Result<(), StoreError> {
+        if delta > 0 {
+            self.counters.merge(counter.key(), delta.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    pub fn add_spent_by_model(&self, model: &str, nano_usd: u64) -> Result<(), StoreError> {
+        self.add(Counter::NanoUsdSpent, nano_usd)?;
+        if nano_usd > 0 {
+            self.counters.merge(format!("{SPENT_BY_MODEL_PREFIX}{model}"), nano_usd.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    pub fn counter(&self, counter: Counter) -> Result<u64, StoreError> {
+        Ok(read_u64(self.counters.get(counter.key())?.as_deref()))
+    }
+
+    /// Nano-USD spent on misses, per model that answered.
+    pub fn spent_by_model(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut out = BTreeMap::new();
+        for kv in self.counters.scan_prefix(SPENT_BY_MODEL_PREFIX) {
+            let (k, v) = kv?;
+            let name = String::from_utf8_lossy(&k[SPENT_BY_MODEL_PREFIX.len()..]).into_owned();
+            out.insert(name, read_u64(Some(&v)));
+        }
+        Ok(out)
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn unindex(
+    old: &Entry,
+    by_created: &TransactionalTree,
+    by_expiry: &TransactionalTree,
+    by_access: &TransactionalTree,
+    hit_stats: &TransactionalTree,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    by_created.remove(&index_key(old.created_ms, &old.id)[..])?;
+    by_expiry.remove(&index_key(old.expires_ms, &old.id)[..])?;
+    if let Some(stats) = hit_stats.remove(&old.id.0[..])? {
+        by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, &old.id)[..])?;
+    }
+    Ok(())
+}
+
+fn read_u64(b: Option<&[u8]>) -> u64 {
+    b.and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+fn encode_vector(fingerprint_hex: &str, v: &[f32]) -> Vec<u8> {
+    let fp = CacheKey::from_hex(fingerprint_hex).map(|k| k.0).unwrap_or([0; 32]);
+    let mut out = Vec::with_capacity(32 + v.len() * 4);
+    out.extend_from_slice(&fp);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+fn decode_vector(b: &[u8]) -> Option<([u8; 32], Vec<f32>)> {
+    let fp: [u8; 32] = b.get(..32)?.try_into().ok()?;
+    let rest = &b[32..];
+    if rest.len() % 4 != 0 {
+        return None;
+    }
+    let v = rest.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Some((fp, v))
+}
+
+fn encode_cursor(k: &[u8]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(s: &str) -> Option<Vec<u8>> {
+    if s.len() != 80 || !s.is_ascii() {
+        return None;
+    }
+    (0..40).map(|i| u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).ok()).collect()
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

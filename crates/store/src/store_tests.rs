@@ -1,0 +1,95 @@
+use super::*;
+use crate::entry::{EntryKind, EntryUsage, SemanticMeta};
+use serde_json::json;
+
+fn entry(n: u8, created_ms: u64, ttl_ms: u64, ns: &str) -> Entry {
+    Entry {
+        id: CacheKey([n; 32]),
+        kind: EntryKind::Chat,
+        namespace: ns.into(),
+        requested_model: "auto".into(),
+        answered_by: "cheap".into(),
+        request: json!([{"role": "user", "content": format!("question {n}")}]),
+        response: json!({"id": "x", "choices": []}),
+        usage: EntryUsage { prompt_tokens: 10, completion_tokens: 20 },
+        cost_usd: 0.001,
+        created_ms,
+        expires_ms: created_ms + ttl_ms,
+        semantic: Some(SemanticMeta { fingerprint: CacheKey([7; 32]).to_hex(), text: format!("question {n}") }),
+    }
+}
+
+#[test]
+fn put_get_replace_remove() {
+    let s = Store::temporary().expect("store");
+    let e = entry(1, 1_000, 10_000, "a");
+    s.put(&e, Some(&[1.0, 2.0])).expect("put");
+    assert_eq!(s.get(&e.id).expect("get"), Some(e.clone()));
+    assert_eq!(s.len(), 1);
+    let mut e2 = e.clone();
+    e2.created_ms = 2_000;
+    e2.expires_ms = 3_000;
+    s.put(&e2, Some(&[1.0, 2.0])).expect("replace");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.expired(2_500, 10).expect("expired"), Vec::<CacheKey>::new());
+    assert_eq!(s.expired(3_000, 10).expect("expired"), vec![e.id]);
+    assert!(s.remove(&e.id).expect("remove"));
+    assert!(!s.remove(&e.id).expect("remove again"));
+    assert_eq!(s.get(&e.id).expect("get"), None);
+    assert_eq!(s.len(), 0);
+    assert_eq!(s.vectors().count(), 0);
+    assert_eq!(s.expired(u64::MAX, 10).expect("expired").len(), 0);
+    assert_eq!(s.least_recently_used(10).expect("lru").len(), 0);
+}
+
+#[test]
+fn hits_move_entries_to_the_back_of_the_lru_order() {
+    let s = Store::temporary().expect("store");
+    for n in 1..=3 {
+        s.put(&entry(n, 1_000 * n as u64, 1_000_000, "a"), None).expect("put");
+    }
+    let stats = s.record_hit(&CacheKey([1; 32]), 10_000).expect("hit");
+    assert_eq!(stats.hits, 1);
+    let lru = s.least_recently_used(3).expect("lru");
+    assert_eq!(lru, vec![CacheKey([2; 32]), CacheKey([3; 32]), CacheKey([1; 32])]);
+}
+
+#[test]
+fn listing_is_newest_first_with_a_cursor_and_filters() {
+    let s = Store::temporary().expect("store");
+    for n in 1..=5u8 {
+        s.put(&entry(n, 1_000 * n as u64, 1_000_000, if n % 2 == 0 { "even" } else { "odd" }), None).expect("put");
+    }
+    let page = s.list(&ListFilter::default(), None, 2).expect("list");
+    let ids: Vec<u8> = page.entries.iter().map(|(e, _)| e.id.0[0]).collect();
+    assert_eq!(ids, vec![5, 4]);
+    let page2 = s.list(&ListFilter::default(), page.next_cursor.as_deref(), 10).expect("list");
+    let ids: Vec<u8> = page2.entries.iter().map(|(e, _)| e.id.0[0]).collect();
+    assert_eq!(ids, vec![3, 2, 1]);
+    assert!(page2.next_cursor.is_none());
+    let odd = ListFilter { namespace: Some("odd".into()), ..Default::default() };
+    assert_eq!(s.matching(&odd).expect("matching").len(), 3);
+    let old = ListFilter { created_before_ms: Some(2_500), ..Default::default() };
+    assert_eq!(s.matching(&old).expect("matching").len(), 2);
+}
+
+#[test]
+fn counters_and_entries_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open(dir.path()).expect("open");
+        s.put(&entry(9, 1, 1_000_000, "a"), Some(&[0.5, -0.5])).expect("put");
+        s.add(Counter::ExactHits, 3).expect("add");
+        s.add(Counter::ExactHits, 4).expect("add");
+        s.add_spent_by_model("cheap", 1_500).expect("spent");
+        s.flush().expect("flush");
+    }
+    let s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(s.counter(Counter::ExactHits).expect("counter"), 7);
+    assert_eq!(s.counter(Counter::NanoUsdSpent).expect("counter"), 1_500);
+    assert_eq!(s.spent_by_model().expect("by model").get("cheap"), Some(&1_500));
+    assert_eq!(s.len(), 1);
+    let v: Vec<StoredVector> = s.vectors().collect::<Result<_, _>>().expect("vectors");
+    assert_eq!(v[0].vector, vec![0.5, -0.5]);
+    assert_eq!(v[0].fingerprint, [7; 32]);
+}
