@@ -1,0 +1,102 @@
+//! Micro-batching: concurrent requests that arrive while the model is busy
+//! are run together in one forward pass, which costs far less than one each.
+
+use crate::{EmbedError, Embedder};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+struct Job {
+    text: String,
+    reply: oneshot::Sender<Result<Vec<f32>, EmbedError>>,
+}
+
+#[derive(Clone)]
+pub struct EmbedService {
+    tx: mpsc::Sender<Job>,
+    embedder: Arc<dyn Embedder>,
+}
+
+/// Latency of the last batch and its size, for metrics.
+pub type BatchObserver = Arc<dyn Fn(usize, Duration) + Send + Sync>;
+
+impl EmbedService {
+    /// Starts the worker thread. `max_batch` bounds one forward pass.
+    pub fn start(embedder: Arc<dyn Embedder>, max_batch: usize, observer: Option<BatchObserver>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Job>(4096);
+        let worker = embedder.clone();
+        let spawned = std::thread::Builder::new().name("deja-embed".into()).spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < max_batch.max(1) {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let texts: Vec<String> = jobs.iter().map(|j| j.text.clone()).collect();
+                let started = Instant::now();
+                let result = worker.embed_batch(&texts);
+                if let Some(obs) = &observer {
+                    obs(jobs.len(), started.elapsed());
+                }
+                match result {
+                    Ok(vectors) => {
+                        for (job, v) in jobs.into_iter().zip(vectors) {
+                            let _ = job.reply.send(Ok(v));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for job in jobs {
+                            let _ = job.reply.send(Err(EmbedError::Inference(msg.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the embedding thread");
+        }
+        Self { tx, embedder }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.embedder.dim()
+    }
+
+    pub fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.embedder
+    }
+
+    pub async fn embed(&self, text: String) -> Result<Vec<f32>, EmbedError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job { text, reply }).await.map_err(|_| EmbedError::Stopped)?;
+        rx.await.map_err(|_| EmbedError::Stopped)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HashEmbedder;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_all_get_their_own_vector() {
+        let svc = EmbedService::start(Arc::new(HashEmbedder::new(64)), 8, None);
+        let texts: Vec<String> = (0..50).map(|i| format!("question number {i}")).collect();
+        let handles: Vec<_> = texts.iter().map(|t| tokio::spawn({
+            let svc = svc.clone();
+            let t = t.clone();
+            async move { svc.embed(t).await }
+        })).collect();
+        let mut got = Vec::new();
+        for h in handles {
+            got.push(h.await.expect("task"));
+        }
+        let direct = HashEmbedder::new(64).embed_batch(&texts).expect("embed");
+        for (g, d) in got.into_iter().zip(direct) {
+            assert_eq!(g.expect("vector"), d);
+        }
+    }
+}

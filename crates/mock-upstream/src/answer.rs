@@ -1,0 +1,131 @@
+//! Deterministic answers: the same request always gets the same content.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+pub(crate) struct Answer {
+    pub id: String,
+    pub model: String,
+    pub content: Option<String>,
+    pub tool_call: Option<Value>,
+    pub prompt_tokens: u64,
+}
+
+fn last_user_text(req: &Value) -> String {
+    req["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str().map(str::to_string).or_else(|| Some(m["content"].to_string())))
+        .unwrap_or_default()
+}
+
+impl Answer {
+    pub fn for_request(req: &Value) -> Self {
+        let model = req["model"].as_str().unwrap_or("unknown").to_string();
+        let question = last_user_text(req);
+        let prompt_tokens = (req["messages"].to_string().len() as u64).div_ceil(4);
+        let id = format!("chatcmpl-mock{}", &blake3::hash(req.to_string().as_bytes()).to_hex()[..16]);
+        let first_tool = req["tools"].as_array().and_then(|t| t.first()).cloned();
+        match first_tool {
+            Some(tool) => Answer {
+                id,
+                model,
+                content: None,
+                tool_call: Some(json!({
+                    "id": "call_mock1",
+                    "type": "function",
+                    "function": {
+                        "name": tool["function"]["name"].as_str().unwrap_or("tool"),
+                        "arguments": json!({"query": question}).to_string(),
+                    }
+                })),
+                prompt_tokens,
+            },
+            None => Answer {
+                content: Some(format!("[{model}] Simulated answer to: {question}")),
+                id,
+                model,
+                tool_call: None,
+                prompt_tokens,
+            },
+        }
+    }
+
+    pub fn completion_tokens(&self) -> u64 {
+        self.content.as_deref().map_or(8, |c| c.split_whitespace().count() as u64)
+    }
+
+    fn usage(&self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens(),
+            "total_tokens": self.prompt_tokens + self.completion_tokens(),
+        })
+    }
+
+    fn finish_reason(&self) -> &'static str {
+        if self.tool_call.is_some() { "tool_calls" } else { "stop" }
+    }
+
+    pub fn completion(&self) -> Value {
+        let mut message = json!({"role": "assistant", "content": self.content});
+        if let Some(tc) = &self.tool_call {
+            message["tool_calls"] = json!([tc]);
+        }
+        json!({
+            "id": self.id,
+            "object": "chat.completion",
+            "created": 1_700_000_000u64,
+            "model": self.model,
+            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": self.finish_reason()}],
+            "usage": self.usage(),
+            "system_fingerprint": "fp_mock",
+        })
+    }
+
+    /// The SSE events of a streamed answer: (content chunks, tail events).
+    pub fn stream_events(&self, include_usage: bool) -> (Vec<Bytes>, Vec<Bytes>) {
+        let chunk = |delta: Value, finish: Value| {
+            let mut v = json!({
+                "id": self.id, "object": "chat.completion.chunk", "created": 1_700_000_000u64,
+                "model": self.model, "system_fingerprint": "fp_mock",
+                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+            });
+            if include_usage {
+                v["usage"] = Value::Null;
+            }
+            deja_api::sse::frame(&v.to_string())
+        };
+        let mut body = vec![chunk(json!({"role": "assistant", "content": if self.content.is_some() { json!("") } else { Value::Null }}), Value::Null)];
+        if let Some(content) = &self.content {
+            let words: Vec<&str> = content.split_inclusive(' ').collect();
+            for piece in words.chunks(2) {
+                body.push(chunk(json!({"content": piece.concat()}), Value::Null));
+            }
+        }
+        if let Some(tc) = &self.tool_call {
+            let mut tc = tc.clone();
+            tc["index"] = json!(0);
+            body.push(chunk(json!({"tool_calls": [tc]}), Value::Null));
+        }
+        let mut tail = vec![chunk(json!({}), json!(self.finish_reason()))];
+        if include_usage {
+            let v = json!({
+                "id": self.id, "object": "chat.completion.chunk", "created": 1_700_000_000u64,
+                "model": self.model, "system_fingerprint": "fp_mock", "choices": [], "usage": self.usage(),
+            });
+            tail.push(deja_api::sse::frame(&v.to_string()));
+        }
+        tail.push(deja_api::sse::done_frame());
+        (body, tail)
+    }
+}
+
+/// A deterministic unit vector for embeddings requests.
+pub(crate) fn embedding_for(text: &str, dims: usize) -> Vec<f32> {
+    let hash = blake3::hash(text.as_bytes());
+    let mut v: Vec<f32> = (0..dims).map(|i| f32::from(hash.as_bytes()[i % 32]) - 127.5).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}

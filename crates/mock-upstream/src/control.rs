@@ -1,0 +1,110 @@
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One injected misbehaviour, consumed by one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// Answer with this status and an OpenAI error body.
+    Status { status: u16, #[serde(default)] retry_after_s: Option<u64> },
+    /// Wait before sending the response head.
+    Delay { ms: u64 },
+    /// 200 with a body that is not JSON.
+    Malformed,
+    /// Stream `chunks` content chunks, then go silent with the connection open.
+    StallAfter { chunks: usize },
+    /// Stream `chunks` content chunks, then drop the connection.
+    CutAfter { chunks: usize },
+}
+
+#[derive(Default)]
+struct Inner {
+    faults: HashMap<String, VecDeque<Fault>>,
+    sticky: HashMap<String, Fault>,
+    calls: HashMap<String, u64>,
+    authorization: HashMap<String, Option<String>>,
+    requests: Vec<serde_json::Value>,
+}
+
+/// Shared handle to the mock's behaviour and its call log.
+#[derive(Clone, Default)]
+pub struct MockControl {
+    inner: Arc<Mutex<Inner>>,
+    total: Arc<AtomicU64>,
+    /// Delay between streamed chunks, in milliseconds.
+    chunk_delay_ms: Arc<AtomicU64>,
+}
+
+impl MockControl {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues faults for the next calls to `model`, in order.
+    pub fn push_faults(&self, model: &str, faults: impl IntoIterator<Item = Fault>) {
+        self.lock().faults.entry(model.to_string()).or_default().extend(faults);
+    }
+
+    /// Applies `fault` to every call to `model` until cleared.
+    pub fn set_sticky(&self, model: &str, fault: Option<Fault>) {
+        let mut inner = self.lock();
+        match fault {
+            Some(f) => inner.sticky.insert(model.to_string(), f),
+            None => inner.sticky.remove(model),
+        };
+    }
+
+    pub fn set_chunk_delay(&self, delay: Duration) {
+        self.chunk_delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn chunk_delay(&self) -> Duration {
+        Duration::from_millis(self.chunk_delay_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn calls(&self, model: &str) -> u64 {
+        self.lock().calls.get(model).copied().unwrap_or(0)
+    }
+
+    pub fn total_calls(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub fn calls_by_model(&self) -> HashMap<String, u64> {
+        self.lock().calls.clone()
+    }
+
+    /// The `Authorization` header of the last call to `model`.
+    pub fn last_authorization(&self, model: &str) -> Option<String> {
+        self.lock().authorization.get(model).cloned().flatten()
+    }
+
+    /// Every request body received, oldest first (the last 1,000).
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.lock().requests.clone()
+    }
+
+    pub fn reset(&self) {
+        *self.lock() = Inner::default();
+        self.total.store(0, Ordering::Relaxed);
+    }
+
+    /// Records a call and returns the fault it must suffer, if any.
+    pub(crate) fn on_call(&self, model: &str, authorization: Option<String>, body: &serde_json::Value) -> Option<Fault> {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.lock();
+        *inner.calls.entry(model.to_string()).or_default() += 1;
+        inner.authorization.insert(model.to_string(), authorization);
+        if inner.requests.len() >= 1_000 {
+            inner.requests.remove(0);
+        }
+        inner.requests.push(body.clone());
+        if let Some(f) = inner.faults.get_mut(model).and_then(VecDeque::pop_front) {
+            return Some(f);
+        }
+        inner.sticky.get(model).cloned()
+    }
+}

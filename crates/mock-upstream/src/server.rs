@@ -1,0 +1,203 @@
+use crate::answer::{embedding_for, Answer};
+use crate::control::{Fault, MockControl};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A running mock: its address, its control handle, and the task serving it.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub control: MockControl,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockUpstream {
+    /// Starts a mock on `127.0.0.1:0`.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let control = MockControl::default();
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(serve(listener, control.clone()));
+        Ok(Self { addr, control, task })
+    }
+
+    /// The base URL a provider entry points at, e.g. `http://127.0.0.1:4242/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the mock on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, control: MockControl) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let control = control.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(req, control.clone()));
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).map_err(|never: Infallible| match never {}).boxed());
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    full(status, "application/json", v.to_string())
+}
+
+fn error(status: u16, message: &str) -> Response<Body> {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, &json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}}))
+}
+
+async fn handle(req: Request<Incoming>, control: MockControl) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let auth = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let Ok(body) = req.into_body().collect().await.map(|c| c.to_bytes()) else {
+        return Ok(error(400, "unreadable body"));
+    };
+    let response = match (method, path.as_str()) {
+        (Method::GET, "/v1/models") => json_response(StatusCode::OK, &json!({"object": "list", "data": []})),
+        (Method::GET, "/_mock/calls") => json_response(StatusCode::OK, &json!({"total": control.total_calls(), "by_model": control.calls_by_model()})),
+        (Method::POST, "/_mock/faults") => control_faults(&control, &body),
+        (Method::POST, "/_mock/reset") => {
+            control.reset();
+            json_response(StatusCode::OK, &json!({"ok": true}))
+        }
+        (Method::POST, "/v1/chat/completions") => chat(&control, auth, &body).await,
+        (Method::POST, "/v1/embeddings") => embeddings(&control, auth, &body).await,
+        _ => error(404, "no such route on the mock upstream"),
+    };
+    Ok(response)
+}
+
+/// `{"model": "...", "faults": [...], "sticky": fault|null}`
+fn control_faults(control: &MockControl, body: &[u8]) -> Response<Body> {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return error(400, "expected JSON") };
+    let Some(model) = v["model"].as_str() else { return error(400, "`model` is required") };
+    if let Ok(faults) = serde_json::from_value::<Vec<Fault>>(v["faults"].clone()) {
+        control.push_faults(model, faults);
+    }
+    if let Some(sticky) = v.get("sticky") {
+        control.set_sticky(model, serde_json::from_value(sticky.clone()).ok());
+    }
+    json_response(StatusCode::OK, &json!({"ok": true}))
+}
+
+/// Applies a fault that acts before the response head. Returns a response
+/// if the fault replaces the answer.
+async fn pre_response(fault: &Option<Fault>) -> Option<Response<Body>> {
+    match fault {
+        Some(Fault::Status { status, retry_after_s }) => {
+            let mut r = error(*status, "injected failure");
+            if let Some(s) = retry_after_s.and_then(|s| s.to_string().parse().ok()) {
+                r.headers_mut().insert(http::header::RETRY_AFTER, s);
+            }
+            Some(r)
+        }
+        Some(Fault::Delay { ms }) => {
+            tokio::time::sleep(Duration::from_millis(*ms)).await;
+            None
+        }
+        Some(Fault::Malformed) => Some(full(StatusCode::OK, "application/json", "{\"choices\": [ this is not json")),
+        _ => None,
+    }
+}
+
+async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Response<Body> {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else { return error(400, "invalid JSON") };
+    let model = req["model"].as_str().unwrap_or("unknown").to_string();
+    let fault = control.on_call(&model, auth, &req);
+    if let Some(r) = pre_response(&fault).await {
+        return r;
+    }
+    let answer = Answer::for_request(&req);
+    if req["stream"].as_bool() != Some(true) {
+        return json_response(StatusCode::OK, &answer.completion());
+    }
+    let include_usage = req["stream_options"]["include_usage"].as_bool() == Some(true);
+    let (content, tail) = answer.stream_events(include_usage);
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+    let delay = control.chunk_delay();
+    tokio::spawn(async move {
+        for (i, ev) in content.into_iter().enumerate() {
+            match &fault {
+                Some(Fault::StallAfter { chunks }) if i == *chunks => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    return;
+                }
+                Some(Fault::CutAfter { chunks }) if i == *chunks => {
+                    let _ = tx.send(Err(std::io::Error::other("cut"))).await;
+                    return;
+                }
+                _ => {}
+            }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if tx.send(Ok(Frame::data(ev))).await.is_err() {
+                return;
+            }
+        }
+        for ev in tail {
+            if tx.send(Ok(Frame::data(ev))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
+    r
+}
+
+async fn embeddings(control: &MockControl, auth: Option<String>, body: &[u8]) -> Response<Body> {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else { return error(400, "invalid JSON") };
+    let model = req["model"].as_str().unwrap_or("unknown").to_string();
+    let fault = control.on_call(&model, auth, &req);
+    if let Some(r) = pre_response(&fault).await {
+        return r;
+    }
+    let inputs: Vec<String> = match &req["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string)).collect(),
+        _ => return error(400, "`input` must be a string or an array"),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embedding_for(t, 8)}))
+        .collect();
+    let tokens: u64 = inputs.iter().map(|t| (t.len() as u64).div_ceil(4)).sum();
+    json_response(
+        StatusCode::OK,
+        &json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
+}
