@@ -1,1 +1,26 @@
+//! The two cache stages and what keeps them honest.
+//!
+//! - [`exact`]: the entry stored under a request's blake3 key.
+//! - [`semantic`]: the nearest stored question under the same context
+//!   fingerprint, above the threshold, that passes the [`guards`].
+//! - [`coalesce`]: one upstream call for identical requests in flight.
+//! - [`maintenance`]: TTL sweeps and LRU eviction.
+//!
+//! Nothing here calls an upstream: a miss is reported, not resolved.
 
+pub mod coalesce;
+pub mod exact;
+pub mod guards;
+pub mod maintenance;
+pub mod semantic;
+
+pub use coalesce::{Coalescer, Role};
+pub use guards::{GuardSettings, Guards};
+pub use semantic::{SemanticHit, SemanticIndex, SemanticSettings};
+
+/// Milliseconds since the Unix epoch: the store's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

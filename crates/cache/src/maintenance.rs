@@ -1,0 +1,51 @@
+//! Keeps the store within its bounds: expired entries are swept, and past
+//! `max_entries` the least recently used go first.
+
+use crate::semantic::SemanticIndex;
+use deja_store::{Store, StoreError};
+
+const BATCH: usize = 1_000;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    pub expired: usize,
+    pub evicted: usize,
+}
+
+/// One pass: sweep what expired by `now_ms`, then evict down to `max_entries`.
+pub fn sweep(store: &Store, index: Option<&SemanticIndex>, now_ms: u64, max_entries: u64) -> Result<SweepReport, StoreError> {
+    let mut report = SweepReport::default();
+    loop {
+        let expired = store.expired(now_ms, BATCH)?;
+        if expired.is_empty() {
+            break;
+        }
+        for id in &expired {
+            if store.remove(id)? {
+                report.expired += 1;
+            }
+            if let Some(ix) = index {
+                ix.remove(id);
+            }
+        }
+        if expired.len() < BATCH {
+            break;
+        }
+    }
+    while store.len() > max_entries {
+        let excess = (store.len() - max_entries) as usize;
+        let victims = store.least_recently_used(excess.min(BATCH))?;
+        if victims.is_empty() {
+            break;
+        }
+        for id in &victims {
+            if store.remove(id)? {
+                report.evicted += 1;
+            }
+            if let Some(ix) = index {
+                ix.remove(id);
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,114 @@
+//! The semantic stage: an HNSW index (hnsw_rs, cosine) over the vectors of
+//! the last user message, searched only among entries with the same context
+//! fingerprint, above a cosine-similarity threshold, through the guards.
+//!
+//! sled is the source of truth: the index is rebuilt from the `vectors` tree
+//! at start-up, and again in the background when deletions pile up. Deleted
+//! and expired entries are filtered out of every answer.
+
+mod index;
+
+pub use index::{Candidate, SemanticIndex};
+
+use crate::guards::{GuardSettings, Guards, Refusal};
+use deja_api::ContextFingerprint;
+use deja_store::{Entry, HitStats, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Thresholds are cosine similarities in [0, 1]: 1 means identical direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemanticSettings {
+    pub threshold: f32,
+    pub ladder_thresholds: HashMap<String, f32>,
+    pub guards: GuardSettings,
+    /// Candidates examined per lookup.
+    pub candidates: usize,
+}
+
+impl SemanticSettings {
+    /// The threshold for `requested_model`, raised (never lowered) by the client.
+    pub fn threshold_for(&self, requested_model: &str, client_floor: Option<f32>) -> f32 {
+        let base = self.ladder_thresholds.get(requested_model).copied().unwrap_or(self.threshold);
+        client_floor.map_or(base, |f| base.max(f.min(1.0)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SemanticHit {
+    pub entry: Entry,
+    pub stats: HitStats,
+    pub similarity: f32,
+}
+
+/// One nearest entry, judged: what `/admin/cache/search` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Judged {
+    pub id: String,
+    pub similarity: f32,
+    pub text: String,
+    /// `None` when it would be served; otherwise why not.
+    pub refused_by: Option<String>,
+}
+
+/// The best live entry above `threshold` that passes the guards.
+pub fn lookup(
+    store: &Store,
+    index: &SemanticIndex,
+    fingerprint: &ContextFingerprint,
+    vector: &[f32],
+    text: &str,
+    threshold: f32,
+    settings: &SemanticSettings,
+    now_ms: u64,
+) -> Result<Option<SemanticHit>, StoreError> {
+    let features = Guards::features(text);
+    for cand in index.search(store, fingerprint, vector, settings.candidates)? {
+        if cand.similarity < threshold {
+            break;
+        }
+        let Some(entry) = live_entry(store, &cand, now_ms)? else { continue };
+        let Some(meta) = &entry.semantic else { continue };
+        if Guards::check(&settings.guards, &features, &Guards::features(&meta.text)).is_some() {
+            continue;
+        }
+        let stats = store.record_hit(&entry.id, now_ms)?;
+        return Ok(Some(SemanticHit { entry, stats, similarity: cand.similarity }));
+    }
+    Ok(None)
+}
+
+/// The nearest live entries with the verdict each would get, without counting hits.
+pub fn judge(
+    store: &Store,
+    index: &SemanticIndex,
+    fingerprint: &ContextFingerprint,
+    vector: &[f32],
+    text: &str,
+    threshold: f32,
+    settings: &SemanticSettings,
+    k: usize,
+    now_ms: u64,
+) -> Result<Vec<Judged>, StoreError> {
+    let features = Guards::features(text);
+    let mut out = Vec::new();
+    for cand in index.search(store, fingerprint, vector, k)? {
+        let Some(entry) = live_entry(store, &cand, now_ms)? else { continue };
+        let other = entry.semantic.as_ref().map(|m| m.text.clone()).unwrap_or_default();
+        let refused_by = if cand.similarity < threshold {
+            Some("below_threshold".to_string())
+        } else {
+            Guards::check(&settings.guards, &features, &Guards::features(&other)).map(|r: Refusal| r.as_str().to_string())
+        };
+        out.push(Judged { id: entry.id.to_hex(), similarity: cand.similarity, text: other, refused_by });
+    }
+    Ok(out)
+}
+
+fn live_entry(store: &Store, cand: &Candidate, now_ms: u64) -> Result<Option<Entry>, StoreError> {
+    match store.get(&cand.id) {
+        Ok(Some(e)) if !e.is_expired(now_ms) => Ok(Some(e)),
+        Ok(_) | Err(StoreError::Corrupt(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
