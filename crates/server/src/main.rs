@@ -1,1 +1,175 @@
-fn main() {}
+//! The `deja` binary. See `deja --help`.
+
+use clap::Parser;
+use deja_server::cli::{CacheAction, CacheArgs, Cli, Command, EvalArgs};
+use deja_server::config::Config;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+mod admin_client;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("deja: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => serve(config).await,
+            Command::CheckConfig { path } => check_config(&path),
+            Command::Eval(args) => eval(args),
+            Command::MockUpstream { listen } => mock_upstream(&listen).await,
+            Command::Cache(args) => cache(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("deja: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve(path: std::path::PathBuf) -> Result<(), AnyError> {
+    let config = Config::load(&path)?;
+    if config.admin_token().is_none() {
+        tracing::info!(variable = ?config.server.admin_token_env, "admin API disabled: its token variable is unset");
+    }
+    for provider in config.providers.values() {
+        if let Some(var) = &provider.api_key_env {
+            if std::env::var(var).map_or(true, |v| v.is_empty()) {
+                tracing::warn!(provider = %provider.name, variable = %var, "no API key: this provider's rungs will be skipped");
+            }
+        }
+    }
+    let mut running = deja_server::start(config, None).await?;
+    tracing::info!(addr = %running.addr, config = %path.display(), "deja listening");
+    let state = running.state.clone();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                let _ = deja_server::reload(&state);
+            }
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    running.trigger_shutdown();
+    running.wait().await;
+    Ok(())
+}
+
+fn check_config(path: &std::path::Path) -> Result<(), AnyError> {
+    let c = Config::load(path)?;
+    let mut out = format!("{}: valid\n\nmodels (USD per million tokens):\n", path.display());
+    out.push_str(&format!("  {:<20} {:<10} {:>8} {:>8} {:>9}  {}\n", "name", "provider", "input", "output", "context", "key"));
+    for m in &c.catalog.models {
+        let key = match c.providers.get(&m.provider).and_then(|p| p.api_key_env.clone()) {
+            Some(var) if c.api_key(&m.provider).is_some() => format!("${var} set"),
+            Some(var) => format!("${var} UNSET"),
+            None => "none needed".into(),
+        };
+        out.push_str(&format!(
+            "  {:<20} {:<10} {:>8.2} {:>8.2} {:>9}  {}\n",
+            m.name, m.provider, m.input_usd_per_mtok, m.output_usd_per_mtok, m.context_window, key
+        ));
+    }
+    out.push_str("\nladders:\n");
+    for l in &c.catalog.ladders {
+        out.push_str(&format!("  {}: {}\n", l.name, l.rungs.join(" -> ")));
+        for r in &l.start_rules {
+            out.push_str(&format!("    prompts of {}+ tokens start at {}\n", r.min_prompt_tokens, r.rung));
+        }
+        let mut tasks: Vec<_> = l.tasks.iter().collect();
+        tasks.sort();
+        for (task, rung) in tasks {
+            out.push_str(&format!("    task `{task}` starts at {rung}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "\ncache: ttl {:?}, max {} entries; semantic {} (cosine similarity >= {}), guards {:?}\n",
+        c.cache.default_ttl,
+        c.cache.max_entries,
+        if c.cache.semantic_enabled { "on" } else { "off" },
+        c.cache.semantic.threshold,
+        c.cache.semantic.guards
+    ));
+    write_stdout(&out);
+    Ok(())
+}
+
+fn write_stdout(s: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(s.as_bytes());
+}
+
+fn eval(args: EvalArgs) -> Result<(), AnyError> {
+    let config = Config::load(&args.config)?;
+    let embedder: Arc<dyn deja_embed::Embedder> = deja_server::state::load_embedder(&config)?;
+    let pairs = deja_server::eval::read_pairs(&args.pairs, args.limit)?;
+    eprintln!("embedding {} pairs with {}...", pairs.len(), embedder.name());
+    let started = std::time::Instant::now();
+    let scored = deja_server::eval::score(embedder.as_ref(), &pairs, 64)?;
+    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+    let report = deja_server::eval::report(&scored, &config.guard_settings(), config.cache.semantic.threshold, args.target_false_hits);
+    write_stdout(&report);
+    Ok(())
+}
+
+async fn mock_upstream(listen: &str) -> Result<(), AnyError> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "SIMULATED upstream listening (canned answers, not a language model)");
+    deja_mock_upstream::serve(listener, deja_mock_upstream::MockControl::default()).await;
+    Ok(())
+}
+
+async fn cache(args: CacheArgs) -> Result<(), AnyError> {
+    let client = admin_client::AdminClient::new(&args.url, &args.token);
+    let json = args.json;
+    let value = match &args.action {
+        CacheAction::Stats => client.get("/admin/stats").await?,
+        CacheAction::Ls { limit, namespace, model, cursor } => {
+            let mut q = vec![format!("limit={limit}")];
+            q.extend(namespace.as_ref().map(|n| format!("namespace={}", admin_client::encode(n))));
+            q.extend(model.as_ref().map(|m| format!("model={}", admin_client::encode(m))));
+            q.extend(cursor.as_ref().map(|c| format!("cursor={c}")));
+            client.get(&format!("/admin/cache?{}", q.join("&"))).await?
+        }
+        CacheAction::Show { id } => client.get(&format!("/admin/cache/{id}")).await?,
+        CacheAction::Rm { id } => {
+            client.delete(&format!("/admin/cache/{id}")).await?;
+            serde_json::json!({"deleted": id})
+        }
+        CacheAction::Purge { namespace, model, older_than_s, all } => {
+            let body = serde_json::json!({"namespace": namespace, "model": model, "older_than_s": older_than_s, "all": all});
+            client.post("/admin/cache/purge", &body).await?
+        }
+        CacheAction::Search { prompt, namespace, model, k } => {
+            let body = serde_json::json!({"prompt": prompt, "namespace": namespace, "model": model, "k": k});
+            client.post("/admin/cache/search", &body).await?
+        }
+        CacheAction::Reload => client.post("/admin/reload", &serde_json::json!({})).await?,
+    };
+    let text = if json {
+        serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
+    } else {
+        admin_client::render(&args.action, &value)
+    };
+    write_stdout(&text);
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! The admin API under `/admin/`: stats, listing, inspection, deletion,
+//! purges, "what would this prompt hit?", and config reload. The caller has
+//! already shown the admin token.
+
+use crate::reply::{self, Body};
+use crate::state::AppState;
+use deja_api::key::chat_keys;
+use deja_api::{ApiError, CacheKey, ChatRequest, ErrorKind, Namespace};
+use deja_store::{nano_to_usd, Counter, ListFilter};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+pub async fn handle(state: &AppState, parts: &Parts, body: &[u8]) -> Response<Body> {
+    let path = parts.uri.path().trim_end_matches('/');
+    let query = parse_query(parts.uri.query().unwrap_or(""));
+    let result = match (&parts.method, path) {
+        (&Method::GET, "/admin/stats") => stats(state),
+        (&Method::GET, "/admin/cache") => list(state, &query),
+        (&Method::POST, "/admin/cache/purge") => purge(state, body),
+        (&Method::POST, "/admin/cache/search") => search(state, body).await,
+        (&Method::POST, "/admin/reload") => crate::reload(state).map(|changed| json!({"reloaded": true, "needs_restart": changed})),
+        (&Method::GET, p) if p.starts_with("/admin/cache/") => show(state, &p["/admin/cache/".len()..]),
+        (&Method::DELETE, p) if p.starts_with("/admin/cache/") => {
+            return match delete(state, &p["/admin/cache/".len()..]) {
+                Ok(()) => {
+                    let mut r = Response::new(reply::empty());
+                    *r.status_mut() = StatusCode::NO_CONTENT;
+                    r
+                }
+                Err(e) => reply::error(&e),
+            };
+        }
+        _ => Err(ApiError::new(ErrorKind::NotFound, format!("no admin route for {} {path}", parts.method))),
+    };
+    match result {
+        Ok(v) => reply::json(StatusCode::OK, &v),
+        Err(e) => reply::error(&e),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorKind::Internal, e.to_string())
+}
+
+fn parse_query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn stats(state: &AppState) -> Result<Value, ApiError> {
+    let s = &state.store;
+    let c = |k: Counter| s.counter(k).map_err(internal);
+    let (exact, semantic, misses) = (c(Counter::ExactHits)?, c(Counter::SemanticHits)?, c(Counter::Misses)?);
+    let lookups = exact + semantic + misses;
+    let spent_by_model: serde_json::Map<String, Value> =
+        s.spent_by_model().map_err(internal)?.into_iter().map(|(m, n)| (m, json!(nano_to_usd(n)))).collect();
+    let now = std::time::Instant::now();
+    let cooling: Vec<Value> =
+        state.health.cooling(now).into_iter().map(|(m, left)| json!({"model": m, "seconds_left": left.as_secs_f64()})).collect();
+    Ok(json!({
+        "requests": c(Counter::Requests)?,
+        "hits": {"exact": exact, "semantic": semantic, "total": exact + semantic},
+        "misses": misses,
+        "refreshes": c(Counter::Refreshes)?,
+        "bypasses": c(Counter::Bypasses)?,
+        "hit_rate": if lookups == 0 { 0.0 } else { (exact + semantic) as f64 / lookups as f64 },
+        "tokens_saved": c(Counter::TokensSaved)?,
+        "usd_saved": nano_to_usd(c(Counter::NanoUsdSaved)?),
+        "usd_spent": nano_to_usd(c(Counter::NanoUsdSpent)?),
+        "usd_spent_by_model": spent_by_model,
+        "entries": s.len(),
+        "index_size": state.index.len(),
+        "index_tombstones": state.index.tombstones(),
+        "bytes_on_disk": s.size_on_disk(),
+        "uptime_s": state.started.elapsed().as_secs_f64(),
+        "cooling_down": cooling,
+    }))
+}
+
+fn list(state: &AppState, q: &HashMap<String, String>) -> Result<Value, ApiError> {
+    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).clamp(1, 1000);
+    let filter = ListFilter { namespace: q.get("namespace").cloned(), model: q.get("model").cloned(), created_before_ms: None };
+    let page = state.store.list(&filter, q.get("cursor").map(String::as_str), limit).map_err(internal)?;
+    let entries: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|(e, stats)| {
+            json!({
+                "id": e.id.to_hex(),
+                "kind": e.kind,
+                "namespace": e.namespace,
+                "requested_model": e.requested_model,
+                "preview": e.preview(80),
+                "answered_by": e.answered_by,
+                "created_ms": e.created_ms,
+                "expires_ms": e.expires_ms,
+                "hits": stats.hits,
+                "usd_saved": e.cost_usd * stats.hits as f64,
+            })
+        })
+        .collect();
+    Ok(json!({"entries": entries, "next_cursor": page.next_cursor}))
+}
+
+fn parse_id(id: &str) -> Result<CacheKey, ApiError> {
+    CacheKey::from_hex(id).ok_or_else(|| ApiError::invalid_request("an entry id is 64 hex characters", Some("id")))
+}
+
+fn show(state: &AppState, id: &str) -> Result<Value, ApiError> {
+    let key = parse_id(id)?;
+    let entry = state.store.get(&key).map_err(internal)?;
+    let entry = entry.ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no entry {id}")))?;
+    let stats = state.store.hit_stats(&key).map_err(internal)?;
+    let mut v = serde_json::to_value(&entry).map_err(internal)?;
+    v["hits"] = json!(stats.hits);
+    v["last_access_ms"] = json!(stats.last_access_ms);
+    v["usd_saved"] = json!(entry.cost_usd * stats.hits as f64);
+    Ok(v)
+}
+
+fn remove(state: &AppState, key: &CacheKey) -> Result<bool, ApiError> {
+    // Index first: from here on the entry can no longer be found semantically.
+    state.index.remove(key);
+    let existed = state.store.remove(key).map_err(internal)?;
+    Ok(existed)
+}
+
+fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let key = parse_id(id)?;
+    if !remove(state, &key)? {
+        return Err(ApiError::new(ErrorKind::NotFound, format!("no entry {id}")));
+    }
+    state.store.flush().map_err(internal)?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    namespace: Option<String>,
+    model: Option<String>,
+    older_than_s: Option<u64>,
+    #[serde(default)]
+    all: bool,
+}
+
+fn purge(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
+    let req: PurgeRequest = serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("invalid purge filter: {e}"), None))?;
+    let empty = req.namespace.is_none() && req.model.is_none() && req.older_than_s.is_none();
+    if empty && !req.all {
+        return Err(ApiError::invalid_request("an empty filter would purge everything: send {\"all\": true} to mean it", None));
+    }
+    let filter = ListFilter {
+        namespace: req.namespace,
+        model: req.model,
+        created_before_ms: req.older_than_s.map(|s| deja_cache::now_ms().saturating_sub(s * 1000)),
+    };
+    let ids = state.store.matching(&filter).map_err(internal)?;
+    let mut removed = 0u64;
+    for id in &ids {
+        if remove(state, id)? {
+            removed += 1;
+        }
+    }
+    state.store.flush().map_err(internal)?;
+    state.sweep_now.notify_one();
+    Ok(json!({"removed": removed}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchRequest {
+    namespace: Option<String>,
+    model: Option<String>,
+    messages: Option<Vec<Value>>,
+    prompt: Option<String>,
+    k: Option<usize>,
+}
+
+async fn search(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
+    let req: SearchRequest = serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("invalid search: {e}"), None))?;
+    let Some(embed) = &state.embed else {
+        return Err(ApiError::new(ErrorKind::Unavailable, "the semantic cache is disabled"));
+    };
+    let config = state.config();
+    let model = req.model.or_else(|| config.catalog.ladders.first().map(|l| l.name.clone())).unwrap_or_default();
+    let messages = match (req.messages, req.prompt) {
+        (Some(m), _) => m,
+        (None, Some(p)) => vec![json!({"role": "user", "content": p})],
+        (None, None) => return Err(ApiError::invalid_request("send `messages` or `prompt`", Some("prompt"))),
+    };
+    let chat = ChatRequest::parse(&serde_json::to_vec(&json!({"model": model, "messages": messages})).map_err(internal)?)?;
+    let question = chat.last_user_text().ok_or_else(|| ApiError::invalid_request("the last message must be a user message with text", Some("messages")))?;
+    let namespace = Namespace::from_stored(req.namespace.unwrap_or_else(|| "default".into()));
+    let (_, fingerprint) = chat_keys(&namespace, &chat);
+    let vector = embed.embed(question.clone()).await.map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))?;
+    let settings = &config.cache.semantic;
+    let threshold = settings.threshold_for(&model, None);
+    let k = req.k.unwrap_or(5).clamp(1, 100);
+    let judged = deja_cache::semantic::judge(
+        &state.store, &state.index, &fingerprint, &vector, &question, threshold, settings, k, deja_cache::now_ms(),
+    )
+    .map_err(internal)?;
+    let results: Vec<Value> = judged
+        .into_iter()
+        .map(|j| json!({"id": j.id, "similarity": j.similarity, "text": j.text, "would_serve": j.refused_by.is_none(), "refused_by": j.refused_by}))
+        .collect();
+    Ok(json!({"threshold": threshold, "namespace": namespace.as_str(), "model": model, "results": results}))
+}

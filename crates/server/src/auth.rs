@@ -1,0 +1,42 @@
+//! Who may call: client keys for the API, a bearer token for the admin API.
+//! Comparisons are constant-time, and keys never leave this file in a log.
+
+use deja_api::{ApiError, ErrorKind};
+use http::request::Parts;
+use subtle::ConstantTimeEq;
+
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn equal(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// The caller's tenant key when client keys are configured; `Ok(None)` when
+/// the gateway is open.
+pub fn client<'a>(parts: &'a Parts, keys: Option<&[String]>) -> Result<Option<&'a str>, ApiError> {
+    let Some(keys) = keys else { return Ok(None) };
+    let presented = bearer(parts).ok_or_else(|| {
+        ApiError::new(ErrorKind::Unauthorized, "missing API key: send `Authorization: Bearer <key>`").with_code("invalid_api_key")
+    })?;
+    // Check every key so timing does not reveal which one matched.
+    let matched = keys.iter().fold(false, |acc, k| acc | equal(k, presented));
+    if matched {
+        Ok(Some(presented))
+    } else {
+        Err(ApiError::new(ErrorKind::Unauthorized, "incorrect API key provided").with_code("invalid_api_key"))
+    }
+}
+
+pub fn admin(parts: &Parts, token: Option<&str>) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        return Err(ApiError::new(ErrorKind::NotFound, "the admin API is disabled: its token variable is unset").with_code("admin_disabled"));
+    };
+    match bearer(parts) {
+        Some(t) if equal(t, token) => Ok(()),
+        _ => Err(ApiError::new(ErrorKind::Unauthorized, "the admin API needs `Authorization: Bearer <admin token>`").with_code("invalid_admin_token")),
+    }
+}

@@ -1,0 +1,114 @@
+//! The `deja` command line.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "deja", version, about = "Deja: an OpenAI-compatible LLM gateway that answers repeated and paraphrased requests from its cache and routes the rest through a ladder of models, cheapest first.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file.
+        #[arg(long, short, env = "DEJA_CONFIG", default_value = "config/deja.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print the resolved ladders and prices.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(env = "DEJA_CONFIG", default_value = "config/deja.toml")]
+        path: PathBuf,
+    },
+    /// Measure the semantic cache on labelled question pairs: duplicates served
+    /// and false hits across thresholds, with and without the guards.
+    Eval(EvalArgs),
+    /// Run the simulated OpenAI-compatible upstream used by the demo and tests.
+    MockUpstream {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        listen: String,
+    },
+    /// Inspect and manage the cache of a running Deja through its admin API.
+    Cache(CacheArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// JSONL file of {"a": "...", "b": "...", "same": true|false}; .gz is read as gzip.
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Pairs to use, spread evenly over the file (0: all).
+    #[arg(long, default_value_t = 20000)]
+    pub limit: usize,
+    /// The false-hit rate to find a threshold for.
+    #[arg(long, default_value_t = 0.02)]
+    pub target_false_hits: f64,
+    /// Configuration whose embedding model, threshold and guards are evaluated.
+    #[arg(long, env = "DEJA_CONFIG", default_value = "config/deja.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    /// Base URL of the running Deja.
+    #[arg(long, env = "DEJA_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Admin token (the value of the variable `server.admin_token_env` names).
+    #[arg(long, env = "DEJA_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheAction {
+    /// Hit rate, savings, spend, entries.
+    Stats,
+    /// List entries, newest first.
+    Ls {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one entry in full.
+    Show { id: String },
+    /// Delete one entry: it is never served again.
+    Rm { id: String },
+    /// Delete entries matching a filter (`--all` for everything).
+    Purge {
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// Only entries older than this many seconds.
+        #[arg(long)]
+        older_than_s: Option<u64>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// What would this prompt hit? Nearest entries and whether each would be served.
+    Search {
+        prompt: String,
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+    },
+    /// Re-read the configuration file of the running Deja.
+    Reload,
+}

@@ -1,0 +1,290 @@
+//! Configuration: TOML parsed once into [`RawConfig`], then validated into
+//! [`Config`]. Every error names the field at fault (`cache.semantic.threshold`).
+
+mod duration;
+mod raw;
+
+pub use duration::parse_duration;
+pub use raw::default_threshold;
+
+use deja_cache::{GuardSettings, SemanticSettings};
+use deja_router::{Catalog, HealthSettings, LadderSpec, ModelSpec, StartRule};
+use raw::RawConfig;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { path: path.into(), message: message.into() }
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub admin_token_env: Option<String>,
+    pub client_keys_env: Option<String>,
+    pub max_body_bytes: usize,
+    pub metrics: bool,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub default_ttl: Duration,
+    pub max_entries: u64,
+    pub sweep_interval: Duration,
+    pub semantic_enabled: bool,
+    pub semantic: SemanticSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbeddingBackend {
+    /// all-MiniLM-L6-v2 through fastembed.
+    MiniLm,
+    /// Deterministic hashed features: for tests and demos without the model.
+    Hash,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddingSettings {
+    pub backend: EmbeddingBackend,
+    pub model_dir: PathBuf,
+    pub ort_library: Option<PathBuf>,
+    pub threads: usize,
+    pub max_batch: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingSettings {
+    pub first_byte_timeout: Duration,
+    pub attempt_timeout: Duration,
+    pub model_retries: u32,
+    pub retry_after_cap: Duration,
+    pub health: HealthSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: Option<PathBuf>,
+    pub server: ServerSettings,
+    pub store_path: PathBuf,
+    pub cache: CacheSettings,
+    pub embedding: EmbeddingSettings,
+    pub routing: RoutingSettings,
+    pub providers: HashMap<String, Provider>,
+    pub catalog: Catalog,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let mut config = Self::parse(&text)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().to_string();
+            invalid(if path == "." { "config".into() } else { path }, message)
+        })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let listen = raw
+            .server
+            .listen
+            .parse()
+            .map_err(|_| invalid("server.listen", format!("`{}` is not an address like 127.0.0.1:8080", raw.server.listen)))?;
+        if raw.server.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be greater than 0"));
+        }
+        let dur = |path: &str, v: &str| parse_duration(v).map_err(|m| invalid(path, m));
+        let sem = &raw.cache.semantic;
+        let check_threshold = |path: String, t: f32| {
+            if (0.0..=1.0).contains(&t) {
+                Ok(())
+            } else {
+                Err(invalid(path, format!("{t} is not a cosine similarity in [0, 1]")))
+            }
+        };
+        check_threshold("cache.semantic.threshold".into(), sem.threshold)?;
+        for (ladder, t) in &sem.ladder_thresholds {
+            check_threshold(format!("cache.semantic.ladder_thresholds.{ladder}"), *t)?;
+        }
+        if sem.candidates == 0 {
+            return Err(invalid("cache.semantic.candidates", "must be at least 1"));
+        }
+        let backend = match raw.embedding.backend.as_str() {
+            "minilm" => EmbeddingBackend::MiniLm,
+            "hash" => EmbeddingBackend::Hash,
+            other => return Err(invalid("embedding.backend", format!("`{other}` is not one of minilm, hash"))),
+        };
+        if raw.embedding.threads == 0 || raw.embedding.max_batch == 0 {
+            return Err(invalid("embedding", "threads and max_batch must be at least 1"));
+        }
+
+        let mut providers = HashMap::new();
+        for (i, p) in raw.providers.into_iter().enumerate() {
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return Err(invalid(format!("providers[{i}].base_url"), "must start with http:// or https://"));
+            }
+            if providers.contains_key(&p.name) {
+                return Err(invalid(format!("providers[{i}].name"), format!("duplicate provider `{}`", p.name)));
+            }
+            providers.insert(p.name.clone(), Provider { name: p.name, base_url: p.base_url, api_key_env: p.api_key_env });
+        }
+        let mut models = Vec::new();
+        for (i, m) in raw.models.into_iter().enumerate() {
+            if !providers.contains_key(&m.provider) {
+                return Err(invalid(format!("models[{i}].provider"), format!("unknown provider `{}`", m.provider)));
+            }
+            for (field, v) in [("input_usd_per_mtok", m.input_usd_per_mtok), ("output_usd_per_mtok", m.output_usd_per_mtok)] {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(invalid(format!("models[{i}].{field}"), "must be a non-negative price"));
+                }
+            }
+            if m.context_window == 0 {
+                return Err(invalid(format!("models[{i}].context_window"), "must be greater than 0"));
+            }
+            models.push(ModelSpec {
+                upstream_name: m.upstream_name.unwrap_or_else(|| m.name.clone()),
+                name: m.name,
+                provider: m.provider,
+                input_usd_per_mtok: m.input_usd_per_mtok,
+                output_usd_per_mtok: m.output_usd_per_mtok,
+                context_window: m.context_window,
+            });
+        }
+        let ladders = raw
+            .ladders
+            .into_iter()
+            .map(|l| LadderSpec {
+                name: l.name,
+                rungs: l.rungs,
+                start_rules: l
+                    .start_rules
+                    .into_iter()
+                    .map(|r| StartRule { min_prompt_tokens: r.min_prompt_tokens, rung: r.start_at })
+                    .collect(),
+                tasks: l.tasks,
+            })
+            .collect();
+        let catalog = Catalog::new(models, ladders).map_err(|e| {
+            let msg = e.to_string();
+            match msg.split_once(": ") {
+                Some((path, rest)) => invalid(path, rest),
+                None => invalid("ladders", msg),
+            }
+        })?;
+        for ladder in sem.ladder_thresholds.keys() {
+            if catalog.resolve(ladder).is_none() {
+                return Err(invalid(format!("cache.semantic.ladder_thresholds.{ladder}"), "no ladder or model has this name"));
+            }
+        }
+
+        Ok(Config {
+            source: None,
+            server: ServerSettings {
+                listen,
+                admin_token_env: raw.server.admin_token_env,
+                client_keys_env: raw.server.client_keys_env,
+                max_body_bytes: raw.server.max_body_bytes as usize,
+                metrics: raw.server.metrics,
+                tls: raw.server.tls.map(|t| TlsFiles { cert: t.cert, key: t.key }),
+            },
+            store_path: raw.store.path,
+            cache: CacheSettings {
+                enabled: raw.cache.enabled,
+                default_ttl: dur("cache.default_ttl", &raw.cache.default_ttl)?,
+                max_entries: raw.cache.max_entries,
+                sweep_interval: dur("cache.sweep_interval", &raw.cache.sweep_interval)?,
+                semantic_enabled: sem.enabled,
+                semantic: SemanticSettings {
+                    threshold: sem.threshold,
+                    ladder_thresholds: sem.ladder_thresholds.clone(),
+                    guards: sem.guards,
+                    candidates: sem.candidates,
+                },
+            },
+            embedding: EmbeddingSettings {
+                backend,
+                model_dir: raw.embedding.model_dir,
+                ort_library: raw.embedding.ort_library,
+                threads: raw.embedding.threads,
+                max_batch: raw.embedding.max_batch,
+            },
+            routing: RoutingSettings {
+                first_byte_timeout: dur("routing.first_byte_timeout", &raw.routing.first_byte_timeout)?,
+                attempt_timeout: dur("routing.attempt_timeout", &raw.routing.attempt_timeout)?,
+                model_retries: raw.routing.model_retries,
+                retry_after_cap: dur("routing.retry_after_cap", &raw.routing.retry_after_cap)?,
+                health: HealthSettings {
+                    failures_to_cool: raw.routing.failures_to_cool.max(1),
+                    cooldown: dur("routing.cooldown", &raw.routing.cooldown)?,
+                },
+            },
+            providers,
+            catalog,
+        })
+    }
+
+    /// The API key of `provider`, read from its environment variable now.
+    pub fn api_key(&self, provider: &str) -> Option<String> {
+        let var = self.providers.get(provider)?.api_key_env.as_ref()?;
+        std::env::var(var).ok().filter(|k| !k.is_empty())
+    }
+
+    /// Client keys from `server.client_keys_env`, if set and non-empty.
+    pub fn client_keys(&self) -> Option<Vec<String>> {
+        let var = self.server.client_keys_env.as_ref()?;
+        let keys: Vec<String> = std::env::var(var)
+            .ok()?
+            .split(',')
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect();
+        (!keys.is_empty()).then_some(keys)
+    }
+
+    pub fn admin_token(&self) -> Option<String> {
+        let var = self.server.admin_token_env.as_ref()?;
+        std::env::var(var).ok().filter(|t| !t.is_empty())
+    }
+
+    pub fn guard_settings(&self) -> GuardSettings {
+        self.cache.semantic.guards
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,277 @@
+//! The TOML file as written: serde structs that refuse unknown keys, with
+//! named defaults. [`super::Config`] is what the rest of Deja sees.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: RawServer,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub embedding: RawEmbedding,
+    #[serde(default)]
+    pub routing: RawRouting,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub ladders: Vec<RawLadder>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub admin_token_env: Option<String>,
+    #[serde(default)]
+    pub client_keys_env: Option<String>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    #[serde(default = "yes")]
+    pub metrics: bool,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_max_body() -> u64 {
+    1024 * 1024
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self { path: default_store_path() }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    "data/deja.sled".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_ttl")]
+    pub default_ttl: String,
+    #[serde(default = "default_max_entries")]
+    pub max_entries: u64,
+    #[serde(default = "default_sweep")]
+    pub sweep_interval: String,
+    #[serde(default)]
+    pub semantic: RawSemantic,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_ttl: default_ttl(),
+            max_entries: default_max_entries(),
+            sweep_interval: default_sweep(),
+            semantic: RawSemantic::default(),
+        }
+    }
+}
+
+fn default_ttl() -> String {
+    "24h".into()
+}
+fn default_max_entries() -> u64 {
+    1_000_000
+}
+fn default_sweep() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSemantic {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    #[serde(default)]
+    pub ladder_thresholds: HashMap<String, f32>,
+    #[serde(default = "default_candidates")]
+    pub candidates: usize,
+    #[serde(default)]
+    pub guards: deja_cache::GuardSettings,
+}
+
+impl Default for RawSemantic {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: default_threshold(),
+            ladder_thresholds: HashMap::new(),
+            candidates: default_candidates(),
+            guards: deja_cache::GuardSettings::default(),
+        }
+    }
+}
+
+/// Chosen with `deja eval`: see benches/README.md.
+pub fn default_threshold() -> f32 {
+    0.90
+}
+fn default_candidates() -> usize {
+    8
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbedding {
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    #[serde(default = "default_model_dir")]
+    pub model_dir: PathBuf,
+    #[serde(default)]
+    pub ort_library: Option<PathBuf>,
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+impl Default for RawEmbedding {
+    fn default() -> Self {
+        Self {
+            backend: default_backend(),
+            model_dir: default_model_dir(),
+            ort_library: None,
+            threads: default_threads(),
+            max_batch: default_max_batch(),
+        }
+    }
+}
+
+fn default_backend() -> String {
+    "minilm".into()
+}
+fn default_model_dir() -> PathBuf {
+    "models".into()
+}
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+fn default_max_batch() -> usize {
+    32
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    #[serde(default = "default_first_byte")]
+    pub first_byte_timeout: String,
+    #[serde(default = "default_attempt")]
+    pub attempt_timeout: String,
+    #[serde(default = "default_retries")]
+    pub model_retries: u32,
+    #[serde(default = "default_retry_cap")]
+    pub retry_after_cap: String,
+    #[serde(default = "default_failures")]
+    pub failures_to_cool: u32,
+    #[serde(default = "default_cooldown")]
+    pub cooldown: String,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        Self {
+            first_byte_timeout: default_first_byte(),
+            attempt_timeout: default_attempt(),
+            model_retries: default_retries(),
+            retry_after_cap: default_retry_cap(),
+            failures_to_cool: default_failures(),
+            cooldown: default_cooldown(),
+        }
+    }
+}
+
+fn default_first_byte() -> String {
+    "15s".into()
+}
+fn default_attempt() -> String {
+    "120s".into()
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_retry_cap() -> String {
+    "5s".into()
+}
+fn default_failures() -> u32 {
+    3
+}
+fn default_cooldown() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub name: String,
+    pub base_url: String,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub name: String,
+    pub provider: String,
+    #[serde(default)]
+    pub upstream_name: Option<String>,
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+    pub context_window: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLadder {
+    pub name: String,
+    pub rungs: Vec<String>,
+    #[serde(default)]
+    pub start_rules: Vec<RawStartRule>,
+    #[serde(default)]
+    pub tasks: HashMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStartRule {
+    pub min_prompt_tokens: u64,
+    pub start_at: String,
+}

@@ -1,0 +1,73 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[[providers]]
+name = "p"
+base_url = "http://127.0.0.1:1/v1"
+[[models]]
+name = "a"
+provider = "p"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
+context_window = 1000
+[[ladders]]
+name = "auto"
+rungs = ["a"]
+"#;
+
+fn error_path(text: &str) -> String {
+    match Config::parse(text) {
+        Err(ConfigError::Invalid { path, .. }) => path,
+        other => panic!("expected an invalid config, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = Config::parse(MINIMAL).expect("valid");
+    assert_eq!(c.cache.default_ttl, Duration::from_secs(86_400));
+    assert_eq!(c.catalog.models[0].upstream_name, "a");
+    assert!(c.cache.semantic.guards.numbers);
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_path() {
+    let text = MINIMAL.replace("[server]", "[server]\nlisten_port = 1");
+    assert!(error_path(&text).starts_with("server"), "{}", error_path(&text));
+    let text = format!("{MINIMAL}\n[cache.semantic]\nthreshhold = 0.9\n");
+    assert!(error_path(&text).contains("cache.semantic"), "{}", error_path(&text));
+}
+
+#[test]
+fn bad_values_name_the_field() {
+    let text = format!("{MINIMAL}\n[cache.semantic]\nthreshold = 1.5\n");
+    assert_eq!(error_path(&text), "cache.semantic.threshold");
+    let text = format!("{MINIMAL}\n[cache]\ndefault_ttl = \"ten minutes\"\n");
+    assert_eq!(error_path(&text), "cache.default_ttl");
+    let text = MINIMAL.replace("rungs = [\"a\"]", "rungs = [\"ghost\"]");
+    assert_eq!(error_path(&text), "ladders.auto.rungs");
+    let text = MINIMAL.replace("provider = \"p\"", "provider = \"nope\"");
+    assert_eq!(error_path(&text), "models[0].provider");
+    let text = MINIMAL.replace("input_usd_per_mtok = 1.0", "input_usd_per_mtok = \"cheap\"");
+    assert!(error_path(&text).contains("input_usd_per_mtok"));
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for file in ["deja.toml", "demo.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config").join(file);
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(c.catalog.resolve("auto").is_some(), "{file} has the auto ladder");
+        assert_eq!(c.catalog.models.len(), 5, "{file} has the five-model price table");
+    }
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+    assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+    assert!(parse_duration("soon").is_err());
+}

@@ -1,0 +1,103 @@
+//! `POST /v1/embeddings`: passed through to a configured model, cached exactly.
+
+use crate::reply::{self, Body};
+use crate::miss::MAX_RESPONSE_BYTES;
+use crate::pipeline::{header, Outcome};
+use crate::remember::{self, count_hit, count_spend};
+use crate::respond::{self, HitKind};
+use crate::state::AppState;
+use crate::cache_control::{CacheMode, CachePolicy};
+use crate::walker::{classify, Walker};
+use deja_api::key::embeddings_key;
+use deja_api::{ApiError, EmbeddingsRequest, ErrorKind, Namespace};
+use deja_cache::exact;
+use deja_router::{cost_usd, estimate_tokens, plan, FailureKind, RouteInput, Target};
+use deja_store::{Counter, EntryKind, EntryUsage};
+use http::request::Parts;
+use http::{Response, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub async fn embeddings(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[u8]) -> Outcome {
+    match run(state, parts, tenant, body).await {
+        Ok(o) => o,
+        Err(e) => Outcome { response: reply::error(&e), cache: "error" },
+    }
+}
+
+async fn run(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[u8]) -> Result<Outcome, ApiError> {
+    let req = EmbeddingsRequest::parse(body)?;
+    let config = state.config();
+    if !matches!(config.catalog.resolve(&req.model), Some(Target::Model(_))) {
+        return Err(ApiError::new(ErrorKind::NotFound, format!("the embeddings model `{}` is not configured", req.model))
+            .with_code("model_not_found"));
+    }
+    let mut policy = CachePolicy::from_headers(&parts.headers);
+    if !config.cache.enabled {
+        policy.mode = CacheMode::Bypass;
+    }
+    let namespace = Namespace::new(tenant, header(parts, "x-deja-namespace"));
+    let key = embeddings_key(&namespace, &req);
+    let _ = state.store.add(Counter::Requests, 1);
+    if policy.reads() {
+        let now = deja_cache::now_ms();
+        if let Ok(Some((entry, _))) = exact::lookup(&state.store, &key, now) {
+            count_hit(&state, false, &entry);
+            let mut r = reply::json(StatusCode::OK, &entry.response);
+            respond::hit_headers(&mut r, HitKind::Exact, &entry, now);
+            return Ok(Outcome { response: r, cache: "exact" });
+        }
+    }
+
+    let route = RouteInput { target: &req.model, prompt_tokens: estimate_tokens(req.input_chars()), task: None };
+    let plan = plan(&config.catalog, route, &state.health, Instant::now(), 1 + config.routing.model_retries)
+        .map_err(|e| ApiError::new(ErrorKind::NotFound, e.to_string()))?;
+    let body = serde_json::to_value(&req).unwrap_or_default();
+    let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/embeddings", body);
+    let (value, raw, model) = loop {
+        let mut opened = walker.open().await?;
+        match opened.response.collect(MAX_RESPONSE_BYTES).await {
+            Ok(raw) => match serde_json::from_slice::<Value>(&raw) {
+                Ok(v) if v["data"].is_array() => break (v, raw, opened.model),
+                _ => walker.fail(opened.model, FailureKind::Malformed, None, "the response was not an embeddings list".into()),
+            },
+            Err(e) => {
+                let (kind, _, detail) = classify(&e);
+                walker.fail(opened.model, kind, None, detail);
+            }
+        }
+    };
+    walker.succeeded(model);
+    let spec = &config.catalog.models[model];
+    let prompt_tokens = value["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+    let cost = cost_usd(spec, prompt_tokens, 0);
+    let counter = match policy.mode {
+        CacheMode::Normal => Counter::Misses,
+        CacheMode::Refresh => Counter::Refreshes,
+        CacheMode::Bypass => Counter::Bypasses,
+    };
+    let _ = state.store.add(counter, 1);
+    count_spend(&state, &spec.name, cost);
+    if policy.writes() {
+        remember::store(
+            &state,
+            remember::NewEntry {
+                id: key,
+                kind: EntryKind::Embeddings,
+                namespace: namespace.as_str().to_string(),
+                requested_model: req.model.clone(),
+                answered_by: spec.name.clone(),
+                request: req.input.clone(),
+                response: value,
+                usage: EntryUsage { prompt_tokens, completion_tokens: 0 },
+                cost_usd: cost,
+                ttl: policy.ttl.unwrap_or(config.cache.default_ttl),
+                semantic: None,
+            },
+        );
+    }
+    let mut r: Response<Body> = reply::json_bytes(StatusCode::OK, raw);
+    respond::miss_headers(&mut r, policy.miss_label(), &spec.name, walker.tries(), Some(cost));
+    Ok(Outcome { response: r, cache: policy.miss_label() })
+}

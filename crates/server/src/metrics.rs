@@ -1,0 +1,122 @@
+//! Prometheus metrics, in the text exposition format at `GET /metrics`.
+//!
+//! Cache totals start from the store's persisted counters at boot, so they
+//! match `/admin/stats` across restarts.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: String,
+    pub route: String,
+    pub cache: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelErrorLabels {
+    pub model: String,
+    pub kind: String,
+}
+
+type FloatCounter = Counter<f64, AtomicU64>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub cache_hits: Family<KindLabels, Counter>,
+    pub cache_misses: Counter,
+    pub saved_usd: FloatCounter,
+    pub spent_usd: Family<ModelLabels, FloatCounter>,
+    pub upstream_latency: Family<ModelLabels, Histogram>,
+    pub upstream_errors: Family<ModelErrorLabels, Counter>,
+    pub overhead: Histogram,
+    pub embedding_latency: Histogram,
+    pub entries: Gauge,
+    pub index_entries: Gauge,
+    pub cooldowns: Family<ModelLabels, Gauge>,
+    pub guard_refusals: Family<KindLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~100 s.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 22))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("deja");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Requests by endpoint, route, cache outcome and status", requests.clone());
+        let cache_hits = Family::<KindLabels, Counter>::default();
+        registry.register("cache_hits", "Cache hits by kind (exact, semantic)", cache_hits.clone());
+        let cache_misses = Counter::default();
+        registry.register("cache_misses", "Requests answered upstream after a cache lookup", cache_misses.clone());
+        let saved_usd = FloatCounter::default();
+        registry.register("saved_usd", "USD not spent thanks to cache hits", saved_usd.clone());
+        let spent_usd = Family::<ModelLabels, FloatCounter>::default();
+        registry.register("spent_usd", "USD spent upstream, by model", spent_usd.clone());
+        let upstream_latency = Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram);
+        registry.register("upstream_request_duration_seconds", "Upstream attempt latency to the response head", upstream_latency.clone());
+        let upstream_errors = Family::<ModelErrorLabels, Counter>::default();
+        registry.register("upstream_errors", "Failed upstream attempts by model and kind", upstream_errors.clone());
+        let overhead = latency_histogram();
+        registry.register("proxy_overhead_seconds", "Time Deja itself adds to a request (total minus upstream time)", overhead.clone());
+        let embedding_latency = latency_histogram();
+        registry.register("embedding_duration_seconds", "Embedding forward pass latency per micro-batch", embedding_latency.clone());
+        let entries = Gauge::default();
+        registry.register("cache_entries", "Entries in the store", entries.clone());
+        let index_entries = Gauge::default();
+        registry.register("semantic_index_entries", "Live entries in the semantic index", index_entries.clone());
+        let cooldowns = Family::<ModelLabels, Gauge>::default();
+        registry.register("ladder_cooldown", "1 while a model is cooling down and skipped by ladders", cooldowns.clone());
+        let guard_refusals = Family::<KindLabels, Counter>::default();
+        registry.register("semantic_guard_refusals", "Semantic candidates above the threshold refused by a guard", guard_refusals.clone());
+        Self {
+            registry,
+            requests,
+            cache_hits,
+            cache_misses,
+            saved_usd,
+            spent_usd,
+            upstream_latency,
+            upstream_errors,
+            overhead,
+            embedding_latency,
+            entries,
+            index_entries,
+            cooldowns,
+            guard_refusals,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

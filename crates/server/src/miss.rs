@@ -1,0 +1,82 @@
+//! A non-streamed miss: walk the ladder until an attempt returns a valid
+//! `chat.completion`, price it, store it, share it with coalesced followers.
+//!
+//! The work runs in its own task, so an answer already paid for is stored
+//! even if the client hangs up.
+
+use crate::config::Config;
+use crate::reply::{self, Body};
+use crate::pipeline::{count_miss, entry_ttl, remember_answer, Answer, ChatCtx, Shared};
+use crate::remember::count_spend;
+use crate::respond;
+use crate::walker::{classify, Walker};
+use deja_api::{ApiError, ChatCompletion, ErrorKind};
+use deja_cache::coalesce::Leader;
+use deja_router::{cost_usd, FailureKind, Plan};
+use http::{Response, StatusCode};
+use std::sync::Arc;
+
+/// Largest upstream answer accepted.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+pub async fn unary_miss(ctx: ChatCtx, config: Arc<Config>, plan: Plan, leader: Option<Leader<Shared>>) -> Response<Body> {
+    let stream_flag = ctx.req.is_stream();
+    let include_usage = ctx.req.wants_usage_chunk();
+    let label = ctx.policy.miss_label();
+    let task = tokio::spawn(async move {
+        let result = run(&ctx, config, plan).await;
+        if let Some(leader) = leader {
+            leader.publish(result.as_ref().map(|(a, _)| a.clone()).map_err(Clone::clone));
+        }
+        result
+    });
+    match task.await {
+        Ok(Ok((answer, raw))) => {
+            // Pass the provider's bytes through untouched.
+            let mut r = if stream_flag {
+                respond::completion(&answer.completion, true, include_usage)
+            } else {
+                reply::json_bytes(StatusCode::OK, raw)
+            };
+            respond::miss_headers(&mut r, label, &answer.answered_by, answer.attempts, Some(answer.cost_usd));
+            r
+        }
+        Ok(Err(e)) => reply::error(&e),
+        Err(_) => reply::error(&ApiError::new(ErrorKind::Internal, "the request failed unexpectedly")),
+    }
+}
+
+async fn run(ctx: &ChatCtx, config: Arc<Config>, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes), ApiError> {
+    let mut body = serde_json::to_value(&ctx.req).unwrap_or_default();
+    body["stream"] = serde_json::Value::Bool(false);
+    if let Some(o) = body.as_object_mut() {
+        o.remove("stream_options");
+    }
+    let mut walker = Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body);
+    let (completion, raw, model) = loop {
+        let mut opened = walker.open().await?;
+        let raw = match opened.response.collect(MAX_RESPONSE_BYTES).await {
+            Ok(b) => b,
+            Err(e) => {
+                let (kind, _, detail) = classify(&e);
+                walker.fail(opened.model, kind, None, detail);
+                continue;
+            }
+        };
+        match serde_json::from_slice::<ChatCompletion>(&raw) {
+            Ok(c) if !c.choices.is_empty() => break (c, raw, opened.model),
+            _ => walker.fail(opened.model, FailureKind::Malformed, None, "the response was not a chat completion".into()),
+        }
+    };
+    walker.succeeded(model);
+    let spec = &config.catalog.models[model];
+    let usage = completion.usage.clone().unwrap_or_default();
+    let cost = cost_usd(spec, usage.prompt_tokens, usage.completion_tokens);
+    count_miss(ctx);
+    count_spend(&ctx.state, &spec.name, cost);
+    let answer = Arc::new(Answer { completion, answered_by: spec.name.clone(), attempts: walker.tries(), cost_usd: cost });
+    remember_answer(ctx, &answer, entry_ttl(ctx, &config));
+    let overhead = ctx.started.elapsed().saturating_sub(walker.upstream_time);
+    ctx.state.metrics.overhead.observe(overhead.as_secs_f64());
+    Ok((answer, raw))
+}

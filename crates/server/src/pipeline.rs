@@ -1,0 +1,249 @@
+//! The life of a chat completion request, in order:
+//! accept → exact cache → semantic cache → ladder → upstream → store.
+
+use crate::cache_control::{CacheMode, CachePolicy};
+use crate::reply::{self, Body};
+use crate::remember::{self, count_hit};
+use crate::respond::{self, HitKind};
+use crate::state::AppState;
+use crate::{miss, relay};
+use deja_api::key::chat_keys;
+use deja_api::{ApiError, CacheKey, ChatCompletion, ChatRequest, ContextFingerprint, ErrorKind, Namespace};
+use deja_cache::{exact, semantic, Role};
+use deja_router::{estimate_tokens, plan, PlanError, RouteInput};
+use deja_store::Counter;
+use http::request::Parts;
+use http::Response;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// An upstream answer, shared with coalesced followers.
+#[derive(Debug)]
+pub struct Answer {
+    pub completion: ChatCompletion,
+    pub answered_by: String,
+    pub attempts: usize,
+    pub cost_usd: f64,
+}
+
+pub type Shared = Result<Arc<Answer>, ApiError>;
+
+/// What the request stages know about one chat request.
+pub struct ChatCtx {
+    pub state: Arc<AppState>,
+    pub req: ChatRequest,
+    pub namespace: Namespace,
+    pub key: CacheKey,
+    pub fingerprint: ContextFingerprint,
+    pub policy: CachePolicy,
+    pub question: Option<String>,
+    pub vector: Option<Vec<f32>>,
+    pub started: Instant,
+    pub request_id: String,
+}
+
+/// The outcome, for the request log line.
+pub struct Outcome {
+    pub response: Response<Body>,
+    pub cache: &'static str,
+}
+
+pub async fn chat(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[u8], request_id: String) -> Outcome {
+    let started = Instant::now();
+    match chat_inner(state, parts, tenant, body, request_id, started).await {
+        Ok(o) => o,
+        Err(e) => Outcome { response: reply::error(&e), cache: "error" },
+    }
+}
+
+async fn chat_inner(
+    state: Arc<AppState>,
+    parts: &Parts,
+    tenant: Option<&str>,
+    body: &[u8],
+    request_id: String,
+    started: Instant,
+) -> Result<Outcome, ApiError> {
+    // Accept: parse, check the target exists, read the client's cache policy.
+    let req = ChatRequest::parse(body)?;
+    let config = state.config();
+    if config.catalog.resolve(&req.model).is_none() {
+        return Err(ApiError::new(ErrorKind::NotFound, PlanError::NotFound(req.model.clone()).to_string())
+            .with_code("model_not_found"));
+    }
+    let mut policy = CachePolicy::from_headers(&parts.headers);
+    if !config.cache.enabled {
+        policy.mode = CacheMode::Bypass;
+    }
+    let namespace = Namespace::new(tenant, header(parts, "x-deja-namespace"));
+    let (key, fingerprint) = chat_keys(&namespace, &req);
+    let _ = state.store.add(Counter::Requests, 1);
+    let question = req.last_user_text();
+    let mut ctx = ChatCtx { state, req, namespace, key, fingerprint, policy, question, vector: None, started, request_id };
+
+    // Exact cache.
+    if ctx.policy.reads() {
+        let now = deja_cache::now_ms();
+        match exact::lookup(&ctx.state.store, &ctx.key, now) {
+            Ok(Some((entry, _))) => return Ok(serve_entry(&ctx, HitKind::Exact, &entry, now)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "exact lookup failed; treating as a miss"),
+        }
+    }
+
+    // Semantic cache.
+    if let Some(hit) = semantic_stage(&mut ctx, parts).await {
+        return Ok(hit);
+    }
+
+    // Ladder and upstream, coalescing identical requests in flight.
+    let route = RouteInput {
+        target: &ctx.req.model,
+        prompt_tokens: estimate_tokens(ctx.req.prompt_chars()),
+        task: header(parts, "x-deja-task").or_else(|| ctx.req.metadata_task()),
+    };
+    let routing = &config.routing;
+    let plan = plan(&config.catalog, route, &ctx.state.health, Instant::now(), 1 + routing.model_retries)
+        .map_err(|e| match e {
+            PlanError::NotFound(_) => ApiError::new(ErrorKind::NotFound, e.to_string()).with_code("model_not_found"),
+            PlanError::PromptTooLarge { .. } => {
+                ApiError::invalid_request(e.to_string(), Some("messages")).with_code("context_length_exceeded")
+            }
+        })?;
+    let leader = if ctx.policy.mode == CacheMode::Normal {
+        match ctx.state.coalescer.join(ctx.key) {
+            Role::Leader(l) => Some(l),
+            Role::Follower(rx) => return Ok(follow(&ctx, rx).await),
+        }
+    } else {
+        None
+    };
+    let cache = ctx.policy.miss_label();
+    let response = if ctx.req.is_stream() {
+        relay::stream_miss(ctx, config, plan, leader).await
+    } else {
+        miss::unary_miss(ctx, config, plan, leader).await
+    };
+    Ok(Outcome { response, cache })
+}
+
+/// Embeds the last user message and looks for a paraphrase already answered.
+/// The vector is kept for storing this request's answer on a miss.
+async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
+    let embed = ctx.state.embed.as_ref()?;
+    let question = ctx.question.clone()?;
+    if !ctx.policy.writes() {
+        return None;
+    }
+    let vector = match embed.embed(question.clone()).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "embedding failed; semantic stage skipped");
+            return None;
+        }
+    };
+    ctx.vector = Some(vector);
+    if !ctx.policy.reads() {
+        return None;
+    }
+    let config = ctx.state.config();
+    let settings = &config.cache.semantic;
+    let floor = header(parts, "x-deja-threshold").and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite());
+    let threshold = settings.threshold_for(&ctx.req.model, floor);
+    let now = deja_cache::now_ms();
+    let vector = ctx.vector.as_deref()?;
+    match semantic::lookup(&ctx.state.store, &ctx.state.index, &ctx.fingerprint, vector, &question, threshold, settings, now) {
+        Ok(Some(hit)) => Some(serve_entry(ctx, HitKind::Semantic { similarity: hit.similarity }, &hit.entry, now)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "semantic lookup failed; treating as a miss");
+            None
+        }
+    }
+}
+
+fn serve_entry(ctx: &ChatCtx, kind: HitKind, entry: &deja_store::Entry, now_ms: u64) -> Outcome {
+    let completion: ChatCompletion = match serde_json::from_value(entry.response.clone()) {
+        Ok(c) => c,
+        Err(_) => {
+            let e = ApiError::new(ErrorKind::Internal, "a cached entry could not be read");
+            return Outcome { response: reply::error(&e), cache: "error" };
+        }
+    };
+    count_hit(&ctx.state, matches!(kind, HitKind::Semantic { .. }), entry);
+    let mut response = respond::completion(&completion, ctx.req.is_stream(), ctx.req.wants_usage_chunk());
+    respond::hit_headers(&mut response, kind, entry, now_ms);
+    Outcome { response, cache: kind.label() }
+}
+
+/// Waits for the identical request already in flight and answers with its result.
+async fn follow(ctx: &ChatCtx, mut rx: tokio::sync::broadcast::Receiver<Shared>) -> Outcome {
+    match rx.recv().await {
+        Ok(Ok(answer)) => {
+            let mut response = respond::completion(&answer.completion, ctx.req.is_stream(), ctx.req.wants_usage_chunk());
+            respond::miss_headers(&mut response, "coalesced", &answer.answered_by, 0, Some(0.0));
+            reply::set_header(&mut response, "x-deja-saved-usd", &respond::format_usd(answer.cost_usd));
+            let _ = ctx.state.store.add(Counter::ExactHits, 1);
+            let _ = ctx.state.store.add(Counter::NanoUsdSaved, deja_store::usd_to_nano(answer.cost_usd));
+            ctx.state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: "exact".into() }).inc();
+            ctx.state.metrics.saved_usd.inc_by(answer.cost_usd);
+            Outcome { response, cache: "coalesced" }
+        }
+        Ok(Err(e)) => Outcome { response: reply::error(&e), cache: "error" },
+        Err(_) => {
+            let e = ApiError::new(ErrorKind::BadGateway, "the identical request this one waited on ended without an answer");
+            Outcome { response: reply::error(&e), cache: "error" }
+        }
+    }
+}
+
+pub fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Builds the entry for an answer and stores it, if the policy and the answer allow.
+pub fn remember_answer(ctx: &ChatCtx, answer: &Answer, ttl: std::time::Duration) {
+    if !ctx.policy.writes() || !answer.completion.is_complete() {
+        return;
+    }
+    let usage = answer.completion.usage.clone().unwrap_or_default();
+    let semantic = match (&ctx.question, &ctx.vector) {
+        (Some(q), Some(v)) => Some((ctx.fingerprint, q.clone(), v.clone())),
+        _ => None,
+    };
+    let response = serde_json::to_value(&answer.completion).unwrap_or_default();
+    remember::store(
+        &ctx.state,
+        remember::NewEntry {
+            id: ctx.key,
+            kind: deja_store::EntryKind::Chat,
+            namespace: ctx.namespace.as_str().to_string(),
+            requested_model: ctx.req.model.clone(),
+            answered_by: answer.answered_by.clone(),
+            request: serde_json::Value::Array(ctx.req.messages.clone()),
+            response,
+            usage: deja_store::EntryUsage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens },
+            cost_usd: answer.cost_usd,
+            ttl,
+            semantic,
+        },
+    );
+}
+
+/// Counts a miss, refresh or bypass.
+pub fn count_miss(ctx: &ChatCtx) {
+    let counter = match ctx.policy.mode {
+        CacheMode::Normal => Counter::Misses,
+        CacheMode::Refresh => Counter::Refreshes,
+        CacheMode::Bypass => Counter::Bypasses,
+    };
+    let _ = ctx.state.store.add(counter, 1);
+    if ctx.policy.mode == CacheMode::Normal {
+        ctx.state.metrics.cache_misses.inc();
+    }
+}
+
+/// The TTL the stored entry gets.
+pub fn entry_ttl(ctx: &ChatCtx, config: &crate::config::Config) -> std::time::Duration {
+    ctx.policy.ttl.unwrap_or(config.cache.default_ttl)
+}

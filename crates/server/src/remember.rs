@@ -1,0 +1,90 @@
+//! Storing an upstream answer and counting what it cost.
+
+use crate::state::AppState;
+use deja_api::{CacheKey, ContextFingerprint};
+use deja_store::{usd_to_nano, Counter, Entry, EntryKind, EntryUsage, SemanticMeta};
+use std::time::Duration;
+
+/// What an entry is made of, before it is written.
+pub struct NewEntry {
+    pub id: CacheKey,
+    pub kind: EntryKind,
+    pub namespace: String,
+    pub requested_model: String,
+    pub answered_by: String,
+    pub request: serde_json::Value,
+    pub response: serde_json::Value,
+    pub usage: EntryUsage,
+    pub cost_usd: f64,
+    pub ttl: Duration,
+    /// Fingerprint, question and its vector, when the semantic cache may serve it.
+    pub semantic: Option<(ContextFingerprint, String, Vec<f32>)>,
+}
+
+/// Counts the spend of an upstream answer.
+pub fn count_spend(state: &AppState, model: &str, cost_usd: f64) {
+    let nano = usd_to_nano(cost_usd);
+    if let Err(e) = state.store.add_spent_by_model(model, nano) {
+        tracing::warn!(error = %e, "could not count spend");
+    }
+    state
+        .metrics
+        .spent_usd
+        .get_or_create(&crate::metrics::ModelLabels { model: model.to_string() })
+        .inc_by(cost_usd);
+}
+
+/// Writes the entry and indexes its vector. Failures are logged: the client
+/// already has its answer, and a missing entry is only a future miss.
+pub fn store(state: &AppState, new: NewEntry) -> Option<CacheKey> {
+    let now = deja_cache::now_ms();
+    let ttl_ms = new.ttl.as_millis().min(u128::from(u64::MAX / 2)) as u64;
+    let (semantic, vector) = match new.semantic {
+        Some((fp, text, v)) => (Some(SemanticMeta { fingerprint: fp.to_hex(), text }), Some((fp, v))),
+        None => (None, None),
+    };
+    let entry = Entry {
+        id: new.id,
+        kind: new.kind,
+        namespace: new.namespace,
+        requested_model: new.requested_model,
+        answered_by: new.answered_by,
+        request: new.request,
+        response: new.response,
+        usage: new.usage,
+        cost_usd: new.cost_usd,
+        created_ms: now,
+        expires_ms: now.saturating_add(ttl_ms),
+        semantic,
+    };
+    if let Err(e) = state.store.put(&entry, vector.as_ref().map(|(_, v)| v.as_slice())) {
+        tracing::warn!(error = %e, "could not store a cache entry");
+        return None;
+    }
+    if let Some((fp, v)) = vector {
+        state.index.insert(entry.id, &fp, &v);
+        state.metrics.index_entries.set(state.index.len() as i64);
+    }
+    state.metrics.entries.set(state.store.len() as i64);
+    if state.store.len() > state.config().cache.max_entries {
+        state.sweep_now.notify_one();
+    }
+    Some(entry.id)
+}
+
+/// Counts a served hit: what the entry cost when first answered is what it saved.
+pub fn count_hit(state: &AppState, semantic: bool, entry: &Entry) {
+    let counter = if semantic { Counter::SemanticHits } else { Counter::ExactHits };
+    let tokens = entry.usage.prompt_tokens + entry.usage.completion_tokens;
+    let results = [
+        state.store.add(counter, 1),
+        state.store.add(Counter::TokensSaved, tokens),
+        state.store.add(Counter::NanoUsdSaved, usd_to_nano(entry.cost_usd)),
+    ];
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        tracing::warn!(error = %e, "could not count a hit");
+    }
+    let kind = if semantic { "semantic" } else { "exact" };
+    state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc();
+    state.metrics.saved_usd.inc_by(entry.cost_usd);
+}

@@ -1,0 +1,229 @@
+//! The listener: accepts connections (plain or TLS), routes requests to
+//! handlers, logs one line per request, and shuts down gracefully.
+
+use crate::reply::{self, Body};
+use crate::pipeline::Outcome;
+use crate::state::AppState;
+use crate::{admin, auth, embeddings, models, pipeline};
+use bytes::Bytes;
+use deja_api::{ApiError, ErrorKind};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn request_id() -> String {
+    let seq = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    let boot = *BOOT;
+    format!("req_{boot:08x}{seq:08x}")
+}
+
+static BOOT: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| deja_cache::now_ms() as u32);
+
+/// Serves `listener` until `shutdown` resolves, then lets open requests finish.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let svc = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(route(state, req).await) }
+        });
+        let builder = auto::Builder::new(TokioExecutor::new());
+        match &tls {
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    match acceptor.accept(stream).await {
+                        Ok(tls_stream) => {
+                            let conn = builder.serve_connection(TokioIo::new(tls_stream), svc).into_owned();
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    }
+                });
+            }
+        }
+    }
+    tracing::info!("shutting down: waiting for open requests");
+    if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections were still open after 30s");
+    }
+}
+
+async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+        .map_or_else(request_id, str::to_string);
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let method = parts.method.clone();
+    let config = state.config();
+    let (endpoint, outcome) = match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => ("healthz", plain(reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})))),
+        (&Method::GET, "/readyz") => ("readyz", plain(readyz(&state))),
+        (&Method::GET, "/metrics") if config.server.metrics => ("metrics", plain(metrics(&state))),
+        (&Method::GET, "/v1/models") => ("models", guarded(&parts, &config, |_| plain(models::list(&state)))),
+        (&Method::POST, "/v1/chat/completions") | (&Method::POST, "/v1/embeddings") => {
+            let chat = path.ends_with("completions");
+            let endpoint = if chat { "chat" } else { "embeddings" };
+            let keys = config.client_keys();
+            let outcome = match auth::client(&parts, keys.as_deref()) {
+                Err(e) => err(e),
+                Ok(tenant) => match read_body(&parts, body, config.server.max_body_bytes).await {
+                    Err(e) => err(e),
+                    Ok(bytes) if chat => pipeline::chat(state.clone(), &parts, tenant, &bytes, id.clone()).await,
+                    Ok(bytes) => embeddings::embeddings(state.clone(), &parts, tenant, &bytes).await,
+                },
+            };
+            (endpoint, outcome)
+        }
+        (_, p) if p.starts_with("/admin/") => {
+            let outcome = match auth::admin(&parts, config.admin_token().as_deref()) {
+                Err(e) => err(e),
+                Ok(()) => match read_body(&parts, body, config.server.max_body_bytes).await {
+                    Err(e) => err(e),
+                    Ok(bytes) => plain(admin::handle(&state, &parts, &bytes).await),
+                },
+            };
+            ("admin", outcome)
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/v1/chat/completions" | "/v1/embeddings") => {
+            ("other", err(ApiError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}"))))
+        }
+        _ => ("other", err(ApiError::new(ErrorKind::NotFound, format!("no route for {method} {path}")).with_code("unknown_url"))),
+    };
+    let mut response = outcome.response;
+    reply::set_header(&mut response, "x-request-id", &id);
+    let status = response.status().as_u16();
+    let route_label = response.headers().get("x-deja-model").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+    if endpoint == "chat" || endpoint == "embeddings" {
+        state
+            .metrics
+            .requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                endpoint: endpoint.into(),
+                route: route_label.clone(),
+                cache: outcome.cache.into(),
+                status: status.to_string(),
+            })
+            .inc();
+        let header = |n: &str| response.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+        tracing::info!(
+            request_id = %id,
+            endpoint,
+            cache = outcome.cache,
+            model = %route_label,
+            attempts = %header("x-deja-attempts"),
+            status,
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            cost_usd = %header("x-deja-cost-usd"),
+            "request"
+        );
+    } else {
+        tracing::debug!(request_id = %id, %method, %path, status, "request");
+    }
+    response
+}
+
+fn plain(response: Response<Body>) -> Outcome {
+    Outcome { response, cache: "none" }
+}
+
+fn err(e: ApiError) -> Outcome {
+    Outcome { response: reply::error(&e), cache: "error" }
+}
+
+fn guarded(parts: &http::request::Parts, config: &crate::config::Config, f: impl FnOnce(Option<&str>) -> Outcome) -> Outcome {
+    let keys = config.client_keys();
+    match auth::client(parts, keys.as_deref()) {
+        Ok(t) => f(t),
+        Err(e) => err(e),
+    }
+}
+
+async fn read_body(parts: &http::request::Parts, body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds {max} bytes")).with_code("request_too_large")
+    };
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::invalid_request(format!("could not read the request body: {e}"), None)),
+    }
+}
+
+fn readyz(state: &AppState) -> Response<Body> {
+    let store_ok = state.store.counter(deja_store::Counter::Requests).is_ok();
+    let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    reply::json(
+        status,
+        &serde_json::json!({
+            "status": if store_ok { "ready" } else { "store unavailable" },
+            "semantic_cache": state.embed.is_some(),
+            "entries": state.store.len(),
+        }),
+    )
+}
+
+fn metrics(state: &AppState) -> Response<Body> {
+    let now = Instant::now();
+    let m = &state.metrics;
+    m.entries.set(state.store.len() as i64);
+    m.index_entries.set(state.index.len() as i64);
+    let config = state.config();
+    for model in &config.catalog.models {
+        let cooling = state.health.is_cooling(&model.name, now);
+        m.cooldowns.get_or_create(&crate::metrics::ModelLabels { model: model.name.clone() }).set(i64::from(cooling));
+    }
+    let mut r = Response::new(reply::full(m.encode()));
+    if let Ok(v) = "application/openmetrics-text; version=1.0.0; charset=utf-8".parse() {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}

@@ -1,0 +1,132 @@
+//! Everything a request can reach, built once at start-up.
+
+use crate::config::{Config, EmbeddingBackend};
+use crate::metrics::Metrics;
+use crate::pipeline::Shared;
+use deja_cache::{Coalescer, SemanticIndex};
+use deja_embed::{EmbedService, Embedder, FastEmbedder, HashEmbedder, ModelPaths};
+use deja_router::Health;
+use deja_store::{Counter, Store};
+use deja_upstream::UpstreamClient;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+pub struct AppState {
+    config: RwLock<Arc<Config>>,
+    pub store: Arc<Store>,
+    pub index: Arc<SemanticIndex>,
+    /// `None` when the semantic cache is off.
+    pub embed: Option<EmbedService>,
+    pub upstream: UpstreamClient,
+    pub health: Health,
+    pub coalescer: Coalescer<Shared>,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    pub sweep_now: tokio::sync::Notify,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Store(#[from] deja_store::StoreError),
+    #[error("{0}")]
+    Embed(#[from] deja_embed::EmbedError),
+    #[error("upstream client: {0}")]
+    Upstream(#[from] deja_upstream::UpstreamError),
+}
+
+/// Builds the embedder the config asks for.
+pub fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, StartError> {
+    let e = &config.embedding;
+    Ok(match e.backend {
+        EmbeddingBackend::Hash => Arc::new(HashEmbedder::new(384)),
+        EmbeddingBackend::MiniLm => {
+            let mut paths = ModelPaths::in_dir(&e.model_dir);
+            if let Some(lib) = &e.ort_library {
+                paths.ort_library = Some(lib.clone());
+            }
+            Arc::new(FastEmbedder::load(&paths, e.threads)?)
+        }
+    })
+}
+
+impl AppState {
+    /// Opens the store, loads the embedder (unless `embedder` is given) and
+    /// rebuilds the semantic index from the store.
+    pub fn build(config: Config, embedder: Option<Arc<dyn Embedder>>) -> Result<Arc<Self>, StartError> {
+        if let Some(parent) = config.store_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let store = Arc::new(Store::open(&config.store_path)?);
+        let metrics = Arc::new(Metrics::new());
+        let embed = if config.cache.enabled && config.cache.semantic_enabled {
+            let embedder = match embedder {
+                Some(e) => e,
+                None => load_embedder(&config)?,
+            };
+            let m = metrics.clone();
+            let observer: deja_embed::BatchObserver =
+                Arc::new(move |_size, took| m.embedding_latency.observe(took.as_secs_f64()));
+            Some(EmbedService::start(embedder, config.embedding.max_batch, Some(observer)))
+        } else {
+            None
+        };
+        let index = Arc::new(SemanticIndex::new());
+        let started = Instant::now();
+        let live = index.rebuild_from(&store)?;
+        tracing::info!(entries = store.len(), indexed = live, took_ms = started.elapsed().as_millis() as u64, "store opened");
+        seed_metrics(&metrics, &store)?;
+        Ok(Arc::new(Self {
+            health: Health::new(config.routing.health),
+            config: RwLock::new(Arc::new(config)),
+            store,
+            index,
+            embed,
+            upstream: UpstreamClient::new()?,
+            coalescer: Coalescer::default(),
+            metrics,
+            started,
+            sweep_now: tokio::sync::Notify::new(),
+        }))
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in a new configuration. Settings that need a restart (listener,
+    /// store, embedding model) keep their running values; the rest apply to
+    /// the next request.
+    pub fn replace_config(&self, new: Config) -> Vec<&'static str> {
+        let old = self.config();
+        let mut needs_restart = Vec::new();
+        if old.server.listen != new.server.listen {
+            needs_restart.push("server.listen");
+        }
+        if old.store_path != new.store_path {
+            needs_restart.push("store.path");
+        }
+        if old.embedding.model_dir != new.embedding.model_dir || old.embedding.backend != new.embedding.backend {
+            needs_restart.push("embedding");
+        }
+        if old.cache.semantic_enabled != new.cache.semantic_enabled {
+            needs_restart.push("cache.semantic.enabled");
+        }
+        self.health.set_settings(new.routing.health);
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        needs_restart
+    }
+}
+
+fn seed_metrics(metrics: &Metrics, store: &Store) -> Result<(), deja_store::StoreError> {
+    use crate::metrics::{KindLabels, ModelLabels};
+    metrics.cache_hits.get_or_create(&KindLabels { kind: "exact".into() }).inc_by(store.counter(Counter::ExactHits)?);
+    metrics.cache_hits.get_or_create(&KindLabels { kind: "semantic".into() }).inc_by(store.counter(Counter::SemanticHits)?);
+    metrics.cache_misses.inc_by(store.counter(Counter::Misses)?);
+    metrics.saved_usd.inc_by(deja_store::nano_to_usd(store.counter(Counter::NanoUsdSaved)?));
+    for (model, nano) in store.spent_by_model()? {
+        metrics.spent_usd.get_or_create(&ModelLabels { model }).inc_by(deja_store::nano_to_usd(nano));
+    }
+    metrics.entries.set(store.len() as i64);
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Walks a routing plan: one upstream attempt after another until one opens,
+//! recording every failure in the model's health and in metrics.
+//!
+//! The router decided the order and what each failure means; this file only
+//! carries the decisions out.
+
+use crate::config::Config;
+use crate::metrics::{ModelErrorLabels, ModelLabels};
+use crate::state::AppState;
+use bytes::Bytes;
+use deja_api::{ApiError, ErrorKind};
+use deja_router::{failure_decision, Decision, FailureKind, Plan};
+use deja_upstream::{Attempt, UpstreamError, UpstreamResponse};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Opened {
+    pub response: UpstreamResponse,
+    pub model: usize,
+}
+
+pub struct Walker {
+    state: Arc<AppState>,
+    config: Arc<Config>,
+    attempts: Vec<usize>,
+    pos: usize,
+    path: &'static str,
+    body: Value,
+    reasons: Vec<String>,
+    kinds: Vec<FailureKind>,
+    /// Time spent waiting on upstreams, to tell Deja's own overhead apart.
+    pub upstream_time: Duration,
+}
+
+impl Walker {
+    pub fn new(state: Arc<AppState>, config: Arc<Config>, plan: &Plan, path: &'static str, body: Value) -> Self {
+        Self {
+            state,
+            config,
+            attempts: plan.attempts.clone(),
+            pos: 0,
+            path,
+            body,
+            reasons: Vec::new(),
+            kinds: Vec::new(),
+            upstream_time: Duration::ZERO,
+        }
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Attempts made so far.
+    pub fn tries(&self) -> usize {
+        self.pos
+    }
+
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.config.routing.first_byte_timeout
+    }
+
+    /// Opens the next attempt that answers 2xx, or explains why none did.
+    pub async fn open(&mut self) -> Result<Opened, ApiError> {
+        while self.pos < self.attempts.len() {
+            let m = self.attempts[self.pos];
+            self.pos += 1;
+            let spec = &self.config.catalog.models[m];
+            let Some(provider) = self.config.providers.get(&spec.provider) else {
+                self.fail(m, FailureKind::NoCredentials, None, "provider missing".into());
+                continue;
+            };
+            let api_key = match &provider.api_key_env {
+                None => None,
+                Some(var) => match self.config.api_key(&provider.name) {
+                    Some(k) => Some(k),
+                    None => {
+                        self.fail(m, FailureKind::NoCredentials, None, format!("no API key (${var} is unset)"));
+                        continue;
+                    }
+                },
+            };
+            self.body["model"] = Value::String(spec.upstream_name.clone());
+            let body = Bytes::from(self.body.to_string());
+            let routing = &self.config.routing;
+            let started = Instant::now();
+            let result = self
+                .state
+                .upstream
+                .send(Attempt {
+                    base_url: &provider.base_url,
+                    path: self.path,
+                    api_key: api_key.as_deref(),
+                    body,
+                    first_byte_timeout: routing.first_byte_timeout,
+                    deadline: tokio::time::Instant::now() + routing.attempt_timeout,
+                })
+                .await;
+            let took = started.elapsed();
+            self.upstream_time += took;
+            self.state
+                .metrics
+                .upstream_latency
+                .get_or_create(&ModelLabels { model: spec.name.clone() })
+                .observe(took.as_secs_f64());
+            match result {
+                Ok(response) => return Ok(Opened { response, model: m }),
+                Err(e) => {
+                    let (kind, retry_after, detail) = classify(&e);
+                    let retry_after = retry_after.map(|d| d.min(routing.retry_after_cap));
+                    self.fail(m, kind, retry_after, detail);
+                    if failure_decision(kind) == Decision::Return {
+                        return Err(self.client_error(m, &e));
+                    }
+                    // Retrying the same model: wait as long as it asked (capped).
+                    if let (Some(wait), Some(&next)) = (retry_after, self.attempts.get(self.pos)) {
+                        if next == m {
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                }
+            }
+        }
+        Err(self.exhausted())
+    }
+
+    /// Records a failed attempt on model `m`.
+    pub fn fail(&mut self, m: usize, kind: FailureKind, retry_after: Option<Duration>, detail: String) {
+        let name = self.config.catalog.models[m].name.clone();
+        self.state.health.record_failure(&name, Instant::now(), retry_after);
+        self.state
+            .metrics
+            .upstream_errors
+            .get_or_create(&ModelErrorLabels { model: name.clone(), kind: kind.label().into() })
+            .inc();
+        tracing::debug!(model = %name, kind = kind.label(), %detail, "upstream attempt failed");
+        self.reasons.push(format!("{name}: {detail}"));
+        self.kinds.push(kind);
+    }
+
+    pub fn succeeded(&self, m: usize) {
+        self.state.health.record_success(&self.config.catalog.models[m].name);
+    }
+
+    /// The error for a plan with no attempt left.
+    pub fn exhausted(&self) -> ApiError {
+        let all = |f: fn(&FailureKind) -> bool| !self.kinds.is_empty() && self.kinds.iter().all(f);
+        let kind = if all(|k| matches!(k, FailureKind::FirstByteTimeout | FailureKind::TotalTimeout)) {
+            ErrorKind::GatewayTimeout
+        } else if all(|k| matches!(k, FailureKind::Status(429) | FailureKind::NoCredentials)) {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::BadGateway
+        };
+        let detail = if self.reasons.is_empty() { "no attempt was possible".to_string() } else { self.reasons.join("; ") };
+        ApiError::new(kind, format!("every upstream attempt failed ({} tried): {detail}", self.reasons.len()))
+            .with_code("upstream_exhausted")
+    }
+
+    /// A 4xx that is the request's own fault, normalized to OpenAI's shape.
+    fn client_error(&self, m: usize, e: &UpstreamError) -> ApiError {
+        let name = &self.config.catalog.models[m].name;
+        let UpstreamError::Status { status, body, .. } = e else {
+            return ApiError::new(ErrorKind::BadGateway, format!("{name}: {e}"));
+        };
+        let upstream: Option<Value> = serde_json::from_slice(body).ok();
+        let message = upstream
+            .as_ref()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("the upstream refused the request with status {status}"));
+        if *status == 401 || *status == 403 {
+            // The provider refused Deja's key, not the client's: not the caller's to fix.
+            return ApiError::new(ErrorKind::BadGateway, format!("{name}: the provider rejected Deja's credentials ({status})"))
+                .with_code("upstream_auth");
+        }
+        let kind = match status {
+            404 => ErrorKind::NotFound,
+            413 => ErrorKind::PayloadTooLarge,
+            _ => ErrorKind::InvalidRequest,
+        };
+        let mut err = ApiError::new(kind, format!("{name}: {message}")).with_status(*status);
+        err.code = upstream.as_ref().and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+        err.param = upstream.as_ref().and_then(|v| v["error"]["param"].as_str().map(str::to_string));
+        err
+    }
+}
+
+pub fn classify(e: &UpstreamError) -> (FailureKind, Option<Duration>, String) {
+    match e {
+        UpstreamError::Connect(m) => (FailureKind::Connect, None, format!("connect failed: {m}")),
+        UpstreamError::InvalidUrl(m) => (FailureKind::Connect, None, format!("invalid URL: {m}")),
+        UpstreamError::FirstByteTimeout => (FailureKind::FirstByteTimeout, None, "first-byte timeout".into()),
+        UpstreamError::Timeout => (FailureKind::TotalTimeout, None, "attempt timeout".into()),
+        UpstreamError::Status { status, retry_after, .. } => {
+            (FailureKind::Status(*status), *retry_after, format!("status {status}"))
+        }
+        UpstreamError::Body(m) => (FailureKind::Malformed, None, format!("connection broke: {m}")),
+        UpstreamError::TooLarge(n) => (FailureKind::Malformed, None, format!("response over {n} bytes")),
+    }
+}
