@@ -190,7 +190,7 @@ pub struct Choice {
     pub message: Value,
     #[serde(default)]
     pub finish_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub logprobs: Option<Value>,
 }
 

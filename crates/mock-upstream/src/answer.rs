@@ -9,6 +9,8 @@ pub(crate) struct Answer {
     pub content: Option<String>,
     pub tool_call: Option<Value>,
     pub prompt_tokens: u64,
+    /// A `max_tokens` under 5 cuts the answer short, as a real model would.
+    pub truncated: bool,
 }
 
 fn last_user_text(req: &Value) -> String {
@@ -31,6 +33,7 @@ impl Answer {
                 id,
                 model,
                 content: None,
+                truncated: false,
                 tool_call: Some(json!({
                     "id": "call_mock1",
                     "type": "function",
@@ -42,6 +45,7 @@ impl Answer {
                 prompt_tokens,
             },
             None => Answer {
+                truncated: req["max_tokens"].as_u64().is_some_and(|m| m < 5),
                 content: Some(format!("[{model}] Simulated answer to: {question}")),
                 id,
                 model,
@@ -64,7 +68,13 @@ impl Answer {
     }
 
     fn finish_reason(&self) -> &'static str {
-        if self.tool_call.is_some() { "tool_calls" } else { "stop" }
+        if self.truncated {
+            "length"
+        } else if self.tool_call.is_some() {
+            "tool_calls"
+        } else {
+            "stop"
+        }
     }
 
     pub fn completion(&self) -> Value {

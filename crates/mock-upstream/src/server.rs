@@ -154,6 +154,8 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
                     return;
                 }
                 Some(Fault::CutAfter { chunks }) if i == *chunks => {
+                    // Let what was sent reach the wire before the connection drops.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     let _ = tx.send(Err(std::io::Error::other("cut"))).await;
                     return;
                 }

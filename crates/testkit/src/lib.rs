@@ -1,1 +1,235 @@
+//! Test harness: a real Deja on `127.0.0.1:0` in front of a mock upstream,
+//! with its own store in a temporary directory.
 
+use deja_embed::{Embedder, FastEmbedder, HashEmbedder, ModelPaths};
+use deja_mock_upstream::MockUpstream;
+use deja_server::config::Config;
+use deja_server::Running;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Which embedder the proxy uses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Embedding {
+    /// all-MiniLM-L6-v2 from `models/`: for tests where the model matters.
+    Real,
+    /// The deterministic hashed stand-in.
+    Hash,
+    /// Semantic cache off.
+    Off,
+}
+
+/// Knobs a test may turn; everything else is a sensible default.
+#[derive(Clone, Debug)]
+pub struct TestConfig {
+    pub embedding: Embedding,
+    pub threshold: f32,
+    pub default_ttl: String,
+    pub max_entries: u64,
+    pub first_byte_timeout: String,
+    pub attempt_timeout: String,
+    pub model_retries: u32,
+    pub failures_to_cool: u32,
+    pub cooldown: String,
+    pub max_body_bytes: u64,
+    /// Client keys to require (none: open gateway).
+    pub client_keys: Vec<String>,
+    pub admin_token: Option<String>,
+    /// The key the mock provider expects from Deja.
+    pub provider_key: Option<String>,
+    /// Appended verbatim (new tables only).
+    pub extra_toml: String,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        Self {
+            embedding: Embedding::Hash,
+            threshold: 0.90,
+            default_ttl: "1h".into(),
+            max_entries: 100_000,
+            first_byte_timeout: "2s".into(),
+            attempt_timeout: "5s".into(),
+            model_retries: 1,
+            failures_to_cool: 3,
+            cooldown: "30s".into(),
+            max_body_bytes: 1024 * 1024,
+            client_keys: Vec::new(),
+            admin_token: Some("test-admin-token".into()),
+            provider_key: Some("sk-provider-secret".into()),
+            extra_toml: String::new(),
+        }
+    }
+}
+
+static ENV_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A unique environment variable holding `value`, so parallel tests never share one.
+fn env_var(prefix: &str, value: &str) -> String {
+    let name = format!("DEJA_TEST_{prefix}_{}_{}", std::process::id(), ENV_SEQ.fetch_add(1, Ordering::Relaxed));
+    std::env::set_var(&name, value);
+    name
+}
+
+pub fn models_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
+}
+
+/// The real model, loaded once per test binary.
+pub fn real_embedder() -> Arc<dyn Embedder> {
+    static MODEL: OnceLock<Arc<FastEmbedder>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| Arc::new(FastEmbedder::load(&ModelPaths::in_dir(&models_dir()), 2).expect("run `python3 models/fetch.py` first")))
+        .clone()
+}
+
+impl TestConfig {
+    pub fn to_toml(&self, upstream_base: &str, store: &std::path::Path) -> String {
+        let admin = self.admin_token.as_ref().map(|t| env_var("ADMIN", t)).unwrap_or_else(|| "DEJA_TEST_UNSET_ADMIN".into());
+        let clients = if self.client_keys.is_empty() {
+            "DEJA_TEST_UNSET_CLIENTS".to_string()
+        } else {
+            env_var("CLIENTS", &self.client_keys.join(","))
+        };
+        let provider_key = match &self.provider_key {
+            Some(k) => format!("api_key_env = \"{}\"", env_var("PROVIDER", k)),
+            None => String::new(),
+        };
+        let (semantic, backend) = match self.embedding {
+            Embedding::Real => (true, "minilm"),
+            Embedding::Hash => (true, "hash"),
+            Embedding::Off => (false, "hash"),
+        };
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin_token_env = "{admin}"
+client_keys_env = "{clients}"
+max_body_bytes = {max_body}
+
+[store]
+path = "{store}"
+
+[cache]
+default_ttl = "{ttl}"
+max_entries = {max_entries}
+sweep_interval = "200ms"
+
+[cache.semantic]
+enabled = {semantic}
+threshold = {threshold}
+
+[embedding]
+backend = "{backend}"
+model_dir = "{models}"
+threads = 2
+
+[routing]
+first_byte_timeout = "{fbt}"
+attempt_timeout = "{at}"
+model_retries = {retries}
+retry_after_cap = "1s"
+failures_to_cool = {ftc}
+cooldown = "{cooldown}"
+
+[[providers]]
+name = "mock"
+base_url = "{upstream_base}"
+{provider_key}
+
+[[models]]
+name = "cheap"
+provider = "mock"
+input_usd_per_mtok = 0.20
+output_usd_per_mtok = 0.80
+context_window = 128000
+
+[[models]]
+name = "mid"
+provider = "mock"
+upstream_name = "mid-upstream"
+input_usd_per_mtok = 0.30
+output_usd_per_mtok = 1.20
+context_window = 128000
+
+[[models]]
+name = "top"
+provider = "mock"
+input_usd_per_mtok = 2.50
+output_usd_per_mtok = 10.00
+context_window = 128000
+
+[[models]]
+name = "embedder"
+provider = "mock"
+input_usd_per_mtok = 0.02
+output_usd_per_mtok = 0.0
+context_window = 8000
+
+[[ladders]]
+name = "auto"
+rungs = ["cheap", "mid", "top"]
+[ladders.tasks]
+reasoning = "top"
+{extra}
+"#,
+            max_body = self.max_body_bytes,
+            store = store.display(),
+            ttl = self.default_ttl,
+            max_entries = self.max_entries,
+            threshold = self.threshold,
+            models = models_dir().display(),
+            fbt = self.first_byte_timeout,
+            at = self.attempt_timeout,
+            retries = self.model_retries,
+            ftc = self.failures_to_cool,
+            cooldown = self.cooldown,
+            extra = self.extra_toml,
+        )
+    }
+}
+
+/// A proxy and its mock upstream.
+pub struct Harness {
+    pub proxy: Running,
+    pub mock: MockUpstream,
+    pub config_path: PathBuf,
+    pub test_config: TestConfig,
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy.addr, path)
+    }
+
+    /// Stops the proxy and starts a new one on the same store and config.
+    pub async fn restart(self) -> Harness {
+        let Harness { proxy, mock, config_path, test_config, dir } = self;
+        proxy.stop().await;
+        let proxy = launch(&config_path, test_config.embedding).await;
+        Harness { proxy, mock, config_path, test_config, dir }
+    }
+}
+
+async fn launch(config_path: &std::path::Path, embedding: Embedding) -> Running {
+    let config = Config::load(config_path).expect("test config is valid");
+    let embedder: Option<Arc<dyn Embedder>> = match embedding {
+        Embedding::Real => Some(real_embedder()),
+        Embedding::Hash => Some(Arc::new(HashEmbedder::new(384))),
+        Embedding::Off => None,
+    };
+    deja_server::start(config, embedder).await.expect("proxy starts")
+}
+
+/// Starts a mock upstream and a proxy in front of it.
+pub async fn spawn_proxy(test_config: TestConfig) -> Harness {
+    let mock = MockUpstream::start().await.expect("mock upstream starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("deja.toml");
+    std::fs::write(&config_path, test_config.to_toml(&mock.base_url(), &dir.path().join("store"))).expect("write config");
+    let proxy = launch(&config_path, test_config.embedding).await;
+    Harness { proxy, mock, config_path, test_config, dir }
+}

@@ -1,0 +1,94 @@
+#![allow(dead_code)]
+
+use deja_testkit::Harness;
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn cache(&self) -> &str {
+        self.header("x-deja-cache").unwrap_or("")
+    }
+    pub fn content(&self) -> &str {
+        self.body["choices"][0]["message"]["content"].as_str().unwrap_or("")
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+pub fn ask(content: &str) -> Value {
+    json!({"model": "auto", "messages": [{"role": "user", "content": content}]})
+}
+
+pub async fn post(h: &Harness, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    let mut req = client().post(h.url(path)).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("proxy answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, headers, body, text }
+}
+
+pub async fn chat(h: &Harness, body: &Value) -> Reply {
+    post(h, "/v1/chat/completions", body, &[]).await
+}
+
+pub async fn chat_with(h: &Harness, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    post(h, "/v1/chat/completions", body, headers).await
+}
+
+/// The `data:` payloads of an SSE reply, in order.
+pub fn events(text: &str) -> Vec<String> {
+    text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).map(str::to_string).collect()
+}
+
+/// Concatenated `delta.content` of an SSE reply.
+pub fn streamed_content(text: &str) -> String {
+    events(text)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect()
+}
+
+pub async fn admin_get(h: &Harness, path: &str) -> Reply {
+    let resp = client()
+        .get(h.url(path))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .expect("proxy answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    Reply { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
+}
+
+pub async fn admin_send(h: &Harness, method: reqwest::Method, path: &str, body: &Value) -> Reply {
+    let resp = client()
+        .request(method, h.url(path))
+        .bearer_auth("test-admin-token")
+        .json(body)
+        .send()
+        .await
+        .expect("proxy answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    Reply { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
+}
