@@ -57,13 +57,22 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, lets open requests finish, flushes the store.
+    /// Stops accepting, lets open requests finish, flushes the store, and
+    /// waits until nothing holds it, so the same store can be opened again.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        self.state.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.sweep_now.notify_one();
         let _ = self.state.store.flush();
+        for _ in 0..500 {
+            if Arc::strong_count(&self.state) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub async fn wait(mut self) {
@@ -104,6 +113,9 @@ fn spawn_maintenance(state: Arc<AppState>) {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = state.sweep_now.notified() => {}
+            }
+            if state.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
             }
             let s = state.clone();
             let outcome = tokio::task::spawn_blocking(move || {

@@ -23,6 +23,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub started: Instant,
     pub sweep_now: tokio::sync::Notify,
+    /// Tells background tasks to let go of the state.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +89,7 @@ impl AppState {
             metrics,
             started,
             sweep_now: tokio::sync::Notify::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
