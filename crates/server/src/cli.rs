@@ -48,6 +48,13 @@ pub struct EvalArgs {
     /// The false-hit rate to find a threshold for.
     #[arg(long, default_value_t = 0.02)]
     pub target_false_hits: f64,
+    /// File to keep the pairs' similarities in: reused when it matches, so
+    /// guard settings can be compared without embedding again.
+    #[arg(long)]
+    pub similarities: Option<PathBuf>,
+    /// Print pairs that would be served wrongly at the configured threshold.
+    #[arg(long, default_value_t = 0)]
+    pub show_false_hits: usize,
     /// Configuration whose embedding model, threshold and guards are evaluated.
     #[arg(long, env = "DEJA_CONFIG", default_value = "config/deja.toml")]
     pub config: PathBuf,

@@ -46,20 +46,31 @@ pub fn read_pairs(path: &Path, limit: usize) -> Result<Vec<(String, String, bool
     Ok((0..limit).map(|i| all[(i as f64 * step) as usize].clone()).collect())
 }
 
-pub fn score(embedder: &dyn Embedder, pairs: &[(String, String, bool)], batch: usize) -> Result<Vec<Scored>, String> {
+/// Cosine similarity of every pair, `batch` pairs per forward pass.
+pub fn similarities(embedder: &dyn Embedder, pairs: &[(String, String, bool)], batch: usize) -> Result<Vec<f32>, String> {
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch.max(1)) {
         let texts: Vec<String> = chunk.iter().flat_map(|(a, b, _)| [a.clone(), b.clone()]).collect();
         let vectors = embedder.embed_batch(&texts).map_err(|e| e.to_string())?;
-        for (i, (a, b, same)) in chunk.iter().enumerate() {
+        out.extend((0..chunk.len()).map(|i| cosine(&vectors[2 * i], &vectors[2 * i + 1])));
+    }
+    Ok(out)
+}
+
+/// Judges every pair with every guard alone.
+pub fn score(pairs: &[(String, String, bool)], similarities: &[f32]) -> Vec<Scored> {
+    pairs
+        .iter()
+        .zip(similarities)
+        .map(|((a, b, same), &similarity)| {
             let (fa, fb) = (Guards::features(a), Guards::features(b));
             let only = |f: fn(&mut GuardSettings)| {
                 let mut s = GuardSettings::none();
                 f(&mut s);
                 Guards::check(&s, &fa, &fb).is_some()
             };
-            out.push(Scored {
-                similarity: cosine(&vectors[2 * i], &vectors[2 * i + 1]),
+            Scored {
+                similarity,
                 same: *same,
                 refused: [
                     only(|s| s.numbers = true),
@@ -67,10 +78,22 @@ pub fn score(embedder: &dyn Embedder, pairs: &[(String, String, bool)], batch: u
                     only(|s| s.entities = true),
                     only(|s| s.question_type = true),
                 ],
-            });
-        }
-    }
-    Ok(out)
+            }
+        })
+        .collect()
+}
+
+/// Similarities saved by an earlier run for the same pairs and model, so
+/// guard settings can be re-evaluated without embedding everything again.
+pub fn load_similarities(path: &Path, expected: usize) -> Option<Vec<f32>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: Vec<f32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    (v.len() == expected).then_some(v)
+}
+
+pub fn save_similarities(path: &Path, sims: &[f32]) -> std::io::Result<()> {
+    let text: String = sims.iter().map(|s| format!("{s}\n")).collect();
+    std::fs::write(path, text)
 }
 
 /// (duplicates served, non-duplicates served) as fractions at `threshold`,

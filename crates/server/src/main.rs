@@ -120,13 +120,34 @@ fn write_stdout(s: &str) {
 
 fn eval(args: EvalArgs) -> Result<(), AnyError> {
     let config = Config::load(&args.config)?;
-    let embedder: Arc<dyn deja_embed::Embedder> = deja_server::state::load_embedder(&config)?;
-    let pairs = deja_server::eval::read_pairs(&args.pairs, args.limit)?;
-    eprintln!("embedding {} pairs with {}...", pairs.len(), embedder.name());
-    let started = std::time::Instant::now();
-    let scored = deja_server::eval::score(embedder.as_ref(), &pairs, 64)?;
-    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
-    let report = deja_server::eval::report(&scored, &config.guard_settings(), config.cache.semantic.threshold, args.target_false_hits);
+    use deja_server::eval;
+    let pairs = eval::read_pairs(&args.pairs, args.limit)?;
+    let cached = args.similarities.as_deref().and_then(|p| eval::load_similarities(p, pairs.len()));
+    let sims = match cached {
+        Some(s) => s,
+        None => {
+            let embedder: Arc<dyn deja_embed::Embedder> = deja_server::state::load_embedder(&config)?;
+            eprintln!("embedding {} pairs with {}...", pairs.len(), embedder.name());
+            let started = std::time::Instant::now();
+            let s = eval::similarities(embedder.as_ref(), &pairs, 64)?;
+            eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+            if let Some(p) = &args.similarities {
+                eval::save_similarities(p, &s)?;
+            }
+            s
+        }
+    };
+    let scored = eval::score(&pairs, &sims);
+    let guards = config.guard_settings();
+    let threshold = config.cache.semantic.threshold;
+    let mut report = eval::report(&scored, &guards, threshold, args.target_false_hits);
+    let mask = eval::mask_of(&guards);
+    let wrong = pairs.iter().zip(&scored).filter(|(_, s)| {
+        !s.same && s.similarity >= threshold && !s.refused.iter().zip(mask).any(|(r, m)| *r && m)
+    });
+    for ((a, b, _), s) in wrong.take(args.show_false_hits) {
+        report.push_str(&format!("  false hit {:.3}: {a} | {b}\n", s.similarity));
+    }
     write_stdout(&report);
     Ok(())
 }

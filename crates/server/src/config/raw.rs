@@ -142,7 +142,7 @@ impl Default for RawSemantic {
 
 /// Chosen with `deja eval`: see benches/README.md.
 pub fn default_threshold() -> f32 {
-    0.90
+    0.94
 }
 fn default_candidates() -> usize {
     8
