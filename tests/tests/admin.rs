@@ -116,7 +116,8 @@ async fn search_reports_what_a_prompt_would_hit() {
     let h = spawn_proxy(TestConfig { embedding: Embedding::Real, threshold: 0.8, ..Default::default() }).await;
     chat(&h, &ask("When do you open?")).await;
     chat(&h, &ask("Book a table for 2")).await;
-    let r = admin_send(&h, Method::POST, "/admin/cache/search", &json!({"prompt": "What time do you open?", "k": 5})).await;
+    let r =
+        admin_send(&h, Method::POST, "/admin/cache/search", &json!({"prompt": "What time do you open?", "k": 5})).await;
     let results = r.body["results"].as_array().expect("results");
     assert_eq!(results[0]["text"], "When do you open?");
     assert_eq!(results[0]["would_serve"], true);
@@ -138,7 +139,7 @@ async fn a_reloaded_threshold_turns_a_hit_into_a_miss_and_bad_files_are_refused(
     let r = admin_send(&h, Method::POST, "/admin/reload", &json!({})).await;
     assert_eq!(r.status, 400);
     assert!(r.body["error"]["message"].as_str().unwrap_or("").contains("cache.semantic.threshold"));
-    assert_eq!(chat(&h, &ask("What time do you open?")).await.cache(), "exact", "running config unchanged");
+    assert_eq!(chat(&h, &ask("What time do you open?")).await.cache(), "semantic", "running config unchanged");
 
     std::fs::write(&h.config_path, original.replace("threshold = 0.8", "threshold = 0.999")).expect("write");
     let r = admin_send(&h, Method::POST, "/admin/reload", &json!({})).await;

@@ -113,7 +113,8 @@ async fn a_streamed_miss_replays_as_a_stream_and_as_json() {
 async fn tool_calls_survive_the_cache() {
     let h = spawn_proxy(exact_only()).await;
     let mut body = ask("weather in Paris");
-    body["tools"] = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+    body["tools"] =
+        json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
     let first = chat(&h, &body).await;
     let second = chat(&h, &body).await;
     assert_eq!(second.cache(), "exact");
@@ -142,7 +143,9 @@ async fn fifty_identical_concurrent_requests_make_one_upstream_call() {
             let content = if i % 2 == 0 {
                 streamed_content(&text)
             } else {
-                serde_json::from_str::<serde_json::Value>(&text).map(|v| v["choices"][0]["message"]["content"].to_string()).unwrap_or_default()
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map(|v| v["choices"][0]["message"]["content"].to_string())
+                    .unwrap_or_default()
             };
             (status, content)
         }));

@@ -23,7 +23,9 @@ async fn a_plain_completion_goes_through_the_cheapest_rung_and_is_priced() {
     assert_eq!(r.header("x-deja-attempts"), Some("1"));
     assert_eq!(r.cache(), "miss");
     let usage = &r.body["usage"];
-    let expected = (usage["prompt_tokens"].as_f64().unwrap_or(0.0) * 0.20 + usage["completion_tokens"].as_f64().unwrap_or(0.0) * 0.80) / 1e6;
+    let expected = (usage["prompt_tokens"].as_f64().unwrap_or(0.0) * 0.20
+        + usage["completion_tokens"].as_f64().unwrap_or(0.0) * 0.80)
+        / 1e6;
     let cost: f64 = r.header("x-deja-cost-usd").and_then(|c| c.parse().ok()).expect("cost header");
     assert!((cost - expected).abs() < 1e-9, "{cost} vs {expected}");
     assert_eq!(h.mock.control.calls("cheap"), 1);
@@ -125,7 +127,8 @@ async fn client_errors_are_openai_shaped() {
     let raw = |body: &'static str| {
         let url = h.url("/v1/chat/completions");
         async move {
-            let r = client().post(url).header("content-type", "application/json").body(body).send().await.expect("answer");
+            let r =
+                client().post(url).header("content-type", "application/json").body(body).send().await.expect("answer");
             (r.status().as_u16(), r.json::<Value>().await.expect("json error body"))
         }
     };

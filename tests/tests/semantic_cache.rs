@@ -63,7 +63,8 @@ async fn earlier_turns_must_match_exactly() {
     assert_eq!(chat(&h, &paraphrase).await.cache(), "semantic");
     let mut other_system = ask("When do you open?");
     chat(&h, &other_system).await;
-    other_system["messages"] = json!([{"role": "system", "content": "You are a bank"}, {"role": "user", "content": "What time do you open?"}]);
+    other_system["messages"] =
+        json!([{"role": "system", "content": "You are a bank"}, {"role": "user", "content": "What time do you open?"}]);
     assert_eq!(chat(&h, &other_system).await.cache(), "miss");
 }
 
@@ -88,7 +89,9 @@ async fn deleted_and_expired_entries_are_never_served() {
     let r = admin_send(&h, reqwest::Method::DELETE, &format!("/admin/cache/{id}"), &json!({})).await;
     assert_eq!(r.status, 204);
     assert_eq!(chat(&h, &ask("What time do you open?")).await.cache(), "miss");
-    assert_eq!(chat(&h, &ask("When do you open?")).await.cache(), "exact", "the miss above stored a fresh entry");
+    let again = chat(&h, &ask("When do you open?")).await;
+    assert_eq!(again.cache(), "semantic", "served from the entry the miss above stored");
+    assert_ne!(again.header("x-deja-entry"), Some(id.as_str()));
     drop(first);
 
     chat_with(&h, &ask("Where is the nearest branch?"), &[("cache-control", "max-age=1")]).await;

@@ -78,13 +78,31 @@ struct Summary {
 
 fn summarize(name: &str, mut lat: Vec<Duration>, sent: usize, elapsed: Duration, note: String) -> Summary {
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-    Summary { name: name.into(), sent, ok: lat.len(), p50_ms: pct(0.50), p99_ms: pct(0.99), rps: lat.len() as f64 / elapsed.as_secs_f64(), note }
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Summary {
+        name: name.into(),
+        sent,
+        ok: lat.len(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        rps: lat.len() as f64 / elapsed.as_secs_f64(),
+        note,
+    }
 }
 
 /// Open loop: requests start on a fixed schedule; latency counts from the
 /// scheduled start, so a slow server cannot hide queueing.
-async fn open_loop(client: &HttpClient, url: &str, rate: u64, seconds: u64, headers: &'static [(&'static str, &'static str)], body: impl Fn(usize) -> String) -> (Vec<Duration>, usize, Duration) {
+async fn open_loop(
+    client: &HttpClient,
+    url: &str,
+    rate: u64,
+    seconds: u64,
+    headers: &'static [(&'static str, &'static str)],
+    body: impl Fn(usize) -> String,
+) -> (Vec<Duration>, usize, Duration) {
     let total = (rate * seconds) as usize;
     let start = Instant::now() + Duration::from_millis(50);
     let mut tasks = Vec::with_capacity(total);
@@ -111,7 +129,13 @@ async fn open_loop(client: &HttpClient, url: &str, rate: u64, seconds: u64, head
 }
 
 /// Closed loop: `concurrency` clients send back to back for `seconds`.
-async fn closed_loop(client: &HttpClient, url: &str, concurrency: usize, seconds: u64, body: Arc<dyn Fn(usize) -> String + Send + Sync>) -> (Vec<Duration>, usize, Duration, Vec<String>) {
+async fn closed_loop(
+    client: &HttpClient,
+    url: &str,
+    concurrency: usize,
+    seconds: u64,
+    body: Arc<dyn Fn(usize) -> String + Send + Sync>,
+) -> (Vec<Duration>, usize, Duration, Vec<String>) {
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -163,14 +187,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config_path = dir.path().join("deja.toml");
     std::fs::write(&config_path, config)?;
     let mut procs = Procs(Vec::new());
-    procs.0.push(Command::new(&args.deja).args(["mock-upstream", "--listen", &format!("127.0.0.1:{mock_port}")]).stderr(Stdio::null()).spawn()?);
-    procs.0.push(Command::new(&args.deja).args(["serve", "--config"]).arg(&config_path).env("RUST_LOG", "warn").stderr(Stdio::null()).spawn()?);
+    procs.0.push(
+        Command::new(&args.deja)
+            .args(["mock-upstream", "--listen", &format!("127.0.0.1:{mock_port}")])
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    procs.0.push(
+        Command::new(&args.deja)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
 
-    let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(HttpConnector::new());
+    let client: HttpClient =
+        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(HttpConnector::new());
     let mock_url = format!("http://127.0.0.1:{mock_port}/v1/chat/completions");
     let proxy_url = format!("http://127.0.0.1:{proxy_port}/v1/chat/completions");
     for _ in 0..200 {
-        if send(&client, &proxy_url, ask("warm-up".into()), &[("cache-control", "no-store")]).await.is_some_and(|(s, _)| s == 200) {
+        if send(&client, &proxy_url, ask("warm-up".into()), &[("cache-control", "no-store")])
+            .await
+            .is_some_and(|(s, _)| s == 200)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -178,31 +218,83 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut results = Vec::new();
     for &rate in &args.rates {
-        let (l, n, e) = open_loop(&client, &mock_url, rate, args.seconds, &[], |k| ask(format!("baseline question {rate} {k}"))).await;
+        let (l, n, e) =
+            open_loop(&client, &mock_url, rate, args.seconds, &[], |k| ask(format!("baseline question {rate} {k}")))
+                .await;
         results.push(summarize(&format!("upstream direct @ {rate}/s"), l, n, e, "baseline".into()));
-        let (l, n, e) = open_loop(&client, &proxy_url, rate, args.seconds, &[("cache-control", "no-store")], |k| ask(format!("bypass question {rate} {k}"))).await;
-        results.push(summarize(&format!("deja, cache bypassed @ {rate}/s"), l, n, e, "no-store: routing + proxying only".into()));
+        let (l, n, e) = open_loop(&client, &proxy_url, rate, args.seconds, &[("cache-control", "no-store")], |k| {
+            ask(format!("bypass question {rate} {k}"))
+        })
+        .await;
+        results.push(summarize(
+            &format!("deja, cache bypassed @ {rate}/s"),
+            l,
+            n,
+            e,
+            "no-store: routing + proxying only".into(),
+        ));
     }
     let miss_rate = 100;
-    let (l, n, e) = open_loop(&client, &proxy_url, miss_rate, args.seconds, &[], |k| ask(format!("How do I reset the password of account {k}?"))).await;
-    results.push(summarize(&format!("deja, misses (embed + store) @ {miss_rate}/s"), l, n, e, "unique questions".into()));
+    let (l, n, e) = open_loop(&client, &proxy_url, miss_rate, args.seconds, &[], |k| {
+        ask(format!("How do I reset the password of account {k}?"))
+    })
+    .await;
+    results.push(summarize(
+        &format!("deja, misses (embed + store) @ {miss_rate}/s"),
+        l,
+        n,
+        e,
+        "unique questions".into(),
+    ));
 
     // Exact hits: the questions the miss scenario stored.
     let stored = (miss_rate * args.seconds) as usize;
-    let (l, n, e, kinds) = closed_loop(&client, &proxy_url, args.concurrency, args.seconds, Arc::new(move |i| ask(format!("How do I reset the password of account {}?", i % stored)))).await;
+    let (l, n, e, kinds) = closed_loop(
+        &client,
+        &proxy_url,
+        args.concurrency,
+        args.seconds,
+        Arc::new(move |i| ask(format!("How do I reset the password of account {}?", i % stored))),
+    )
+    .await;
     let exact = kinds.iter().filter(|k| *k == "exact").count();
-    results.push(summarize(&format!("deja, exact hits, {} clients", args.concurrency), l, n, e, format!("{exact}/{} answered `exact`", kinds.len())));
+    results.push(summarize(
+        &format!("deja, exact hits, {} clients", args.concurrency),
+        l,
+        n,
+        e,
+        format!("{exact}/{} answered `exact`", kinds.len()),
+    ));
 
-    let (l, n, e, kinds) = closed_loop(&client, &proxy_url, 8, args.seconds, Arc::new(move |i| ask(format!("How can I reset the password for account {}?", i % stored)))).await;
+    let (l, n, e, kinds) = closed_loop(
+        &client,
+        &proxy_url,
+        8,
+        args.seconds,
+        Arc::new(move |i| ask(format!("How can I reset the password for account {}?", i % stored))),
+    )
+    .await;
     let semantic = kinds.iter().filter(|k| *k == "semantic").count();
-    results.push(summarize("deja, semantic hits, 8 clients", l, n, e, format!("{semantic}/{} answered `semantic`", kinds.len())));
+    results.push(summarize(
+        "deja, semantic hits, 8 clients",
+        l,
+        n,
+        e,
+        format!("{semantic}/{} answered `semantic`", kinds.len()),
+    ));
 
-    let mut out = String::from("| scenario | sent | ok | p50 ms | p99 ms | req/s | note |\n|---|---|---|---|---|---|---|\n");
+    let mut out =
+        String::from("| scenario | sent | ok | p50 ms | p99 ms | req/s | note |\n|---|---|---|---|---|---|---|\n");
     for r in &results {
-        out.push_str(&format!("| {} | {} | {} | {:.3} | {:.3} | {:.0} | {} |\n", r.name, r.sent, r.ok, r.p50_ms, r.p99_ms, r.rps, r.note));
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.3} | {:.3} | {:.0} | {} |\n",
+            r.name, r.sent, r.ok, r.p50_ms, r.p99_ms, r.rps, r.note
+        ));
     }
     for &rate in &args.rates {
-        let find = |prefix: &str| results.iter().find(|r| r.name.starts_with(prefix) && r.name.ends_with(&format!("@ {rate}/s")));
+        let find = |prefix: &str| {
+            results.iter().find(|r| r.name.starts_with(prefix) && r.name.ends_with(&format!("@ {rate}/s")))
+        };
         if let (Some(base), Some(proxy)) = (find("upstream direct"), find("deja, cache bypassed")) {
             out.push_str(&format!(
                 "\nadded latency @ {rate}/s: p50 +{:.3} ms, p99 +{:.3} ms (proxy/direct p50 ratio {:.2})",

@@ -60,7 +60,9 @@ fn usage_chunk_only_when_asked() {
 fn fragments_of_tool_arguments_are_concatenated() {
     let mut asm = StreamAssembler::new();
     asm.push(&json!({"id":"x","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\""}}]}}]}));
-    asm.push(&json!({"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]}}]}));
+    asm.push(
+        &json!({"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]}}]}),
+    );
     asm.push(&json!({"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}));
     let c = asm.finish().expect("choice");
     assert_eq!(c.choices[0].message["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");

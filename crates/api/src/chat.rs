@@ -96,9 +96,7 @@ impl ChatRequest {
 
     /// Index of the last `user` message, the one the semantic cache compares.
     pub fn last_user_index(&self) -> Option<usize> {
-        self.messages
-            .iter()
-            .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        self.messages.iter().rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))
     }
 
     /// The text of the last message if it is a user message. A conversation
@@ -113,10 +111,7 @@ impl ChatRequest {
 
     /// All message text, for prompt-size estimates.
     pub fn prompt_chars(&self) -> usize {
-        self.messages
-            .iter()
-            .map(|m| message_text(m).map_or(0, |t| t.len()) + 8)
-            .sum()
+        self.messages.iter().map(|m| message_text(m).map_or(0, |t| t.len()) + 8).sum()
     }
 }
 
@@ -140,11 +135,9 @@ pub fn message_text(message: &Value) -> Option<String> {
 fn serde_path_to_error_lite<'de, T: Deserialize<'de>>(
     de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
 ) -> Result<T, crate::ApiError> {
-    let value = T::deserialize(&mut *de).map_err(|e| {
-        crate::ApiError::invalid_request(format!("invalid request body: {e}"), None)
-    })?;
-    de.end()
+    let value = T::deserialize(&mut *de)
         .map_err(|e| crate::ApiError::invalid_request(format!("invalid request body: {e}"), None))?;
+    de.end().map_err(|e| crate::ApiError::invalid_request(format!("invalid request body: {e}"), None))?;
     Ok(value)
 }
 

@@ -15,7 +15,9 @@ fn malformed_and_incomplete_bodies_are_refused() {
     assert!(ChatRequest::parse(br#"{"messages":[]}"#).is_err());
     assert!(ChatRequest::parse(br#"{"model":"m","messages":[]}"#).is_err());
     assert!(ChatRequest::parse(br#"{"model":"m","messages":[{"content":"x"}]}"#).is_err());
-    assert!(ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#).is_err());
+    assert!(
+        ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#).is_err()
+    );
 }
 
 #[test]

@@ -18,7 +18,9 @@ fn key_order_whitespace_and_number_spelling_do_not_matter() {
 #[test]
 fn transport_fields_are_not_keyed() {
     let a = key(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
-    let b = key(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"user":"u1","metadata":{"task":"faq"}}"#);
+    let b = key(
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"user":"u1","metadata":{"task":"faq"}}"#,
+    );
     assert_eq!(a, b);
 }
 
@@ -48,7 +50,9 @@ fn namespaces_separate_keys_and_only_narrow() {
     assert_ne!(a.0, b.0);
     assert_ne!(a.1, b.1);
     assert_ne!(a.0, a_sub.0);
-    assert!(Namespace::new(Some("sk-a"), Some("team")).as_str().starts_with(Namespace::new(Some("sk-a"), None).as_str()));
+    assert!(Namespace::new(Some("sk-a"), Some("team"))
+        .as_str()
+        .starts_with(Namespace::new(Some("sk-a"), None).as_str()));
     assert!(!Namespace::new(Some("sk-secret"), None).as_str().contains("secret"));
 }
 
@@ -56,11 +60,24 @@ fn namespaces_separate_keys_and_only_narrow() {
 fn fingerprint_ignores_only_the_last_user_message() {
     let ns = Namespace::new(None, None);
     let a = chat_keys(&ns, &req(r#"{"model":"m","messages":[{"role":"user","content":"when do you open?"}]}"#));
-    let b = chat_keys(&ns, &req(r#"{"model":"m","messages":[{"role":"user","content":"what time does the store open?"}]}"#));
+    let b = chat_keys(
+        &ns,
+        &req(r#"{"model":"m","messages":[{"role":"user","content":"what time does the store open?"}]}"#),
+    );
     assert_ne!(a.0, b.0);
     assert_eq!(a.1, b.1);
-    let c = chat_keys(&ns, &req(r#"{"model":"m","messages":[{"role":"user","content":"I have Netflix"},{"role":"assistant","content":"ok"},{"role":"user","content":"cancel it"}]}"#));
-    let d = chat_keys(&ns, &req(r#"{"model":"m","messages":[{"role":"user","content":"I have Spotify"},{"role":"assistant","content":"ok"},{"role":"user","content":"cancel it"}]}"#));
+    let c = chat_keys(
+        &ns,
+        &req(
+            r#"{"model":"m","messages":[{"role":"user","content":"I have Netflix"},{"role":"assistant","content":"ok"},{"role":"user","content":"cancel it"}]}"#,
+        ),
+    );
+    let d = chat_keys(
+        &ns,
+        &req(
+            r#"{"model":"m","messages":[{"role":"user","content":"I have Spotify"},{"role":"assistant","content":"ok"},{"role":"user","content":"cancel it"}]}"#,
+        ),
+    );
     assert_ne!(c.1, d.1);
 }
 

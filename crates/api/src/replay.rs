@@ -57,7 +57,8 @@ pub fn completion_to_sse(c: &ChatCompletion, include_usage: bool) -> Vec<Bytes> 
                 .collect();
             out.push(chunk(delta(json!({"tool_calls": indexed})), None));
         }
-        let finish = json!([{"index": choice.index, "delta": {}, "logprobs": null, "finish_reason": choice.finish_reason}]);
+        let finish =
+            json!([{"index": choice.index, "delta": {}, "logprobs": null, "finish_reason": choice.finish_reason}]);
         out.push(chunk(finish, None));
     }
     if include_usage {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// Which guards run. All on by default.
+/// Which guards run. See `Default` for what is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GuardSettings {
@@ -23,7 +23,9 @@ pub struct GuardSettings {
 
 impl Default for GuardSettings {
     fn default() -> Self {
-        Self { numbers: true, negation: true, entities: true, question_type: true }
+        // question_type is off: it refuses "When do you open?" / "What time do
+        // you open?" and, measured on QQP, buys nothing the others do not.
+        Self { numbers: true, negation: true, entities: true, question_type: false }
     }
 }
 
@@ -68,30 +70,59 @@ pub struct Features {
 pub struct Guards;
 
 const NEGATIONS: &[&str] = &[
-    "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot", "cant", "dont",
-    "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "wont", "wouldnt", "shouldnt", "couldnt", "hasnt",
-    "havent", "hadnt", "mustnt",
+    "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot", "cant", "dont", "doesnt",
+    "didnt", "isnt", "arent", "wasnt", "werent", "wont", "wouldnt", "shouldnt", "couldnt", "hasnt", "havent", "hadnt",
+    "mustnt",
 ];
 
 const NUMBER_WORDS: &[(&str, &str)] = &[
     // "one" and "second" are left out: far more often a pronoun and a unit of time.
-    ("zero", "0"), ("two", "2"), ("three", "3"), ("four", "4"), ("five", "5"), ("six", "6"),
-    ("seven", "7"), ("eight", "8"), ("nine", "9"), ("ten", "10"), ("eleven", "11"), ("twelve", "12"),
-    ("twenty", "20"), ("thirty", "30"), ("forty", "40"), ("fifty", "50"), ("hundred", "100"),
-    ("thousand", "1000"), ("million", "1000000"), ("billion", "1000000000"), ("first", "1st"),
-    ("third", "3rd"), ("half", "1/2"), ("double", "x2"), ("twice", "x2"),
+    ("zero", "0"),
+    ("two", "2"),
+    ("three", "3"),
+    ("four", "4"),
+    ("five", "5"),
+    ("six", "6"),
+    ("seven", "7"),
+    ("eight", "8"),
+    ("nine", "9"),
+    ("ten", "10"),
+    ("eleven", "11"),
+    ("twelve", "12"),
+    ("twenty", "20"),
+    ("thirty", "30"),
+    ("forty", "40"),
+    ("fifty", "50"),
+    ("hundred", "100"),
+    ("thousand", "1000"),
+    ("million", "1000000"),
+    ("billion", "1000000000"),
+    ("first", "1st"),
+    ("third", "3rd"),
+    ("half", "1/2"),
+    ("double", "x2"),
+    ("twice", "x2"),
 ];
 
 const QUESTION_WORDS: &[(&str, &str)] = &[
-    ("how", "how"), ("why", "why"), ("when", "when"), ("where", "where"), ("who", "who"), ("whom", "who"),
-    ("whose", "who"), ("which", "what"), ("what", "what"),
+    ("how", "how"),
+    ("why", "why"),
+    ("when", "when"),
+    ("where", "where"),
+    ("who", "who"),
+    ("whom", "who"),
+    ("whose", "who"),
+    ("which", "what"),
+    ("what", "what"),
 ];
 
 fn words(text: &str) -> Vec<&str> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’' || c == '.' || c == ',' || c == '$' || c == '%'))
-        .map(|w| w.trim_matches(|c: char| c == '.' || c == ',' || c == '\'' || c == '’'))
-        .filter(|w| !w.is_empty())
-        .collect()
+    text.split(|c: char| {
+        !(c.is_alphanumeric() || c == '\'' || c == '’' || c == '.' || c == ',' || c == '$' || c == '%')
+    })
+    .map(|w| w.trim_matches(|c: char| c == '.' || c == ',' || c == '\'' || c == '’'))
+    .filter(|w| !w.is_empty())
+    .collect()
 }
 
 fn normalize_number(w: &str) -> Option<String> {
@@ -170,7 +201,8 @@ mod tests {
     #[test]
     fn paraphrases_pass() {
         assert_eq!(refused("when do you open?", "When does the store open?"), None);
-        assert_eq!(refused("How much is the 2 bedroom suite?", "what's the price of the two bedroom suite"), None);
+        assert_eq!(refused("When do you open?", "What time do you open?"), None);
+        assert_eq!(refused("How much is the 2 bedroom suite?", "how much does the two bedroom suite cost"), None);
         assert_eq!(refused("Can I get a refund?", "is it possible to get my money back?"), None);
     }
 
@@ -191,7 +223,11 @@ mod tests {
     fn names_must_agree() {
         assert_eq!(refused("How do I learn Python?", "How do I learn Java?"), Some(Refusal::Entities));
         assert_eq!(refused("What is an iPhone?", "What is an iPad?"), Some(Refusal::Entities));
-        assert_eq!(refused("How do I learn Python fast?", "how can I learn python quickly?"), None, "case does not matter");
+        assert_eq!(
+            refused("How do I learn Python fast?", "how can I learn python quickly?"),
+            None,
+            "case does not matter"
+        );
     }
 
     #[test]

@@ -20,7 +20,5 @@ pub use semantic::{SemanticHit, SemanticIndex, SemanticSettings};
 
 /// Milliseconds since the Unix epoch: the store's clock.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

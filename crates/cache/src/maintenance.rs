@@ -13,7 +13,12 @@ pub struct SweepReport {
 }
 
 /// One pass: sweep what expired by `now_ms`, then evict down to `max_entries`.
-pub fn sweep(store: &Store, index: Option<&SemanticIndex>, now_ms: u64, max_entries: u64) -> Result<SweepReport, StoreError> {
+pub fn sweep(
+    store: &Store,
+    index: Option<&SemanticIndex>,
+    now_ms: u64,
+    max_entries: u64,
+) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
     loop {
         let expired = store.expired(now_ms, BATCH)?;

@@ -51,20 +51,25 @@ pub struct Judged {
     pub refused_by: Option<String>,
 }
 
-/// The best live entry above `threshold` that passes the guards.
+/// What a semantic lookup compares: a question, its vector, its context.
+pub struct Query<'a> {
+    pub fingerprint: &'a ContextFingerprint,
+    pub vector: &'a [f32],
+    pub text: &'a str,
+    pub threshold: f32,
+}
+
+/// The best live entry above the threshold that passes the guards.
 pub fn lookup(
     store: &Store,
     index: &SemanticIndex,
-    fingerprint: &ContextFingerprint,
-    vector: &[f32],
-    text: &str,
-    threshold: f32,
+    query: &Query<'_>,
     settings: &SemanticSettings,
     now_ms: u64,
 ) -> Result<Option<SemanticHit>, StoreError> {
-    let features = Guards::features(text);
-    for cand in index.search(store, fingerprint, vector, settings.candidates)? {
-        if cand.similarity < threshold {
+    let features = Guards::features(query.text);
+    for cand in index.search(store, query.fingerprint, query.vector, settings.candidates)? {
+        if cand.similarity < query.threshold {
             break;
         }
         let Some(entry) = live_entry(store, &cand, now_ms)? else { continue };
@@ -82,23 +87,22 @@ pub fn lookup(
 pub fn judge(
     store: &Store,
     index: &SemanticIndex,
-    fingerprint: &ContextFingerprint,
-    vector: &[f32],
-    text: &str,
-    threshold: f32,
+    query: &Query<'_>,
     settings: &SemanticSettings,
     k: usize,
     now_ms: u64,
 ) -> Result<Vec<Judged>, StoreError> {
-    let features = Guards::features(text);
+    let features = Guards::features(query.text);
+    let threshold = query.threshold;
     let mut out = Vec::new();
-    for cand in index.search(store, fingerprint, vector, k)? {
+    for cand in index.search(store, query.fingerprint, query.vector, k)? {
         let Some(entry) = live_entry(store, &cand, now_ms)? else { continue };
         let other = entry.semantic.as_ref().map(|m| m.text.clone()).unwrap_or_default();
         let refused_by = if cand.similarity < threshold {
             Some("below_threshold".to_string())
         } else {
-            Guards::check(&settings.guards, &features, &Guards::features(&other)).map(|r: Refusal| r.as_str().to_string())
+            Guards::check(&settings.guards, &features, &Guards::features(&other))
+                .map(|r: Refusal| r.as_str().to_string())
         };
         out.push(Judged { id: entry.id.to_hex(), similarity: cand.similarity, text: other, refused_by });
     }

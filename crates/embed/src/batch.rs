@@ -85,11 +85,16 @@ mod tests {
     async fn concurrent_requests_all_get_their_own_vector() {
         let svc = EmbedService::start(Arc::new(HashEmbedder::new(64)), 8, None);
         let texts: Vec<String> = (0..50).map(|i| format!("question number {i}")).collect();
-        let handles: Vec<_> = texts.iter().map(|t| tokio::spawn({
-            let svc = svc.clone();
-            let t = t.clone();
-            async move { svc.embed(t).await }
-        })).collect();
+        let handles: Vec<_> = texts
+            .iter()
+            .map(|t| {
+                tokio::spawn({
+                    let svc = svc.clone();
+                    let t = t.clone();
+                    async move { svc.embed(t).await }
+                })
+            })
+            .collect();
         let mut got = Vec::new();
         for h in handles {
             got.push(h.await.expect("task"));

@@ -58,7 +58,8 @@ fn load_runtime(explicit: Option<&Path>) -> Result<(), EmbedError> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, EmbedError> {
-    std::fs::read(path).map_err(|e| EmbedError::Files(format!("{}: {e} (run `python3 models/fetch.py`)", path.display())))
+    std::fs::read(path)
+        .map_err(|e| EmbedError::Files(format!("{}: {e} (run `python3 models/fetch.py`)", path.display())))
 }
 
 impl FastEmbedder {
@@ -72,10 +73,11 @@ impl FastEmbedder {
             special_tokens_map_file: read(&dir.join("special_tokens_map.json"))?,
             tokenizer_config_file: read(&dir.join("tokenizer_config.json"))?,
         };
-        let model = UserDefinedEmbeddingModel::new(read(&paths.onnx_file)?, tokenizer_files).with_pooling(Pooling::Mean);
+        let model =
+            UserDefinedEmbeddingModel::new(read(&paths.onnx_file)?, tokenizer_files).with_pooling(Pooling::Mean);
         let options = InitOptionsUserDefined::new().with_max_length(256).with_intra_threads(threads.max(1));
-        let mut model = TextEmbedding::try_new_from_user_defined(model, options)
-            .map_err(|e| EmbedError::Runtime(e.to_string()))?;
+        let mut model =
+            TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Runtime(e.to_string()))?;
         let probe = model.embed(["probe"], None).map_err(|e| EmbedError::Inference(e.to_string()))?;
         let dim = probe.first().map_or(0, Vec::len);
         if dim == 0 {

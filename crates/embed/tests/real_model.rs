@@ -32,7 +32,10 @@ fn batching_does_not_change_the_vectors() {
     let m = model();
     let one = m.embed_batch(&["cancel my subscription".to_string()]).expect("embed");
     let many = m
-        .embed_batch(&["a much longer sentence that forces padding in the batch".to_string(), "cancel my subscription".to_string()])
+        .embed_batch(&[
+            "a much longer sentence that forces padding in the batch".to_string(),
+            "cancel my subscription".to_string(),
+        ])
         .expect("embed");
     assert!(cosine(&one[0], &many[1]) > 0.9999);
 }

@@ -106,7 +106,10 @@ impl Answer {
             }
             deja_api::sse::frame(&v.to_string())
         };
-        let mut body = vec![chunk(json!({"role": "assistant", "content": if self.content.is_some() { json!("") } else { Value::Null }}), Value::Null)];
+        let mut body = vec![chunk(
+            json!({"role": "assistant", "content": if self.content.is_some() { json!("") } else { Value::Null }}),
+            Value::Null,
+        )];
         if let Some(content) = &self.content {
             let words: Vec<&str> = content.split_inclusive(' ').collect();
             for piece in words.chunks(2) {

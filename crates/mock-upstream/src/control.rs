@@ -9,7 +9,11 @@ use std::time::Duration;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
     /// Answer with this status and an OpenAI error body.
-    Status { status: u16, #[serde(default)] retry_after_s: Option<u64> },
+    Status {
+        status: u16,
+        #[serde(default)]
+        retry_after_s: Option<u64>,
+    },
     /// Wait before sending the response head.
     Delay { ms: u64 },
     /// 200 with a body that is not JSON.
@@ -93,7 +97,12 @@ impl MockControl {
     }
 
     /// Records a call and returns the fault it must suffer, if any.
-    pub(crate) fn on_call(&self, model: &str, authorization: Option<String>, body: &serde_json::Value) -> Option<Fault> {
+    pub(crate) fn on_call(
+        &self,
+        model: &str,
+        authorization: Option<String>,
+        body: &serde_json::Value,
+    ) -> Option<Fault> {
         self.total.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
         *inner.calls.entry(model.to_string()).or_default() += 1;

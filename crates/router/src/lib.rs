@@ -8,8 +8,10 @@ pub mod health;
 pub mod plan;
 pub mod price;
 
+pub use catalog::Target;
 pub use catalog::{Catalog, CatalogError, LadderSpec, ModelSpec, StartRule};
 pub use health::{Health, HealthSettings};
-pub use catalog::Target;
-pub use plan::{estimate_tokens, failure_decision, plan, Decision, FailureKind, Plan, PlanError, RouteInput, SkipReason};
+pub use plan::{
+    estimate_tokens, failure_decision, plan, Decision, FailureKind, Plan, PlanError, RouteInput, SkipReason,
+};
 pub use price::cost_usd;

@@ -65,11 +65,9 @@ pub fn plan(
 ) -> Result<Plan, PlanError> {
     match catalog.resolve(input.target) {
         None => Err(PlanError::NotFound(input.target.to_string())),
-        Some(Target::Model(i)) => Ok(Plan {
-            attempts: vec![i; model_attempts.max(1) as usize],
-            skipped: Vec::new(),
-            ladder: None,
-        }),
+        Some(Target::Model(i)) => {
+            Ok(Plan { attempts: vec![i; model_attempts.max(1) as usize], skipped: Vec::new(), ladder: None })
+        }
         Some(Target::Ladder(l)) => plan_ladder(catalog, l, input, health, now),
     }
 }

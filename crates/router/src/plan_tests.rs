@@ -85,7 +85,10 @@ fn cooling_rungs_are_skipped_unless_all_are_cooling() {
 fn a_model_name_is_tried_alone_with_retries() {
     let p = plan(&catalog(), input("mid", 10, None), &health(), Instant::now(), 3).expect("plan");
     assert_eq!(p.attempts, vec![1, 1, 1]);
-    assert!(matches!(plan(&catalog(), input("nope", 1, None), &health(), Instant::now(), 3), Err(PlanError::NotFound(_))));
+    assert!(matches!(
+        plan(&catalog(), input("nope", 1, None), &health(), Instant::now(), 3),
+        Err(PlanError::NotFound(_))
+    ));
 }
 
 #[test]

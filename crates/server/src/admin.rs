@@ -21,7 +21,9 @@ pub async fn handle(state: &AppState, parts: &Parts, body: &[u8]) -> Response<Bo
         (&Method::GET, "/admin/cache") => list(state, &query),
         (&Method::POST, "/admin/cache/purge") => purge(state, body),
         (&Method::POST, "/admin/cache/search") => search(state, body).await,
-        (&Method::POST, "/admin/reload") => crate::reload(state).map(|changed| json!({"reloaded": true, "needs_restart": changed})),
+        (&Method::POST, "/admin/reload") => {
+            crate::reload(state).map(|changed| json!({"reloaded": true, "needs_restart": changed}))
+        }
         (&Method::GET, p) if p.starts_with("/admin/cache/") => show(state, &p["/admin/cache/".len()..]),
         (&Method::DELETE, p) if p.starts_with("/admin/cache/") => {
             return match delete(state, &p["/admin/cache/".len()..]) {
@@ -46,10 +48,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 fn parse_query(q: &str) -> HashMap<String, String> {
-    q.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), percent_decode(v)))
-        .collect()
+    q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), percent_decode(v))).collect()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -59,15 +58,13 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -83,8 +80,12 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
     let spent_by_model: serde_json::Map<String, Value> =
         s.spent_by_model().map_err(internal)?.into_iter().map(|(m, n)| (m, json!(nano_to_usd(n)))).collect();
     let now = std::time::Instant::now();
-    let cooling: Vec<Value> =
-        state.health.cooling(now).into_iter().map(|(m, left)| json!({"model": m, "seconds_left": left.as_secs_f64()})).collect();
+    let cooling: Vec<Value> = state
+        .health
+        .cooling(now)
+        .into_iter()
+        .map(|(m, left)| json!({"model": m, "seconds_left": left.as_secs_f64()}))
+        .collect();
     Ok(json!({
         "requests": c(Counter::Requests)?,
         "hits": {"exact": exact, "semantic": semantic, "total": exact + semantic},
@@ -107,7 +108,8 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
 
 fn list(state: &AppState, q: &HashMap<String, String>) -> Result<Value, ApiError> {
     let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).clamp(1, 1000);
-    let filter = ListFilter { namespace: q.get("namespace").cloned(), model: q.get("model").cloned(), created_before_ms: None };
+    let filter =
+        ListFilter { namespace: q.get("namespace").cloned(), model: q.get("model").cloned(), created_before_ms: None };
     let page = state.store.list(&filter, q.get("cursor").map(String::as_str), limit).map_err(internal)?;
     let entries: Vec<Value> = page
         .entries
@@ -173,10 +175,14 @@ struct PurgeRequest {
 }
 
 fn purge(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
-    let req: PurgeRequest = serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("invalid purge filter: {e}"), None))?;
+    let req: PurgeRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("invalid purge filter: {e}"), None))?;
     let empty = req.namespace.is_none() && req.model.is_none() && req.older_than_s.is_none();
     if empty && !req.all {
-        return Err(ApiError::invalid_request("an empty filter would purge everything: send {\"all\": true} to mean it", None));
+        return Err(ApiError::invalid_request(
+            "an empty filter would purge everything: send {\"all\": true} to mean it",
+            None,
+        ));
     }
     let filter = ListFilter {
         namespace: req.namespace,
@@ -206,7 +212,8 @@ struct SearchRequest {
 }
 
 async fn search(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
-    let req: SearchRequest = serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("invalid search: {e}"), None))?;
+    let req: SearchRequest =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("invalid search: {e}"), None))?;
     let Some(embed) = &state.embed else {
         return Err(ApiError::new(ErrorKind::Unavailable, "the semantic cache is disabled"));
     };
@@ -217,18 +224,21 @@ async fn search(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
         (None, Some(p)) => vec![json!({"role": "user", "content": p})],
         (None, None) => return Err(ApiError::invalid_request("send `messages` or `prompt`", Some("prompt"))),
     };
-    let chat = ChatRequest::parse(&serde_json::to_vec(&json!({"model": model, "messages": messages})).map_err(internal)?)?;
-    let question = chat.last_user_text().ok_or_else(|| ApiError::invalid_request("the last message must be a user message with text", Some("messages")))?;
+    let chat =
+        ChatRequest::parse(&serde_json::to_vec(&json!({"model": model, "messages": messages})).map_err(internal)?)?;
+    let question = chat.last_user_text().ok_or_else(|| {
+        ApiError::invalid_request("the last message must be a user message with text", Some("messages"))
+    })?;
     let namespace = Namespace::from_stored(req.namespace.unwrap_or_else(|| "default".into()));
     let (_, fingerprint) = chat_keys(&namespace, &chat);
-    let vector = embed.embed(question.clone()).await.map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))?;
+    let vector =
+        embed.embed(question.clone()).await.map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))?;
     let settings = &config.cache.semantic;
     let threshold = settings.threshold_for(&model, None);
     let k = req.k.unwrap_or(5).clamp(1, 100);
-    let judged = deja_cache::semantic::judge(
-        &state.store, &state.index, &fingerprint, &vector, &question, threshold, settings, k, deja_cache::now_ms(),
-    )
-    .map_err(internal)?;
+    let query = deja_cache::semantic::Query { fingerprint: &fingerprint, vector: &vector, text: &question, threshold };
+    let judged = deja_cache::semantic::judge(&state.store, &state.index, &query, settings, k, deja_cache::now_ms())
+        .map_err(internal)?;
     let results: Vec<Value> = judged
         .into_iter()
         .map(|j| json!({"id": j.id, "similarity": j.similarity, "text": j.text, "would_serve": j.refused_by.is_none(), "refused_by": j.refused_by}))

@@ -18,7 +18,13 @@ pub struct AdminClient {
 
 pub fn encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -67,7 +73,11 @@ pub fn render(action: &CacheAction, v: &Value) -> String {
         CacheAction::Stats => {
             let _ = writeln!(out, "requests        {}", v["requests"]);
             let _ = writeln!(out, "hits            {} exact, {} semantic", v["hits"]["exact"], v["hits"]["semantic"]);
-            let _ = writeln!(out, "misses          {}  (refreshes {}, bypasses {})", v["misses"], v["refreshes"], v["bypasses"]);
+            let _ = writeln!(
+                out,
+                "misses          {}  (refreshes {}, bypasses {})",
+                v["misses"], v["refreshes"], v["bypasses"]
+            );
             let _ = writeln!(out, "hit rate        {:.1}%", v["hit_rate"].as_f64().unwrap_or(0.0) * 100.0);
             let _ = writeln!(out, "tokens saved    {}", v["tokens_saved"]);
             let _ = writeln!(out, "USD saved       ${:.6}", v["usd_saved"].as_f64().unwrap_or(0.0));
@@ -77,11 +87,19 @@ pub fn render(action: &CacheAction, v: &Value) -> String {
                     let _ = writeln!(out, "  {m:<22} ${:.6}", usd.as_f64().unwrap_or(0.0));
                 }
             }
-            let _ = writeln!(out, "entries         {} (index {}, {} bytes on disk)", v["entries"], v["index_size"], v["bytes_on_disk"]);
+            let _ = writeln!(
+                out,
+                "entries         {} (index {}, {} bytes on disk)",
+                v["entries"], v["index_size"], v["bytes_on_disk"]
+            );
             let _ = writeln!(out, "uptime          {:.0}s", v["uptime_s"].as_f64().unwrap_or(0.0));
         }
         CacheAction::Ls { .. } => {
-            let _ = writeln!(out, "{:<16} {:<14} {:<12} {:>5} {:<18} PREVIEW", "ID", "NAMESPACE", "MODEL", "HITS", "ANSWERED BY");
+            let _ = writeln!(
+                out,
+                "{:<16} {:<14} {:<12} {:>5} {:<18} PREVIEW",
+                "ID", "NAMESPACE", "MODEL", "HITS", "ANSWERED BY"
+            );
             for e in v["entries"].as_array().into_iter().flatten() {
                 let id = e["id"].as_str().unwrap_or("");
                 let _ = writeln!(
@@ -109,7 +127,14 @@ pub fn render(action: &CacheAction, v: &Value) -> String {
                 } else {
                     format!("no ({})", r["refused_by"].as_str().unwrap_or("?"))
                 };
-                let _ = writeln!(out, "{:<16} {:>10.4} {:<8} {}", &id[..id.len().min(16)], r["similarity"].as_f64().unwrap_or(0.0), served, r["text"].as_str().unwrap_or(""));
+                let _ = writeln!(
+                    out,
+                    "{:<16} {:>10.4} {:<8} {}",
+                    &id[..id.len().min(16)],
+                    r["similarity"].as_f64().unwrap_or(0.0),
+                    served,
+                    r["text"].as_str().unwrap_or("")
+                );
             }
         }
         _ => {

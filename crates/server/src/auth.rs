@@ -20,7 +20,8 @@ fn equal(a: &str, b: &str) -> bool {
 pub fn client<'a>(parts: &'a Parts, keys: Option<&[String]>) -> Result<Option<&'a str>, ApiError> {
     let Some(keys) = keys else { return Ok(None) };
     let presented = bearer(parts).ok_or_else(|| {
-        ApiError::new(ErrorKind::Unauthorized, "missing API key: send `Authorization: Bearer <key>`").with_code("invalid_api_key")
+        ApiError::new(ErrorKind::Unauthorized, "missing API key: send `Authorization: Bearer <key>`")
+            .with_code("invalid_api_key")
     })?;
     // Check every key so timing does not reveal which one matched.
     let matched = keys.iter().fold(false, |acc, k| acc | equal(k, presented));
@@ -33,10 +34,12 @@ pub fn client<'a>(parts: &'a Parts, keys: Option<&[String]>) -> Result<Option<&'
 
 pub fn admin(parts: &Parts, token: Option<&str>) -> Result<(), ApiError> {
     let Some(token) = token else {
-        return Err(ApiError::new(ErrorKind::NotFound, "the admin API is disabled: its token variable is unset").with_code("admin_disabled"));
+        return Err(ApiError::new(ErrorKind::NotFound, "the admin API is disabled: its token variable is unset")
+            .with_code("admin_disabled"));
     };
     match bearer(parts) {
         Some(t) if equal(t, token) => Ok(()),
-        _ => Err(ApiError::new(ErrorKind::Unauthorized, "the admin API needs `Authorization: Bearer <admin token>`").with_code("invalid_admin_token")),
+        _ => Err(ApiError::new(ErrorKind::Unauthorized, "the admin API needs `Authorization: Bearer <admin token>`")
+            .with_code("invalid_admin_token")),
     }
 }

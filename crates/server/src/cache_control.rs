@@ -28,7 +28,9 @@ impl CachePolicy {
             for directive in value.split(',').map(|d| d.trim().to_ascii_lowercase()) {
                 match directive.split_once('=') {
                     None if directive == "no-store" => policy.mode = CacheMode::Bypass,
-                    None if directive == "no-cache" && policy.mode != CacheMode::Bypass => policy.mode = CacheMode::Refresh,
+                    None if directive == "no-cache" && policy.mode != CacheMode::Bypass => {
+                        policy.mode = CacheMode::Refresh
+                    }
                     Some(("max-age", n)) => {
                         if let Ok(secs) = n.trim_matches('"').parse::<u64>() {
                             policy.ttl = Some(Duration::from_secs(secs));

@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "deja", version, about = "Deja: an OpenAI-compatible LLM gateway that answers repeated and paraphrased requests from its cache and routes the rest through a ladder of models, cheapest first.")]
+#[command(
+    name = "deja",
+    version,
+    about = "Deja: an OpenAI-compatible LLM gateway that answers repeated and paraphrased requests from its cache and routes the rest through a ladder of models, cheapest first."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

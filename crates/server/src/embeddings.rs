@@ -1,12 +1,12 @@
 //! `POST /v1/embeddings`: passed through to a configured model, cached exactly.
 
-use crate::reply::{self, Body};
+use crate::cache_control::{CacheMode, CachePolicy};
 use crate::miss::MAX_RESPONSE_BYTES;
 use crate::pipeline::{header, Outcome};
 use crate::remember::{self, count_hit, count_spend};
+use crate::reply::{self, Body};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
-use crate::cache_control::{CacheMode, CachePolicy};
 use crate::walker::{classify, Walker};
 use deja_api::key::embeddings_key;
 use deja_api::{ApiError, EmbeddingsRequest, ErrorKind, Namespace};
@@ -30,8 +30,11 @@ async fn run(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[
     let req = EmbeddingsRequest::parse(body)?;
     let config = state.config();
     if !matches!(config.catalog.resolve(&req.model), Some(Target::Model(_))) {
-        return Err(ApiError::new(ErrorKind::NotFound, format!("the embeddings model `{}` is not configured", req.model))
-            .with_code("model_not_found"));
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("the embeddings model `{}` is not configured", req.model),
+        )
+        .with_code("model_not_found"));
     }
     let mut policy = CachePolicy::from_headers(&parts.headers);
     if !config.cache.enabled {
@@ -60,7 +63,12 @@ async fn run(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[
         match opened.response.collect(MAX_RESPONSE_BYTES).await {
             Ok(raw) => match serde_json::from_slice::<Value>(&raw) {
                 Ok(v) if v["data"].is_array() => break (v, raw, opened.model),
-                _ => walker.fail(opened.model, FailureKind::Malformed, None, "the response was not an embeddings list".into()),
+                _ => walker.fail(
+                    opened.model,
+                    FailureKind::Malformed,
+                    None,
+                    "the response was not an embeddings list".into(),
+                ),
             },
             Err(e) => {
                 let (kind, _, detail) = classify(&e);

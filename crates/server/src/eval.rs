@@ -47,7 +47,11 @@ pub fn read_pairs(path: &Path, limit: usize) -> Result<Vec<(String, String, bool
 }
 
 /// Cosine similarity of every pair, `batch` pairs per forward pass.
-pub fn similarities(embedder: &dyn Embedder, pairs: &[(String, String, bool)], batch: usize) -> Result<Vec<f32>, String> {
+pub fn similarities(
+    embedder: &dyn Embedder,
+    pairs: &[(String, String, bool)],
+    batch: usize,
+) -> Result<Vec<f32>, String> {
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch.max(1)) {
         let texts: Vec<String> = chunk.iter().flat_map(|(a, b, _)| [a.clone(), b.clone()]).collect();
@@ -146,15 +150,37 @@ pub fn report(scored: &[Scored], guards: &GuardSettings, configured_threshold: f
         let t = 0.80 + i as f32 * 0.01;
         let (r0, f0) = rates(scored, t, none);
         let (r1, f1) = rates(scored, t, mask);
-        let _ = writeln!(out, "  {t:.2}      | {:>9.1}%  {:>9.2}% | {:>9.1}%  {:>9.2}%", r0 * 100.0, f0 * 100.0, r1 * 100.0, f1 * 100.0);
+        let _ = writeln!(
+            out,
+            "  {t:.2}      | {:>9.1}%  {:>9.2}% | {:>9.1}%  {:>9.2}%",
+            r0 * 100.0,
+            f0 * 100.0,
+            r1 * 100.0,
+            f1 * 100.0
+        );
     }
     let (t0, r0, f0) = threshold_for(scored, target, none);
     let (t1, r1, f1) = threshold_for(scored, target, mask);
     let _ = writeln!(out, "\nfor at most {:.1}% false hits:", target * 100.0);
-    let _ = writeln!(out, "  threshold alone: threshold {t0:.3} serves {:.1}% of duplicates ({:.2}% false hits)", r0 * 100.0, f0 * 100.0);
-    let _ = writeln!(out, "  with guards:     threshold {t1:.3} serves {:.1}% of duplicates ({:.2}% false hits)", r1 * 100.0, f1 * 100.0);
+    let _ = writeln!(
+        out,
+        "  threshold alone: threshold {t0:.3} serves {:.1}% of duplicates ({:.2}% false hits)",
+        r0 * 100.0,
+        f0 * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "  with guards:     threshold {t1:.3} serves {:.1}% of duplicates ({:.2}% false hits)",
+        r1 * 100.0,
+        f1 * 100.0
+    );
     let (rc, fc) = rates(scored, configured_threshold, mask);
-    let _ = writeln!(out, "  configured:      threshold {configured_threshold:.3} serves {:.1}% of duplicates ({:.2}% false hits)", rc * 100.0, fc * 100.0);
+    let _ = writeln!(
+        out,
+        "  configured:      threshold {configured_threshold:.3} serves {:.1}% of duplicates ({:.2}% false hits)",
+        rc * 100.0,
+        fc * 100.0
+    );
     let _ = writeln!(out, "\neach guard alone at threshold {configured_threshold:.3}:");
     for (g, name) in GUARD_NAMES.iter().enumerate() {
         let mut m = none;
@@ -169,5 +195,9 @@ pub fn report(scored: &[Scored], guards: &GuardSettings, configured_threshold: f
 
 fn enabled_names(mask: [bool; 4]) -> String {
     let names: Vec<&str> = GUARD_NAMES.iter().zip(mask).filter(|(_, m)| *m).map(|(n, _)| *n).collect();
-    if names.is_empty() { "none".into() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }

@@ -10,13 +10,13 @@ pub mod cli;
 pub mod config;
 pub mod embeddings;
 pub mod eval;
-pub mod reply;
 pub mod metrics;
 pub mod miss;
 pub mod models;
 pub mod pipeline;
 pub mod relay;
 pub mod remember;
+pub mod reply;
 pub mod respond;
 pub mod server;
 pub mod state;
@@ -88,7 +88,10 @@ impl Running {
 }
 
 /// Binds the listener and starts serving with background maintenance.
-pub async fn start(config: Config, embedder: Option<Arc<dyn deja_embed::Embedder>>) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn start(
+    config: Config,
+    embedder: Option<Arc<dyn deja_embed::Embedder>>,
+) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
     let tls = match &config.server.tls {
         Some(files) => Some(tls::acceptor(files)?),
         None => None,
@@ -128,7 +131,9 @@ fn spawn_maintenance(state: Arc<AppState>) {
             })
             .await;
             match outcome {
-                Ok(Ok(r)) if r.expired + r.evicted > 0 => tracing::info!(expired = r.expired, evicted = r.evicted, "cache swept"),
+                Ok(Ok(r)) if r.expired + r.evicted > 0 => {
+                    tracing::info!(expired = r.expired, evicted = r.evicted, "cache swept")
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "cache sweep failed"),
                 _ => {}
             }

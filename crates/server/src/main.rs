@@ -12,7 +12,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -77,7 +78,10 @@ async fn serve(path: std::path::PathBuf) -> Result<(), AnyError> {
 fn check_config(path: &std::path::Path) -> Result<(), AnyError> {
     let c = Config::load(path)?;
     let mut out = format!("{}: valid\n\nmodels (USD per million tokens):\n", path.display());
-    out.push_str(&format!("  {:<20} {:<10} {:>8} {:>8} {:>9}  {}\n", "name", "provider", "input", "output", "context", "key"));
+    out.push_str(&format!(
+        "  {:<20} {:<10} {:>8} {:>8} {:>9}  {}\n",
+        "name", "provider", "input", "output", "context", "key"
+    ));
     for m in &c.catalog.models {
         let key = match c.providers.get(&m.provider).and_then(|p| p.api_key_env.clone()) {
             Some(var) if c.api_key(&m.provider).is_some() => format!("${var} set"),
@@ -142,9 +146,10 @@ fn eval(args: EvalArgs) -> Result<(), AnyError> {
     let threshold = config.cache.semantic.threshold;
     let mut report = eval::report(&scored, &guards, threshold, args.target_false_hits);
     let mask = eval::mask_of(&guards);
-    let wrong = pairs.iter().zip(&scored).filter(|(_, s)| {
-        !s.same && s.similarity >= threshold && !s.refused.iter().zip(mask).any(|(r, m)| *r && m)
-    });
+    let wrong = pairs
+        .iter()
+        .zip(&scored)
+        .filter(|(_, s)| !s.same && s.similarity >= threshold && !s.refused.iter().zip(mask).any(|(r, m)| *r && m));
     for ((a, b, _), s) in wrong.take(args.show_false_hits) {
         report.push_str(&format!("  false hit {:.3}: {a} | {b}\n", s.similarity));
     }
@@ -177,7 +182,8 @@ async fn cache(args: CacheArgs) -> Result<(), AnyError> {
             serde_json::json!({"deleted": id})
         }
         CacheAction::Purge { namespace, model, older_than_s, all } => {
-            let body = serde_json::json!({"namespace": namespace, "model": model, "older_than_s": older_than_s, "all": all});
+            let body =
+                serde_json::json!({"namespace": namespace, "model": model, "older_than_s": older_than_s, "all": all});
             client.post("/admin/cache/purge", &body).await?
         }
         CacheAction::Search { prompt, namespace, model, k } => {

@@ -79,21 +79,41 @@ impl Metrics {
         let spent_usd = Family::<ModelLabels, FloatCounter>::default();
         registry.register("spent_usd", "USD spent upstream, by model", spent_usd.clone());
         let upstream_latency = Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram);
-        registry.register("upstream_request_duration_seconds", "Upstream attempt latency to the response head", upstream_latency.clone());
+        registry.register(
+            "upstream_request_duration_seconds",
+            "Upstream attempt latency to the response head",
+            upstream_latency.clone(),
+        );
         let upstream_errors = Family::<ModelErrorLabels, Counter>::default();
         registry.register("upstream_errors", "Failed upstream attempts by model and kind", upstream_errors.clone());
         let overhead = latency_histogram();
-        registry.register("proxy_overhead_seconds", "Time Deja itself adds to a request (total minus upstream time)", overhead.clone());
+        registry.register(
+            "proxy_overhead_seconds",
+            "Time Deja itself adds to a request (total minus upstream time)",
+            overhead.clone(),
+        );
         let embedding_latency = latency_histogram();
-        registry.register("embedding_duration_seconds", "Embedding forward pass latency per micro-batch", embedding_latency.clone());
+        registry.register(
+            "embedding_duration_seconds",
+            "Embedding forward pass latency per micro-batch",
+            embedding_latency.clone(),
+        );
         let entries = Gauge::default();
         registry.register("cache_entries", "Entries in the store", entries.clone());
         let index_entries = Gauge::default();
         registry.register("semantic_index_entries", "Live entries in the semantic index", index_entries.clone());
         let cooldowns = Family::<ModelLabels, Gauge>::default();
-        registry.register("ladder_cooldown", "1 while a model is cooling down and skipped by ladders", cooldowns.clone());
+        registry.register(
+            "ladder_cooldown",
+            "1 while a model is cooling down and skipped by ladders",
+            cooldowns.clone(),
+        );
         let guard_refusals = Family::<KindLabels, Counter>::default();
-        registry.register("semantic_guard_refusals", "Semantic candidates above the threshold refused by a guard", guard_refusals.clone());
+        registry.register(
+            "semantic_guard_refusals",
+            "Semantic candidates above the threshold refused by a guard",
+            guard_refusals.clone(),
+        );
         Self {
             registry,
             requests,

@@ -5,9 +5,9 @@
 //! even if the client hangs up.
 
 use crate::config::Config;
-use crate::reply::{self, Body};
 use crate::pipeline::{count_miss, entry_ttl, remember_answer, Answer, ChatCtx, Shared};
 use crate::remember::count_spend;
+use crate::reply::{self, Body};
 use crate::respond;
 use crate::walker::{classify, Walker};
 use deja_api::{ApiError, ChatCompletion, ErrorKind};
@@ -19,7 +19,12 @@ use std::sync::Arc;
 /// Largest upstream answer accepted.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
-pub async fn unary_miss(ctx: ChatCtx, config: Arc<Config>, plan: Plan, leader: Option<Leader<Shared>>) -> Response<Body> {
+pub async fn unary_miss(
+    ctx: ChatCtx,
+    config: Arc<Config>,
+    plan: Plan,
+    leader: Option<Leader<Shared>>,
+) -> Response<Body> {
     let stream_flag = ctx.req.is_stream();
     let include_usage = ctx.req.wants_usage_chunk();
     let label = ctx.policy.miss_label();
@@ -65,7 +70,9 @@ async fn run(ctx: &ChatCtx, config: Arc<Config>, plan: Plan) -> Result<(Arc<Answ
         };
         match serde_json::from_slice::<ChatCompletion>(&raw) {
             Ok(c) if !c.choices.is_empty() => break (c, raw, opened.model),
-            _ => walker.fail(opened.model, FailureKind::Malformed, None, "the response was not a chat completion".into()),
+            _ => {
+                walker.fail(opened.model, FailureKind::Malformed, None, "the response was not a chat completion".into())
+            }
         }
     };
     walker.succeeded(model);
@@ -74,7 +81,8 @@ async fn run(ctx: &ChatCtx, config: Arc<Config>, plan: Plan) -> Result<(Arc<Answ
     let cost = cost_usd(spec, usage.prompt_tokens, usage.completion_tokens);
     count_miss(ctx);
     count_spend(&ctx.state, &spec.name, cost);
-    let answer = Arc::new(Answer { completion, answered_by: spec.name.clone(), attempts: walker.tries(), cost_usd: cost });
+    let answer =
+        Arc::new(Answer { completion, answered_by: spec.name.clone(), attempts: walker.tries(), cost_usd: cost });
     remember_answer(ctx, &answer, entry_ttl(ctx, &config));
     let overhead = ctx.started.elapsed().saturating_sub(walker.upstream_time);
     ctx.state.metrics.overhead.observe(overhead.as_secs_f64());

@@ -2,8 +2,8 @@
 //! accept → exact cache → semantic cache → ladder → upstream → store.
 
 use crate::cache_control::{CacheMode, CachePolicy};
-use crate::reply::{self, Body};
 use crate::remember::{self, count_hit};
+use crate::reply::{self, Body};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
 use crate::{miss, relay};
@@ -48,7 +48,13 @@ pub struct Outcome {
     pub cache: &'static str,
 }
 
-pub async fn chat(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[u8], request_id: String) -> Outcome {
+pub async fn chat(
+    state: Arc<AppState>,
+    parts: &Parts,
+    tenant: Option<&str>,
+    body: &[u8],
+    request_id: String,
+) -> Outcome {
     let started = Instant::now();
     match chat_inner(state, parts, tenant, body, request_id, started).await {
         Ok(o) => o,
@@ -79,7 +85,8 @@ async fn chat_inner(
     let (key, fingerprint) = chat_keys(&namespace, &req);
     let _ = state.store.add(Counter::Requests, 1);
     let question = req.last_user_text();
-    let mut ctx = ChatCtx { state, req, namespace, key, fingerprint, policy, question, vector: None, started, request_id };
+    let mut ctx =
+        ChatCtx { state, req, namespace, key, fingerprint, policy, question, vector: None, started, request_id };
 
     // Exact cache.
     if ctx.policy.reads() {
@@ -103,13 +110,14 @@ async fn chat_inner(
         task: header(parts, "x-deja-task").or_else(|| ctx.req.metadata_task()),
     };
     let routing = &config.routing;
-    let plan = plan(&config.catalog, route, &ctx.state.health, Instant::now(), 1 + routing.model_retries)
-        .map_err(|e| match e {
+    let plan = plan(&config.catalog, route, &ctx.state.health, Instant::now(), 1 + routing.model_retries).map_err(
+        |e| match e {
             PlanError::NotFound(_) => ApiError::new(ErrorKind::NotFound, e.to_string()).with_code("model_not_found"),
             PlanError::PromptTooLarge { .. } => {
                 ApiError::invalid_request(e.to_string(), Some("messages")).with_code("context_length_exceeded")
             }
-        })?;
+        },
+    )?;
     let leader = if ctx.policy.mode == CacheMode::Normal {
         match ctx.state.coalescer.join(ctx.key) {
             Role::Leader(l) => Some(l),
@@ -152,7 +160,8 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     let threshold = settings.threshold_for(&ctx.req.model, floor);
     let now = deja_cache::now_ms();
     let vector = ctx.vector.as_deref()?;
-    match semantic::lookup(&ctx.state.store, &ctx.state.index, &ctx.fingerprint, vector, &question, threshold, settings, now) {
+    let query = semantic::Query { fingerprint: &ctx.fingerprint, vector, text: &question, threshold };
+    match semantic::lookup(&ctx.state.store, &ctx.state.index, &query, settings, now) {
         Ok(Some(hit)) => Some(serve_entry(ctx, HitKind::Semantic { similarity: hit.similarity }, &hit.entry, now)),
         Ok(None) => None,
         Err(e) => {
@@ -180,7 +189,8 @@ fn serve_entry(ctx: &ChatCtx, kind: HitKind, entry: &deja_store::Entry, now_ms: 
 async fn follow(ctx: &ChatCtx, mut rx: tokio::sync::broadcast::Receiver<Shared>) -> Outcome {
     match rx.recv().await {
         Ok(Ok(answer)) => {
-            let mut response = respond::completion(&answer.completion, ctx.req.is_stream(), ctx.req.wants_usage_chunk());
+            let mut response =
+                respond::completion(&answer.completion, ctx.req.is_stream(), ctx.req.wants_usage_chunk());
             respond::miss_headers(&mut response, "coalesced", &answer.answered_by, 0, Some(0.0));
             reply::set_header(&mut response, "x-deja-saved-usd", &respond::format_usd(answer.cost_usd));
             let _ = ctx.state.store.add(Counter::ExactHits, 1);
@@ -191,7 +201,10 @@ async fn follow(ctx: &ChatCtx, mut rx: tokio::sync::broadcast::Receiver<Shared>)
         }
         Ok(Err(e)) => Outcome { response: reply::error(&e), cache: "error" },
         Err(_) => {
-            let e = ApiError::new(ErrorKind::BadGateway, "the identical request this one waited on ended without an answer");
+            let e = ApiError::new(
+                ErrorKind::BadGateway,
+                "the identical request this one waited on ended without an answer",
+            );
             Outcome { response: reply::error(&e), cache: "error" }
         }
     }
@@ -222,7 +235,10 @@ pub fn remember_answer(ctx: &ChatCtx, answer: &Answer, ttl: std::time::Duration)
             answered_by: answer.answered_by.clone(),
             request: serde_json::Value::Array(ctx.req.messages.clone()),
             response,
-            usage: deja_store::EntryUsage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens },
+            usage: deja_store::EntryUsage {
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+            },
             cost_usd: answer.cost_usd,
             ttl,
             semantic,

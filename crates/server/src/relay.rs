@@ -6,9 +6,9 @@
 //! OpenAI-style error event and never a clean `[DONE]`.
 
 use crate::config::Config;
-use crate::reply::{self, Body};
 use crate::pipeline::{count_miss, entry_ttl, remember_answer, Answer, ChatCtx, Shared};
 use crate::remember::count_spend;
+use crate::reply::{self, Body};
 use crate::respond;
 use crate::walker::{classify, Opened, Walker};
 use bytes::Bytes;
@@ -26,7 +26,12 @@ struct Started {
     attempts: usize,
 }
 
-pub async fn stream_miss(ctx: ChatCtx, config: Arc<Config>, plan: Plan, leader: Option<Leader<Shared>>) -> Response<Body> {
+pub async fn stream_miss(
+    ctx: ChatCtx,
+    config: Arc<Config>,
+    plan: Plan,
+    leader: Option<Leader<Shared>>,
+) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let (started_tx, started_rx) = oneshot::channel::<Result<Started, ApiError>>();
     let label = ctx.policy.miss_label();
@@ -130,7 +135,10 @@ async fn run(
                 break;
             }
             let Ok(mut event) = serde_json::from_str::<Value>(&raw) else {
-                end = Some(StreamEnd::Failed(FailureKind::Malformed, "the upstream sent an event that is not JSON".into()));
+                end = Some(StreamEnd::Failed(
+                    FailureKind::Malformed,
+                    "the upstream sent an event that is not JSON".into(),
+                ));
                 break;
             };
             if event.get("error").is_some() {
@@ -148,7 +156,10 @@ async fn run(
         match opened.response.next_chunk(idle).await {
             Ok(Some(chunk)) => pending = parser.push(&chunk),
             Ok(None) => {
-                end = Some(StreamEnd::Failed(FailureKind::Malformed, "the upstream closed the stream before [DONE]".into()));
+                end = Some(StreamEnd::Failed(
+                    FailureKind::Malformed,
+                    "the upstream closed the stream before [DONE]".into(),
+                ));
             }
             Err(e) => {
                 let (kind, _, detail) = classify(&e);
@@ -167,15 +178,29 @@ async fn run(
                 count_miss(&ctx);
                 count_spend(&ctx.state, &spec.name, cost);
                 fwd.send(sse::done_frame()).await;
-                let answer = Arc::new(Answer { completion, answered_by: model, attempts: walker.tries(), cost_usd: cost });
+                let answer =
+                    Arc::new(Answer { completion, answered_by: model, attempts: walker.tries(), cost_usd: cost });
                 remember_answer(&ctx, &answer, entry_ttl(&ctx, &config));
                 if let Some(l) = leader {
                     l.publish(Ok(answer));
                 }
             }
-            None => fail_stream(&ctx, &mut walker, &opened, &mut fwd, leader, FailureKind::Malformed, "the stream held no answer".into()).await,
+            None => {
+                fail_stream(
+                    &ctx,
+                    &mut walker,
+                    &opened,
+                    &mut fwd,
+                    leader,
+                    FailureKind::Malformed,
+                    "the stream held no answer".into(),
+                )
+                .await
+            }
         },
-        Some(StreamEnd::Failed(kind, detail)) => fail_stream(&ctx, &mut walker, &opened, &mut fwd, leader, kind, detail).await,
+        Some(StreamEnd::Failed(kind, detail)) => {
+            fail_stream(&ctx, &mut walker, &opened, &mut fwd, leader, kind, detail).await
+        }
         None => {}
     }
 }

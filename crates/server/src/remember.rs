@@ -27,11 +27,7 @@ pub fn count_spend(state: &AppState, model: &str, cost_usd: f64) {
     if let Err(e) = state.store.add_spent_by_model(model, nano) {
         tracing::warn!(error = %e, "could not count spend");
     }
-    state
-        .metrics
-        .spent_usd
-        .get_or_create(&crate::metrics::ModelLabels { model: model.to_string() })
-        .inc_by(cost_usd);
+    state.metrics.spent_usd.get_or_create(&crate::metrics::ModelLabels { model: model.to_string() }).inc_by(cost_usd);
 }
 
 /// Writes the entry and indexes its vector. Failures are logged: the client

@@ -1,8 +1,8 @@
 //! The listener: accepts connections (plain or TLS), routes requests to
 //! handlers, logs one line per request, and shuts down gracefully.
 
-use crate::reply::{self, Body};
 use crate::pipeline::Outcome;
+use crate::reply::{self, Body};
 use crate::state::AppState;
 use crate::{admin, auth, embeddings, models, pipeline};
 use bytes::Bytes;
@@ -97,7 +97,9 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let method = parts.method.clone();
     let config = state.config();
     let (endpoint, outcome) = match (&method, path.as_str()) {
-        (&Method::GET, "/healthz") => ("healthz", plain(reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})))),
+        (&Method::GET, "/healthz") => {
+            ("healthz", plain(reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))))
+        }
         (&Method::GET, "/readyz") => ("readyz", plain(readyz(&state))),
         (&Method::GET, "/metrics") if config.server.metrics => ("metrics", plain(metrics(&state))),
         (&Method::GET, "/v1/models") => ("models", guarded(&parts, &config, |_| plain(models::list(&state)))),
@@ -128,7 +130,10 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
         (_, "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/v1/chat/completions" | "/v1/embeddings") => {
             ("other", err(ApiError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}"))))
         }
-        _ => ("other", err(ApiError::new(ErrorKind::NotFound, format!("no route for {method} {path}")).with_code("unknown_url"))),
+        _ => (
+            "other",
+            err(ApiError::new(ErrorKind::NotFound, format!("no route for {method} {path}")).with_code("unknown_url")),
+        ),
     };
     let mut response = outcome.response;
     reply::set_header(&mut response, "x-request-id", &id);
@@ -171,7 +176,11 @@ fn err(e: ApiError) -> Outcome {
     Outcome { response: reply::error(&e), cache: "error" }
 }
 
-fn guarded(parts: &http::request::Parts, config: &crate::config::Config, f: impl FnOnce(Option<&str>) -> Outcome) -> Outcome {
+fn guarded(
+    parts: &http::request::Parts,
+    config: &crate::config::Config,
+    f: impl FnOnce(Option<&str>) -> Outcome,
+) -> Outcome {
     let keys = config.client_keys();
     match auth::client(parts, keys.as_deref()) {
         Ok(t) => f(t),
@@ -181,7 +190,8 @@ fn guarded(parts: &http::request::Parts, config: &crate::config::Config, f: impl
 
 async fn read_body(parts: &http::request::Parts, body: Incoming, max: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
-        ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds {max} bytes")).with_code("request_too_large")
+        ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds {max} bytes"))
+            .with_code("request_too_large")
     };
     let declared = parts
         .headers

@@ -76,7 +76,12 @@ impl AppState {
         let index = Arc::new(SemanticIndex::new());
         let started = Instant::now();
         let live = index.rebuild_from(&store)?;
-        tracing::info!(entries = store.len(), indexed = live, took_ms = started.elapsed().as_millis() as u64, "store opened");
+        tracing::info!(
+            entries = store.len(),
+            indexed = live,
+            took_ms = started.elapsed().as_millis() as u64,
+            "store opened"
+        );
         seed_metrics(&metrics, &store)?;
         Ok(Arc::new(Self {
             health: Health::new(config.routing.health),
@@ -124,7 +129,10 @@ impl AppState {
 fn seed_metrics(metrics: &Metrics, store: &Store) -> Result<(), deja_store::StoreError> {
     use crate::metrics::{KindLabels, ModelLabels};
     metrics.cache_hits.get_or_create(&KindLabels { kind: "exact".into() }).inc_by(store.counter(Counter::ExactHits)?);
-    metrics.cache_hits.get_or_create(&KindLabels { kind: "semantic".into() }).inc_by(store.counter(Counter::SemanticHits)?);
+    metrics
+        .cache_hits
+        .get_or_create(&KindLabels { kind: "semantic".into() })
+        .inc_by(store.counter(Counter::SemanticHits)?);
     metrics.cache_misses.inc_by(store.counter(Counter::Misses)?);
     metrics.saved_usd.inc_by(deja_store::nano_to_usd(store.counter(Counter::NanoUsdSaved)?));
     for (model, nano) in store.spent_by_model()? {

@@ -153,7 +153,8 @@ impl Walker {
         } else {
             ErrorKind::BadGateway
         };
-        let detail = if self.reasons.is_empty() { "no attempt was possible".to_string() } else { self.reasons.join("; ") };
+        let detail =
+            if self.reasons.is_empty() { "no attempt was possible".to_string() } else { self.reasons.join("; ") };
         ApiError::new(kind, format!("every upstream attempt failed ({} tried): {detail}", self.reasons.len()))
             .with_code("upstream_exhausted")
     }
@@ -171,8 +172,11 @@ impl Walker {
             .unwrap_or_else(|| format!("the upstream refused the request with status {status}"));
         if *status == 401 || *status == 403 {
             // The provider refused Deja's key, not the client's: not the caller's to fix.
-            return ApiError::new(ErrorKind::BadGateway, format!("{name}: the provider rejected Deja's credentials ({status})"))
-                .with_code("upstream_auth");
+            return ApiError::new(
+                ErrorKind::BadGateway,
+                format!("{name}: the provider rejected Deja's credentials ({status})"),
+            )
+            .with_code("upstream_auth");
         }
         let kind = match status {
             404 => ErrorKind::NotFound,

@@ -57,11 +57,9 @@ impl Entry {
         let text = match &self.semantic {
             Some(s) => s.text.clone(),
             None => match &self.request {
-                serde_json::Value::Array(msgs) => msgs
-                    .iter()
-                    .rev()
-                    .find_map(deja_api::chat::message_text)
-                    .unwrap_or_default(),
+                serde_json::Value::Array(msgs) => {
+                    msgs.iter().rev().find_map(deja_api::chat::message_text).unwrap_or_default()
+                }
                 other => other.to_string(),
             },
         };
@@ -89,9 +87,7 @@ impl HitStats {
         b
     }
     pub(crate) fn decode(b: &[u8]) -> Self {
-        let word = |r: std::ops::Range<usize>| {
-            b.get(r).and_then(|s| s.try_into().ok()).map_or(0, u64::from_be_bytes)
-        };
+        let word = |r: std::ops::Range<usize>| b.get(r).and_then(|s| s.try_into().ok()).map_or(0, u64::from_be_bytes);
         Self { hits: word(0..8), last_access_ms: word(8..16) }
     }
 }

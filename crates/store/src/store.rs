@@ -61,11 +61,7 @@ impl Store {
     /// Opens (or creates) the store at `path`. sled replays its log, so a store
     /// left by a killed process opens to its last durable state.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(256 * 1024 * 1024)
-            .flush_every_ms(Some(200))
-            .open()?;
+        let db = sled::Config::new().path(path).cache_capacity(256 * 1024 * 1024).flush_every_ms(Some(200)).open()?;
         Self::from_db(db)
     }
 
@@ -265,8 +261,10 @@ impl Store {
     pub fn vectors(&self) -> impl Iterator<Item = Result<StoredVector, StoreError>> + '_ {
         self.vectors.iter().map(|kv| {
             let (k, v) = kv?;
-            let id = k.as_ref().try_into().ok().map(CacheKey).ok_or_else(|| StoreError::Corrupt("vector key".into()))?;
-            decode_vector(&v).map(|(fingerprint, vector)| StoredVector { id, fingerprint, vector })
+            let id =
+                k.as_ref().try_into().ok().map(CacheKey).ok_or_else(|| StoreError::Corrupt("vector key".into()))?;
+            decode_vector(&v)
+                .map(|(fingerprint, vector)| StoredVector { id, fingerprint, vector })
                 .ok_or_else(|| StoreError::Corrupt(id.to_hex()))
         })
     }
@@ -347,7 +345,7 @@ fn encode_vector(fingerprint_hex: &str, v: &[f32]) -> Vec<u8> {
 fn decode_vector(b: &[u8]) -> Option<([u8; 32], Vec<f32>)> {
     let fp: [u8; 32] = b.get(..32)?.try_into().ok()?;
     let rest = &b[32..];
-    if rest.len() % 4 != 0 {
+    if !rest.len().is_multiple_of(4) {
         return None;
     }
     let v = rest.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();

@@ -80,13 +80,18 @@ pub fn models_dir() -> PathBuf {
 pub fn real_embedder() -> Arc<dyn Embedder> {
     static MODEL: OnceLock<Arc<FastEmbedder>> = OnceLock::new();
     MODEL
-        .get_or_init(|| Arc::new(FastEmbedder::load(&ModelPaths::in_dir(&models_dir()), 2).expect("run `python3 models/fetch.py` first")))
+        .get_or_init(|| {
+            Arc::new(
+                FastEmbedder::load(&ModelPaths::in_dir(&models_dir()), 2).expect("run `python3 models/fetch.py` first"),
+            )
+        })
         .clone()
 }
 
 impl TestConfig {
     pub fn to_toml(&self, upstream_base: &str, store: &std::path::Path) -> String {
-        let admin = self.admin_token.as_ref().map(|t| env_var("ADMIN", t)).unwrap_or_else(|| "DEJA_TEST_UNSET_ADMIN".into());
+        let admin =
+            self.admin_token.as_ref().map(|t| env_var("ADMIN", t)).unwrap_or_else(|| "DEJA_TEST_UNSET_ADMIN".into());
         let clients = if self.client_keys.is_empty() {
             "DEJA_TEST_UNSET_CLIENTS".to_string()
         } else {
@@ -229,7 +234,8 @@ pub async fn spawn_proxy(test_config: TestConfig) -> Harness {
     let mock = MockUpstream::start().await.expect("mock upstream starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let config_path = dir.path().join("deja.toml");
-    std::fs::write(&config_path, test_config.to_toml(&mock.base_url(), &dir.path().join("store"))).expect("write config");
+    std::fs::write(&config_path, test_config.to_toml(&mock.base_url(), &dir.path().join("store")))
+        .expect("write config");
     let proxy = launch(&config_path, test_config.embedding).await;
     Harness { proxy, mock, config_path, test_config, dir }
 }

@@ -67,12 +67,7 @@ pub fn streamed_content(text: &str) -> String {
 }
 
 pub async fn admin_get(h: &Harness, path: &str) -> Reply {
-    let resp = client()
-        .get(h.url(path))
-        .bearer_auth("test-admin-token")
-        .send()
-        .await
-        .expect("proxy answers");
+    let resp = client().get(h.url(path)).bearer_auth("test-admin-token").send().await.expect("proxy answers");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().await.expect("body");

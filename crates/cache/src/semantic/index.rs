@@ -85,11 +85,7 @@ impl Default for SemanticIndex {
 
 impl SemanticIndex {
     pub fn new() -> Self {
-        Self {
-            inner: RwLock::new(Inner::new(1024)),
-            tombstones: Default::default(),
-            pending: Mutex::new(None),
-        }
+        Self { inner: RwLock::new(Inner::new(1024)), tombstones: Default::default(), pending: Mutex::new(None) }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -159,9 +155,8 @@ impl SemanticIndex {
             }
         } else {
             let fp = fingerprint.0;
-            let filter = |slot: &usize| {
-                inner.fingerprints[*slot] == fp && inner.slot_of.get(&inner.ids[*slot]) == Some(slot)
-            };
+            let filter =
+                |slot: &usize| inner.fingerprints[*slot] == fp && inner.slot_of.get(&inner.ids[*slot]) == Some(slot);
             let ef = (k * 8).max(64);
             for n in inner.hnsw.search_filter(vector, k, ef, Some(&filter)) {
                 out.push(Candidate { id: inner.ids[n.d_id], similarity: 1.0 - n.distance });

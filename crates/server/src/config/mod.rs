@@ -119,11 +119,9 @@ impl Config {
     }
 
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
-        let listen = raw
-            .server
-            .listen
-            .parse()
-            .map_err(|_| invalid("server.listen", format!("`{}` is not an address like 127.0.0.1:8080", raw.server.listen)))?;
+        let listen = raw.server.listen.parse().map_err(|_| {
+            invalid("server.listen", format!("`{}` is not an address like 127.0.0.1:8080", raw.server.listen))
+        })?;
         if raw.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", "must be greater than 0"));
         }
@@ -160,14 +158,17 @@ impl Config {
             if providers.contains_key(&p.name) {
                 return Err(invalid(format!("providers[{i}].name"), format!("duplicate provider `{}`", p.name)));
             }
-            providers.insert(p.name.clone(), Provider { name: p.name, base_url: p.base_url, api_key_env: p.api_key_env });
+            providers
+                .insert(p.name.clone(), Provider { name: p.name, base_url: p.base_url, api_key_env: p.api_key_env });
         }
         let mut models = Vec::new();
         for (i, m) in raw.models.into_iter().enumerate() {
             if !providers.contains_key(&m.provider) {
                 return Err(invalid(format!("models[{i}].provider"), format!("unknown provider `{}`", m.provider)));
             }
-            for (field, v) in [("input_usd_per_mtok", m.input_usd_per_mtok), ("output_usd_per_mtok", m.output_usd_per_mtok)] {
+            for (field, v) in
+                [("input_usd_per_mtok", m.input_usd_per_mtok), ("output_usd_per_mtok", m.output_usd_per_mtok)]
+            {
                 if !v.is_finite() || v < 0.0 {
                     return Err(invalid(format!("models[{i}].{field}"), "must be a non-negative price"));
                 }
@@ -207,7 +208,10 @@ impl Config {
         })?;
         for ladder in sem.ladder_thresholds.keys() {
             if catalog.resolve(ladder).is_none() {
-                return Err(invalid(format!("cache.semantic.ladder_thresholds.{ladder}"), "no ladder or model has this name"));
+                return Err(invalid(
+                    format!("cache.semantic.ladder_thresholds.{ladder}"),
+                    "no ladder or model has this name",
+                ));
             }
         }
 
@@ -266,12 +270,8 @@ impl Config {
     /// Client keys from `server.client_keys_env`, if set and non-empty.
     pub fn client_keys(&self) -> Option<Vec<String>> {
         let var = self.server.client_keys_env.as_ref()?;
-        let keys: Vec<String> = std::env::var(var)
-            .ok()?
-            .split(',')
-            .map(|k| k.trim().to_string())
-            .filter(|k| !k.is_empty())
-            .collect();
+        let keys: Vec<String> =
+            std::env::var(var).ok()?.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
         (!keys.is_empty()).then_some(keys)
     }
 
