@@ -5,3 +5,9 @@ cd "$(dirname "$0")/.."
 
 python3 models/fetch.py
 cargo test --workspace --no-fail-fast
+
+# The official OpenAI Python SDK against the real binary.
+python3 -m venv target/sdk-venv
+target/sdk-venv/bin/pip install --quiet --disable-pip-version-check openai==3.54.0
+cargo build --bin deja
+target/sdk-venv/bin/python tests/sdk/check.py target/debug/deja

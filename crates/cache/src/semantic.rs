@@ -59,28 +59,31 @@ pub struct Query<'a> {
     pub threshold: f32,
 }
 
-/// The best live entry above the threshold that passes the guards.
+/// The best live entry above the threshold that passes the guards, and the
+/// guards that refused better-scoring candidates on the way.
 pub fn lookup(
     store: &Store,
     index: &SemanticIndex,
     query: &Query<'_>,
     settings: &SemanticSettings,
     now_ms: u64,
-) -> Result<Option<SemanticHit>, StoreError> {
+) -> Result<(Option<SemanticHit>, Vec<Refusal>), StoreError> {
     let features = Guards::features(query.text);
+    let mut refusals = Vec::new();
     for cand in index.search(store, query.fingerprint, query.vector, settings.candidates)? {
         if cand.similarity < query.threshold {
             break;
         }
         let Some(entry) = live_entry(store, &cand, now_ms)? else { continue };
         let Some(meta) = &entry.semantic else { continue };
-        if Guards::check(&settings.guards, &features, &Guards::features(&meta.text)).is_some() {
+        if let Some(r) = Guards::check(&settings.guards, &features, &Guards::features(&meta.text)) {
+            refusals.push(r);
             continue;
         }
         let stats = store.record_hit(&entry.id, now_ms)?;
-        return Ok(Some(SemanticHit { entry, stats, similarity: cand.similarity }));
+        return Ok((Some(SemanticHit { entry, stats, similarity: cand.similarity }), refusals));
     }
-    Ok(None)
+    Ok((None, refusals))
 }
 
 /// The nearest live entries with the verdict each would get, without counting hits.
@@ -102,7 +105,7 @@ pub fn judge(
             Some("below_threshold".to_string())
         } else {
             Guards::check(&settings.guards, &features, &Guards::features(&other))
-                .map(|r: Refusal| r.as_str().to_string())
+                .map(|r| r.as_str().to_string())
         };
         out.push(Judged { id: entry.id.to_hex(), similarity: cand.similarity, text: other, refused_by });
     }

@@ -86,6 +86,11 @@ impl MockControl {
         self.lock().authorization.get(model).cloned().flatten()
     }
 
+    /// The last `Authorization` header seen per model (`None`: none was sent).
+    pub fn authorizations(&self) -> HashMap<String, Option<String>> {
+        self.lock().authorization.clone()
+    }
+
     /// Every request body received, oldest first (the last 1,000).
     pub fn requests(&self) -> Vec<serde_json::Value> {
         self.lock().requests.clone()

@@ -87,7 +87,7 @@ async fn handle(req: Request<Incoming>, control: MockControl) -> Result<Response
         (Method::GET, "/v1/models") => json_response(StatusCode::OK, &json!({"object": "list", "data": []})),
         (Method::GET, "/_mock/calls") => json_response(
             StatusCode::OK,
-            &json!({"total": control.total_calls(), "by_model": control.calls_by_model()}),
+            &json!({"total": control.total_calls(), "by_model": control.calls_by_model(), "authorization": control.authorizations()}),
         ),
         (Method::POST, "/_mock/faults") => control_faults(&control, &body),
         (Method::POST, "/_mock/reset") => {

@@ -162,8 +162,12 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     let vector = ctx.vector.as_deref()?;
     let query = semantic::Query { fingerprint: &ctx.fingerprint, vector, text: &question, threshold };
     match semantic::lookup(&ctx.state.store, &ctx.state.index, &query, settings, now) {
-        Ok(Some(hit)) => Some(serve_entry(ctx, HitKind::Semantic { similarity: hit.similarity }, &hit.entry, now)),
-        Ok(None) => None,
+        Ok((hit, refusals)) => {
+            for r in refusals {
+                ctx.state.metrics.guard_refusals.get_or_create(&crate::metrics::KindLabels { kind: r.as_str().into() }).inc();
+            }
+            hit.map(|hit| serve_entry(ctx, HitKind::Semantic { similarity: hit.similarity }, &hit.entry, now))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "semantic lookup failed; treating as a miss");
             None
