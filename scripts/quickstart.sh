@@ -40,8 +40,8 @@ ask() {
     | grep -i '^x-deja-' || true
   python3 -c 'import json; print("    answer:", json.load(open("/tmp/deja-demo-body.json"))["choices"][0]["message"]["content"])'
 }
-ask "When do you open on Saturdays?"
-ask "What time do you open on Saturday?"
+ask "How do I reset my password?"
+ask "How can I reset my password?"
 
 echo
 echo "==> Deja (DEMO) is serving on http://127.0.0.1:8080 — point an OpenAI SDK at http://127.0.0.1:8080/v1"

@@ -134,6 +134,14 @@ fn normalize_number(w: &str) -> Option<String> {
     Some(cleaned.to_lowercase())
 }
 
+/// "Saturdays" and "Saturday" name the same thing.
+fn singular(word: &str) -> &str {
+    match word.strip_suffix('s') {
+        Some(stem) if stem.len() > 2 && !stem.ends_with('s') => stem,
+        _ => word,
+    }
+}
+
 impl Guards {
     pub fn features(text: &str) -> Features {
         let mut numbers = BTreeSet::new();
@@ -145,7 +153,7 @@ impl Guards {
         for w in words(text) {
             let lower = w.to_lowercase();
             let plain: String = lower.chars().filter(|c| c.is_alphanumeric()).collect();
-            all_words.insert(plain.clone());
+            all_words.insert(singular(&plain).to_string());
             if let Some(n) = normalize_number(w) {
                 numbers.insert(n);
             } else if let Some((_, n)) = NUMBER_WORDS.iter().find(|(word, _)| *word == plain) {
@@ -160,7 +168,7 @@ impl Guards {
             let has_upper = w.chars().any(char::is_uppercase);
             let inner_upper = w.chars().skip(1).any(char::is_uppercase);
             if ((has_upper && !sentence_start) || inner_upper) && plain.len() > 1 {
-                entities.insert(plain.clone());
+                entities.insert(singular(&plain).to_string());
             }
             sentence_start = w.ends_with(['.', '?', '!']);
         }
@@ -202,6 +210,7 @@ mod tests {
     fn paraphrases_pass() {
         assert_eq!(refused("when do you open?", "When does the store open?"), None);
         assert_eq!(refused("When do you open?", "What time do you open?"), None);
+        assert_eq!(refused("When do you open on Saturdays?", "What time do you open on Saturday?"), None);
         assert_eq!(refused("How much is the 2 bedroom suite?", "how much does the two bedroom suite cost"), None);
         assert_eq!(refused("Can I get a refund?", "is it possible to get my money back?"), None);
     }
