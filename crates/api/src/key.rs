@@ -130,6 +130,25 @@ impl Canonical {
         self.field(name, value.map(Value::from).as_ref());
     }
 
+    fn values(&mut self, items: &[Value]) {
+        self.0.update(b"[");
+        self.0.update(&(items.len() as u64).to_le_bytes());
+        for item in items {
+            self.value(item);
+        }
+    }
+
+    fn object(&mut self, map: &serde_json::Map<String, Value>) {
+        self.0.update(b"{");
+        self.0.update(&(map.len() as u64).to_le_bytes());
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        for k in keys {
+            self.str(k);
+            self.value(&map[k]);
+        }
+    }
+
     fn value(&mut self, v: &Value) {
         match v {
             Value::Null => {
@@ -152,23 +171,8 @@ impl Canonical {
                 self.0.update(b"s");
                 self.str(s);
             }
-            Value::Array(items) => {
-                self.0.update(b"[");
-                self.0.update(&(items.len() as u64).to_le_bytes());
-                for item in items {
-                    self.value(item);
-                }
-            }
-            Value::Object(map) => {
-                self.0.update(b"{");
-                self.0.update(&(map.len() as u64).to_le_bytes());
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                for k in keys {
-                    self.str(k);
-                    self.value(&map[k]);
-                }
-            }
+            Value::Array(items) => self.values(items),
+            Value::Object(map) => self.object(map),
         }
     }
 
@@ -218,7 +222,7 @@ pub fn chat_keys(ns: &Namespace, req: &ChatRequest) -> (CacheKey, ContextFingerp
     params.num("frequency_penalty", *frequency_penalty);
     // Unknown fields are keyed too, so a new OpenAI parameter never collides.
     params.str("extra");
-    params.value(&Value::Object(extra.clone()));
+    params.object(extra);
 
     let last = req.last_user_index().filter(|i| i + 1 == messages.len());
     let mut context = Canonical(params.0.clone());
@@ -227,7 +231,7 @@ pub fn chat_keys(ns: &Namespace, req: &ChatRequest) -> (CacheKey, ContextFingerp
         Some(i) => &messages[..i],
         None => &messages[..],
     };
-    context.value(&Value::Array(earlier.to_vec()));
+    context.values(earlier);
     if last.is_none() {
         // No trailing user question: nothing may match semantically but itself.
         context.str("no-question");
@@ -235,7 +239,7 @@ pub fn chat_keys(ns: &Namespace, req: &ChatRequest) -> (CacheKey, ContextFingerp
 
     let mut exact = params;
     exact.str("messages");
-    exact.value(&Value::Array(messages.clone()));
+    exact.values(messages);
     (CacheKey(exact.finish()), ContextFingerprint(context.finish()))
 }
 
@@ -247,7 +251,7 @@ pub fn embeddings_key(ns: &Namespace, req: &EmbeddingsRequest) -> CacheKey {
     c.field("encoding_format", encoding_format.as_ref().map(|s| Value::from(s.as_str())).as_ref());
     c.num("dimensions", dimensions.map(|v| v as f64));
     c.str("extra");
-    c.value(&Value::Object(extra.clone()));
+    c.object(extra);
     CacheKey(c.finish())
 }
 

@@ -39,17 +39,13 @@ pub fn sweep(
     }
     while store.len() > max_entries {
         let excess = (store.len() - max_entries) as usize;
-        let victims = store.least_recently_used(excess.min(BATCH))?;
-        if victims.is_empty() {
+        let evicted = store.evict_least_recently_used(excess.min(BATCH))?;
+        if evicted.is_empty() {
             break;
         }
-        for id in &victims {
-            if store.remove(id)? {
-                report.evicted += 1;
-            }
-            if let Some(ix) = index {
-                ix.remove(id);
-            }
+        report.evicted += evicted.len();
+        if let Some(ix) = index {
+            evicted.iter().for_each(|id| ix.remove(id));
         }
     }
     Ok(report)

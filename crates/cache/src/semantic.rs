@@ -104,8 +104,7 @@ pub fn judge(
         let refused_by = if cand.similarity < threshold {
             Some("below_threshold".to_string())
         } else {
-            Guards::check(&settings.guards, &features, &Guards::features(&other))
-                .map(|r| r.as_str().to_string())
+            Guards::check(&settings.guards, &features, &Guards::features(&other)).map(|r| r.as_str().to_string())
         };
         out.push(Judged { id: entry.id.to_hex(), similarity: cand.similarity, text: other, refused_by });
     }

@@ -164,7 +164,11 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     match semantic::lookup(&ctx.state.store, &ctx.state.index, &query, settings, now) {
         Ok((hit, refusals)) => {
             for r in refusals {
-                ctx.state.metrics.guard_refusals.get_or_create(&crate::metrics::KindLabels { kind: r.as_str().into() }).inc();
+                ctx.state
+                    .metrics
+                    .guard_refusals
+                    .get_or_create(&crate::metrics::KindLabels { kind: r.as_str().into() })
+                    .inc();
             }
             hit.map(|hit| serve_entry(ctx, HitKind::Semantic { similarity: hit.similarity }, &hit.entry, now))
         }
@@ -176,15 +180,19 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
 }
 
 fn serve_entry(ctx: &ChatCtx, kind: HitKind, entry: &deja_store::Entry, now_ms: u64) -> Outcome {
-    let completion: ChatCompletion = match serde_json::from_value(entry.response.clone()) {
-        Ok(c) => c,
-        Err(_) => {
-            let e = ApiError::new(ErrorKind::Internal, "a cached entry could not be read");
-            return Outcome { response: reply::error(&e), cache: "error" };
+    let mut response = if ctx.req.is_stream() {
+        match serde_json::from_value::<ChatCompletion>(entry.response.clone()) {
+            Ok(c) => respond::completion(&c, true, ctx.req.wants_usage_chunk()),
+            Err(_) => {
+                let e = ApiError::new(ErrorKind::Internal, "a cached entry could not be read");
+                return Outcome { response: reply::error(&e), cache: "error" };
+            }
         }
+    } else {
+        // Stored as the completion a client receives: no need to rebuild it.
+        reply::json_bytes(http::StatusCode::OK, serde_json::to_vec(&entry.response).unwrap_or_default())
     };
     count_hit(&ctx.state, matches!(kind, HitKind::Semantic { .. }), entry);
-    let mut response = respond::completion(&completion, ctx.req.is_stream(), ctx.req.wants_usage_chunk());
     respond::hit_headers(&mut response, kind, entry, now_ms);
     Outcome { response, cache: kind.label() }
 }

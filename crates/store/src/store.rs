@@ -159,20 +159,26 @@ impl Store {
     }
 
     /// Counts a hit and refreshes the entry's place in the LRU order.
+    ///
+    /// Not a transaction: hits are the hot path. The count is an atomic
+    /// single-key update; a crash between the two access-index writes can
+    /// leave a stale index key, which [`Store::evict_least_recently_used`]
+    /// cleans up.
     pub fn record_hit(&self, id: &CacheKey, now_ms: u64) -> Result<HitStats, StoreError> {
-        let stats = (&self.hit_stats, &self.by_access).transaction(|(hit_stats, by_access)| {
-            let Some(old) = hit_stats.get(id.0)? else { return Ok(None) };
-            let old = HitStats::decode(&old);
-            let mut new = HitStats { hits: old.hits + 1, last_access_ms: old.last_access_ms };
-            if now_ms / ACCESS_RESOLUTION_MS != old.last_access_ms / ACCESS_RESOLUTION_MS {
-                by_access.remove(&index_key(old.last_access_ms, id)[..])?;
-                by_access.insert(&index_key(now_ms, id)[..], &[])?;
-                new.last_access_ms = now_ms;
-            }
-            hit_stats.insert(&id.0[..], &new.encode())?;
-            Ok(Some(new))
+        let mut previous = None;
+        let updated = self.hit_stats.update_and_fetch(&id.0[..], |old| {
+            let old = HitStats::decode(old?);
+            previous = Some(old);
+            let moved = now_ms / ACCESS_RESOLUTION_MS != old.last_access_ms / ACCESS_RESOLUTION_MS;
+            let last_access_ms = if moved { now_ms } else { old.last_access_ms };
+            Some(HitStats { hits: old.hits + 1, last_access_ms }.encode().to_vec())
         })?;
-        Ok(stats.unwrap_or_default())
+        let Some(new) = updated.map(|b| HitStats::decode(&b)) else { return Ok(HitStats::default()) };
+        if let Some(old) = previous.filter(|old| old.last_access_ms != new.last_access_ms) {
+            self.by_access.insert(&index_key(new.last_access_ms, id)[..], &[])?;
+            self.by_access.remove(&index_key(old.last_access_ms, id)[..])?;
+        }
+        Ok(new)
     }
 
     /// Removes an entry and everything that points at it. Returns whether it existed.
@@ -204,6 +210,26 @@ impl Store {
             out.extend(id_of_index_key(&k));
         }
         Ok(out)
+    }
+
+    /// Removes up to `limit` least recently used entries; returns their ids.
+    /// Index keys that point at nothing are dropped on the way.
+    pub fn evict_least_recently_used(&self, limit: usize) -> Result<Vec<CacheKey>, StoreError> {
+        let mut evicted = Vec::new();
+        let mut scanned = 0;
+        while evicted.len() < limit && scanned < limit * 4 + 16 {
+            let Some((k, _)) = self.by_access.first()? else { break };
+            scanned += 1;
+            let Some(id) = id_of_index_key(&k) else {
+                self.by_access.remove(&k)?;
+                continue;
+            };
+            if self.remove(&id)? {
+                evicted.push(id);
+            }
+            self.by_access.remove(&k)?;
+        }
+        Ok(evicted)
     }
 
     /// Ids of the least recently used entries.
