@@ -58,7 +58,9 @@ pub fn store(state: &AppState, new: NewEntry) -> Option<CacheKey> {
         return None;
     }
     if let Some((fp, v)) = vector {
-        state.index.insert(entry.id, &fp, &v);
+        if let Err(e) = state.index.insert(&state.store, entry.id, &fp, &v) {
+            tracing::warn!(error = %e, "could not index a cache entry");
+        }
         state.metrics.index_entries.set(state.index.len() as i64);
     }
     state.metrics.entries.set(state.store.len() as i64);

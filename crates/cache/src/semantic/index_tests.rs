@@ -35,7 +35,7 @@ fn put(store: &Store, index: &SemanticIndex, n: u32, fp: &ContextFingerprint, v:
         semantic: Some(SemanticMeta { fingerprint: fp.to_hex(), text: format!("q{n}") }),
     };
     store.put(&e, Some(v)).expect("put");
-    index.insert(id, fp, v);
+    index.insert(store, id, fp, v).expect("index");
     id
 }
 
