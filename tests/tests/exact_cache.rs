@@ -214,3 +214,21 @@ async fn entries_and_counters_survive_a_restart() {
     assert_eq!(stats["hits"]["exact"], 2);
     assert_eq!(stats["misses"], 1);
 }
+
+#[tokio::test]
+async fn past_max_entries_the_least_recently_used_are_evicted() {
+    let h = spawn_proxy(TestConfig { max_entries: 3, ..exact_only() }).await;
+    for q in ["q1", "q2", "q3"] {
+        chat(&h, &ask(q)).await;
+    }
+    // Hit q1 a second later so it is the most recently used.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(chat(&h, &ask("q1")).await.cache(), "exact");
+    chat(&h, &ask("q4")).await;
+    chat(&h, &ask("q5")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let stats = admin_get(&h, "/admin/stats").await.body;
+    assert_eq!(stats["entries"], 3, "{stats}");
+    assert_eq!(chat(&h, &ask("q1")).await.cache(), "exact", "recently used entries survive");
+    assert_eq!(chat(&h, &ask("q2")).await.cache(), "miss", "the least recently used went first");
+}

@@ -241,7 +241,8 @@ async fn search(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
         .map_err(internal)?;
     let results: Vec<Value> = judged
         .into_iter()
-        .map(|j| json!({"id": j.id, "similarity": j.similarity, "text": j.text, "would_serve": j.refused_by.is_none(), "refused_by": j.refused_by}))
+        .map(|j| json!({"id": j.id, "similarity": (f64::from(j.similarity) * 1e6).round() / 1e6, "text": j.text, "would_serve": j.refused_by.is_none(), "refused_by": j.refused_by}))
         .collect();
+    let threshold = (f64::from(threshold) * 1e6).round() / 1e6;
     Ok(json!({"threshold": threshold, "namespace": namespace.as_str(), "model": model, "results": results}))
 }
