@@ -16,9 +16,14 @@ fn index(c: &mut Criterion) {
     for n in sizes {
         let (store, _, fp, vectors) = filled_store(n);
         let index = SemanticIndex::new();
+        let rss_before = rss_mib();
         let started = Instant::now();
         index.rebuild_from(&store).unwrap_or_else(|e| panic!("{e}"));
-        eprintln!("rebuild of {n} vectors from sled: {:.2}s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "rebuild of {n} vectors from sled: {:.2}s, index memory ~{:.0} MiB (RSS growth)",
+            started.elapsed().as_secs_f64(),
+            rss_mib() - rss_before
+        );
         let mut r = rng();
         let queries: Vec<Vec<f32>> = (0..64)
             .map(|i| {
@@ -39,6 +44,15 @@ fn index(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Resident memory of this process, from /proc.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 criterion_group!(benches, index);

@@ -60,7 +60,7 @@ impl ChatRequest {
     /// message, and each message an object with a string `role`.
     pub fn parse(body: &[u8]) -> Result<Self, crate::ApiError> {
         let de = &mut serde_json::Deserializer::from_slice(body);
-        let req: ChatRequest = serde_path_to_error_lite(de)?;
+        let req: ChatRequest = parse_whole(de)?;
         if req.model.trim().is_empty() {
             return Err(crate::ApiError::invalid_request("`model` must not be empty", Some("model")));
         }
@@ -132,7 +132,8 @@ pub fn message_text(message: &Value) -> Option<String> {
     }
 }
 
-fn serde_path_to_error_lite<'de, T: Deserialize<'de>>(
+/// Deserializes `T` and insists nothing but whitespace follows it.
+fn parse_whole<'de, T: Deserialize<'de>>(
     de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
 ) -> Result<T, crate::ApiError> {
     let value = T::deserialize(&mut *de)

@@ -193,6 +193,8 @@ fn serve_entry(ctx: &ChatCtx, kind: HitKind, entry: &deja_store::Entry, now_ms: 
         reply::json_bytes(http::StatusCode::OK, serde_json::to_vec(&entry.response).unwrap_or_default())
     };
     count_hit(&ctx.state, matches!(kind, HitKind::Semantic { .. }), entry);
+    // A hit is all Deja's own time.
+    ctx.state.metrics.overhead.observe(ctx.started.elapsed().as_secs_f64());
     respond::hit_headers(&mut response, kind, entry, now_ms);
     Outcome { response, cache: kind.label() }
 }
