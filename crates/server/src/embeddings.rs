@@ -80,12 +80,7 @@ async fn run(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[
     let spec = &config.catalog.models[model];
     let prompt_tokens = value["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
     let cost = cost_usd(spec, prompt_tokens, 0);
-    let counter = match policy.mode {
-        CacheMode::Normal => Counter::Misses,
-        CacheMode::Refresh => Counter::Refreshes,
-        CacheMode::Bypass => Counter::Bypasses,
-    };
-    let _ = state.store.add(counter, 1);
+    remember::count_upstream_answer(&state, policy.mode);
     count_spend(&state, &spec.name, cost);
     if policy.writes() {
         remember::store(

@@ -262,15 +262,7 @@ pub fn remember_answer(ctx: &ChatCtx, answer: &Answer, ttl: std::time::Duration)
 
 /// Counts a miss, refresh or bypass.
 pub fn count_miss(ctx: &ChatCtx) {
-    let counter = match ctx.policy.mode {
-        CacheMode::Normal => Counter::Misses,
-        CacheMode::Refresh => Counter::Refreshes,
-        CacheMode::Bypass => Counter::Bypasses,
-    };
-    let _ = ctx.state.store.add(counter, 1);
-    if ctx.policy.mode == CacheMode::Normal {
-        ctx.state.metrics.cache_misses.inc();
-    }
+    remember::count_upstream_answer(&ctx.state, ctx.policy.mode);
 }
 
 /// The TTL the stored entry gets.

@@ -21,6 +21,22 @@ pub struct NewEntry {
     pub semantic: Option<(ContextFingerprint, String, Vec<f32>)>,
 }
 
+/// Counts an answer that came from upstream: a miss, a refresh or a bypass.
+pub fn count_upstream_answer(state: &AppState, mode: crate::cache_control::CacheMode) {
+    use crate::cache_control::CacheMode;
+    let counter = match mode {
+        CacheMode::Normal => Counter::Misses,
+        CacheMode::Refresh => Counter::Refreshes,
+        CacheMode::Bypass => Counter::Bypasses,
+    };
+    if let Err(e) = state.store.add(counter, 1) {
+        tracing::warn!(error = %e, "could not count a miss");
+    }
+    if mode == CacheMode::Normal {
+        state.metrics.cache_misses.inc();
+    }
+}
+
 /// Counts the spend of an upstream answer.
 pub fn count_spend(state: &AppState, model: &str, cost_usd: f64) {
     let nano = usd_to_nano(cost_usd);
