@@ -99,6 +99,19 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
     let state = tokio::task::spawn_blocking(move || AppState::build(config, embedder)).await??;
+    if !state.index_ready.load(std::sync::atomic::Ordering::SeqCst) {
+        let s = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match s.index.rebuild_from(&s.store) {
+                Ok(live) => {
+                    tracing::info!(indexed = live, took_s = started.elapsed().as_secs_f64(), "semantic index ready")
+                }
+                Err(e) => tracing::error!(error = %e, "semantic index rebuild failed; semantic lookups will miss"),
+            }
+            s.index_ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
     spawn_maintenance(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server::serve(state.clone(), listener, tls, async {
@@ -124,7 +137,8 @@ fn spawn_maintenance(state: Arc<AppState>) {
             let outcome = tokio::task::spawn_blocking(move || {
                 let max = s.config().cache.max_entries;
                 let report = deja_cache::maintenance::sweep(&s.store, Some(&s.index), deja_cache::now_ms(), max)?;
-                if s.index.needs_rebuild() {
+                // Never two rebuilds at once: the start-up one may still run.
+                if s.index_ready.load(std::sync::atomic::Ordering::SeqCst) && s.index.needs_rebuild() {
                     s.index.rebuild_from(&s.store)?;
                 }
                 Ok::<_, deja_store::StoreError>(report)

@@ -216,6 +216,7 @@ fn readyz(state: &AppState) -> Response<Body> {
         &serde_json::json!({
             "status": if store_ok { "ready" } else { "store unavailable" },
             "semantic_cache": state.embed.is_some(),
+            "semantic_index_ready": state.index_ready.load(std::sync::atomic::Ordering::Relaxed),
             "entries": state.store.len(),
         }),
     )

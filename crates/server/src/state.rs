@@ -11,6 +11,10 @@ use deja_upstream::UpstreamClient;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+/// Stores up to this many entries rebuild their index before serving (a few
+/// seconds); larger ones serve at once and rebuild in the background.
+const SYNC_REBUILD_MAX: u64 = 20_000;
+
 pub struct AppState {
     config: RwLock<Arc<Config>>,
     pub store: Arc<Store>,
@@ -23,6 +27,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub started: Instant,
     pub sweep_now: tokio::sync::Notify,
+    /// False while the start-up rebuild of a large index runs in the
+    /// background; exact hits are served meanwhile, semantic lookups miss.
+    pub index_ready: std::sync::atomic::AtomicBool,
     /// Tells background tasks to let go of the state.
     pub stopping: std::sync::atomic::AtomicBool,
 }
@@ -75,13 +82,14 @@ impl AppState {
         };
         let index = Arc::new(SemanticIndex::new());
         let started = Instant::now();
-        let live = index.rebuild_from(&store)?;
-        tracing::info!(
-            entries = store.len(),
-            indexed = live,
-            took_ms = started.elapsed().as_millis() as u64,
-            "store opened"
-        );
+        let index_ready = store.len() <= SYNC_REBUILD_MAX;
+        if index_ready {
+            let live = index.rebuild_from(&store)?;
+            let took_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(entries = store.len(), indexed = live, took_ms, "store opened");
+        } else {
+            tracing::info!(entries = store.len(), "store opened; the semantic index is rebuilt in the background");
+        }
         seed_metrics(&metrics, &store)?;
         Ok(Arc::new(Self {
             health: Health::new(config.routing.health),
@@ -94,6 +102,7 @@ impl AppState {
             metrics,
             started,
             sweep_now: tokio::sync::Notify::new(),
+            index_ready: std::sync::atomic::AtomicBool::new(index_ready),
             stopping: std::sync::atomic::AtomicBool::new(false),
         }))
     }
