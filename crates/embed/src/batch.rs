@@ -14,7 +14,6 @@ struct Job {
 #[derive(Clone)]
 pub struct EmbedService {
     tx: mpsc::Sender<Job>,
-    embedder: Arc<dyn Embedder>,
 }
 
 /// Latency of the last batch and its size, for metrics.
@@ -24,7 +23,6 @@ impl EmbedService {
     /// Starts the worker thread. `max_batch` bounds one forward pass.
     pub fn start(embedder: Arc<dyn Embedder>, max_batch: usize, observer: Option<BatchObserver>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
-        let worker = embedder.clone();
         let spawned = std::thread::Builder::new().name("deja-embed".into()).spawn(move || {
             while let Some(first) = rx.blocking_recv() {
                 let mut jobs = vec![first];
@@ -34,9 +32,9 @@ impl EmbedService {
                         Err(_) => break,
                     }
                 }
-                let texts: Vec<String> = jobs.iter().map(|j| j.text.clone()).collect();
+                let texts: Vec<String> = jobs.iter_mut().map(|j| std::mem::take(&mut j.text)).collect();
                 let started = Instant::now();
-                let result = worker.embed_batch(&texts);
+                let result = embedder.embed_batch(&texts);
                 if let Some(obs) = &observer {
                     obs(jobs.len(), started.elapsed());
                 }
@@ -58,15 +56,7 @@ impl EmbedService {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the embedding thread");
         }
-        Self { tx, embedder }
-    }
-
-    pub fn dim(&self) -> usize {
-        self.embedder.dim()
-    }
-
-    pub fn embedder(&self) -> &Arc<dyn Embedder> {
-        &self.embedder
+        Self { tx }
     }
 
     pub async fn embed(&self, text: String) -> Result<Vec<f32>, EmbedError> {

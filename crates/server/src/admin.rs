@@ -12,14 +12,19 @@ use http::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
-pub async fn handle(state: &AppState, parts: &Parts, body: &[u8]) -> Response<Body> {
+pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Response<Body> {
     let path = parts.uri.path().trim_end_matches('/');
     let query = parse_query(parts.uri.query().unwrap_or(""));
     let result = match (&parts.method, path) {
         (&Method::GET, "/admin/stats") => stats(state),
         (&Method::GET, "/admin/cache") => list(state, &query),
-        (&Method::POST, "/admin/cache/purge") => purge(state, body),
+        (&Method::POST, "/admin/cache/purge") => {
+            // A purge scans every entry: keep it off the async workers.
+            let (state, body) = (state.clone(), body.to_vec());
+            tokio::task::spawn_blocking(move || purge(&state, &body)).await.unwrap_or_else(|e| Err(internal(e)))
+        }
         (&Method::POST, "/admin/cache/search") => search(state, body).await,
         (&Method::POST, "/admin/reload") => {
             crate::reload(state).map(|changed| json!({"reloaded": true, "needs_restart": changed}))

@@ -83,7 +83,7 @@ async fn run(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[
     remember::count_upstream_answer(&state, policy.mode);
     count_spend(&state, &spec.name, cost);
     if policy.writes() {
-        remember::store(
+        remember::store_off_runtime(
             &state,
             remember::NewEntry {
                 id: key,
@@ -98,7 +98,8 @@ async fn run(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[
                 ttl: policy.ttl.unwrap_or(config.cache.default_ttl),
                 semantic: None,
             },
-        );
+        )
+        .await;
     }
     let mut r: Response<Body> = reply::json_bytes(StatusCode::OK, raw);
     respond::miss_headers(&mut r, policy.miss_label(), &spec.name, walker.tries(), Some(cost));

@@ -83,7 +83,7 @@ async fn run(ctx: &ChatCtx, config: Arc<Config>, plan: Plan) -> Result<(Arc<Answ
     count_spend(&ctx.state, &spec.name, cost);
     let answer =
         Arc::new(Answer { completion, answered_by: spec.name.clone(), attempts: walker.tries(), cost_usd: cost });
-    remember_answer(ctx, &answer, entry_ttl(ctx, &config));
+    remember_answer(ctx, &answer, entry_ttl(ctx, &config)).await;
     let overhead = ctx.started.elapsed().saturating_sub(walker.upstream_time);
     ctx.state.metrics.overhead.observe(overhead.as_secs_f64());
     Ok((answer, raw))

@@ -159,9 +159,14 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     let floor = header(parts, "x-deja-threshold").and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite());
     let threshold = settings.threshold_for(&ctx.req.model, floor);
     let now = deja_cache::now_ms();
-    let vector = ctx.vector.as_deref()?;
-    let query = semantic::Query { fingerprint: &ctx.fingerprint, vector, text: &question, threshold };
-    match semantic::lookup(&ctx.state.store, &ctx.state.index, &query, settings, now) {
+    // The graph search and store reads run on a blocking thread.
+    let (state, fingerprint, vector) = (ctx.state.clone(), ctx.fingerprint, ctx.vector.clone()?);
+    let lookup = tokio::task::spawn_blocking(move || {
+        let query = semantic::Query { fingerprint: &fingerprint, vector: &vector, text: &question, threshold };
+        semantic::lookup(&state.store, &state.index, &query, &state.config().cache.semantic, now)
+    })
+    .await;
+    match lookup.unwrap_or_else(|e| Err(deja_store::StoreError::Corrupt(format!("semantic lookup task: {e}")))) {
         Ok((hit, refusals)) => {
             for r in refusals {
                 ctx.state
@@ -229,7 +234,7 @@ pub fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 }
 
 /// Builds the entry for an answer and stores it, if the policy and the answer allow.
-pub fn remember_answer(ctx: &ChatCtx, answer: &Answer, ttl: std::time::Duration) {
+pub async fn remember_answer(ctx: &ChatCtx, answer: &Answer, ttl: std::time::Duration) {
     if !ctx.policy.writes() || !answer.completion.is_complete() {
         return;
     }
@@ -239,7 +244,7 @@ pub fn remember_answer(ctx: &ChatCtx, answer: &Answer, ttl: std::time::Duration)
         _ => None,
     };
     let response = serde_json::to_value(&answer.completion).unwrap_or_default();
-    remember::store(
+    remember::store_off_runtime(
         &ctx.state,
         remember::NewEntry {
             id: ctx.key,
@@ -257,7 +262,8 @@ pub fn remember_answer(ctx: &ChatCtx, answer: &Answer, ttl: std::time::Duration)
             ttl,
             semantic,
         },
-    );
+    )
+    .await;
 }
 
 /// Counts a miss, refresh or bypass.

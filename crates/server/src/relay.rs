@@ -180,7 +180,7 @@ async fn run(
                 fwd.send(sse::done_frame()).await;
                 let answer =
                     Arc::new(Answer { completion, answered_by: model, attempts: walker.tries(), cost_usd: cost });
-                remember_answer(&ctx, &answer, entry_ttl(&ctx, &config));
+                remember_answer(&ctx, &answer, entry_ttl(&ctx, &config)).await;
                 if let Some(l) = leader {
                     l.publish(Ok(answer));
                 }

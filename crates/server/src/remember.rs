@@ -86,6 +86,14 @@ pub fn store(state: &AppState, new: NewEntry) -> Option<CacheKey> {
     Some(entry.id)
 }
 
+/// [`store`] on a blocking thread: indexing into a large graph takes
+/// milliseconds that must not stall the async workers. Waits for it, so the
+/// answer is findable by the time the client has it.
+pub async fn store_off_runtime(state: &std::sync::Arc<AppState>, new: NewEntry) -> Option<CacheKey> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || store(&state, new)).await.ok().flatten()
+}
+
 /// Counts a served hit: what the entry cost when first answered is what it saved.
 pub fn count_hit(state: &AppState, semantic: bool, entry: &Entry) {
     let counter = if semantic { Counter::SemanticHits } else { Counter::ExactHits };

@@ -106,8 +106,7 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, "/v1/chat/completions") | (&Method::POST, "/v1/embeddings") => {
             let chat = path.ends_with("completions");
             let endpoint = if chat { "chat" } else { "embeddings" };
-            let keys = config.client_keys();
-            let outcome = match auth::client(&parts, keys.as_deref()) {
+            let outcome = match auth::client(&parts, config.client_keys()) {
                 Err(e) => err(e),
                 Ok(tenant) => match read_body(&parts, body, config.server.max_body_bytes).await {
                     Err(e) => err(e),
@@ -118,7 +117,7 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
             (endpoint, outcome)
         }
         (_, p) if p.starts_with("/admin/") => {
-            let outcome = match auth::admin(&parts, config.admin_token().as_deref()) {
+            let outcome = match auth::admin(&parts, config.admin_token()) {
                 Err(e) => err(e),
                 Ok(()) => match read_body(&parts, body, config.server.max_body_bytes).await {
                     Err(e) => err(e),
@@ -181,8 +180,7 @@ fn guarded(
     config: &crate::config::Config,
     f: impl FnOnce(Option<&str>) -> Outcome,
 ) -> Outcome {
-    let keys = config.client_keys();
-    match auth::client(parts, keys.as_deref()) {
+    match auth::client(parts, config.client_keys()) {
         Ok(t) => f(t),
         Err(e) => err(e),
     }

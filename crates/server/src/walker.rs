@@ -48,10 +48,6 @@ impl Walker {
         }
     }
 
-    pub fn config(&self) -> &Arc<Config> {
-        &self.config
-    }
-
     /// Attempts made so far.
     pub fn tries(&self) -> usize {
         self.pos

@@ -96,6 +96,30 @@ pub struct Config {
     pub routing: RoutingSettings,
     pub providers: HashMap<String, Provider>,
     pub catalog: Catalog,
+    secrets: Secrets,
+}
+
+/// Client keys and the admin token, read from the environment once per
+/// load (and again on reload), never on the request path, never printed.
+#[derive(Clone, Default)]
+struct Secrets {
+    client_keys: Option<Vec<String>>,
+    admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(redacted)")
+    }
+}
+
+impl Secrets {
+    fn from_env(server: &ServerSettings) -> Self {
+        let read = |var: &Option<String>| var.as_ref().and_then(|v| std::env::var(v).ok()).filter(|v| !v.is_empty());
+        let client_keys = read(&server.client_keys_env)
+            .map(|v| v.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect::<Vec<_>>());
+        Self { client_keys: client_keys.filter(|k| !k.is_empty()), admin_token: read(&server.admin_token_env) }
+    }
 }
 
 impl Config {
@@ -215,16 +239,19 @@ impl Config {
             }
         }
 
+        let server = ServerSettings {
+            listen,
+            admin_token_env: raw.server.admin_token_env,
+            client_keys_env: raw.server.client_keys_env,
+            max_body_bytes: raw.server.max_body_bytes as usize,
+            metrics: raw.server.metrics,
+            tls: raw.server.tls.map(|t| TlsFiles { cert: t.cert, key: t.key }),
+        };
+        let secrets = Secrets::from_env(&server);
         Ok(Config {
             source: None,
-            server: ServerSettings {
-                listen,
-                admin_token_env: raw.server.admin_token_env,
-                client_keys_env: raw.server.client_keys_env,
-                max_body_bytes: raw.server.max_body_bytes as usize,
-                metrics: raw.server.metrics,
-                tls: raw.server.tls.map(|t| TlsFiles { cert: t.cert, key: t.key }),
-            },
+            secrets,
+            server,
             store_path: raw.store.path,
             cache: CacheSettings {
                 enabled: raw.cache.enabled,
@@ -268,16 +295,13 @@ impl Config {
     }
 
     /// Client keys from `server.client_keys_env`, if set and non-empty.
-    pub fn client_keys(&self) -> Option<Vec<String>> {
-        let var = self.server.client_keys_env.as_ref()?;
-        let keys: Vec<String> =
-            std::env::var(var).ok()?.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
-        (!keys.is_empty()).then_some(keys)
+    pub fn client_keys(&self) -> Option<&[String]> {
+        self.secrets.client_keys.as_deref()
     }
 
-    pub fn admin_token(&self) -> Option<String> {
-        let var = self.server.admin_token_env.as_ref()?;
-        std::env::var(var).ok().filter(|t| !t.is_empty())
+    /// The admin token from `server.admin_token_env`, if set and non-empty.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.secrets.admin_token.as_deref()
     }
 
     pub fn guard_settings(&self) -> GuardSettings {
