@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn every_admin_route_needs_the_token() {
-    let h = spawn_proxy(TestConfig { embedding: Embedding::Off, ..Default::default() }).await;
+    let h = spawn_proxy(exact_only()).await;
     for (method, path) in [
         (Method::GET, "/admin/stats"),
         (Method::GET, "/admin/cache"),
@@ -28,7 +28,7 @@ async fn every_admin_route_needs_the_token() {
 
 #[tokio::test]
 async fn the_admin_api_is_off_without_a_token() {
-    let h = spawn_proxy(TestConfig { embedding: Embedding::Off, admin_token: None, ..Default::default() }).await;
+    let h = spawn_proxy(TestConfig { admin_token: None, ..exact_only() }).await;
     let r = client().get(h.url("/admin/stats")).bearer_auth("anything").send().await.expect("answer");
     assert_eq!(r.status().as_u16(), 404);
 }

@@ -5,12 +5,8 @@ mod common;
 
 use common::*;
 use deja_mock_upstream::Fault;
-use deja_testkit::{spawn_proxy, Embedding, TestConfig};
+use deja_testkit::{spawn_proxy, TestConfig};
 use serde_json::json;
-
-fn exact_only() -> TestConfig {
-    TestConfig { embedding: Embedding::Off, ..Default::default() }
-}
 
 #[tokio::test]
 async fn the_same_request_twice_makes_one_upstream_call() {

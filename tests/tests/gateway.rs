@@ -5,16 +5,12 @@ mod common;
 
 use common::*;
 use deja_mock_upstream::Fault;
-use deja_testkit::{spawn_proxy, Embedding, TestConfig};
+use deja_testkit::{spawn_proxy, TestConfig};
 use serde_json::{json, Value};
-
-fn no_cache() -> TestConfig {
-    TestConfig { embedding: Embedding::Off, ..Default::default() }
-}
 
 #[tokio::test]
 async fn a_plain_completion_goes_through_the_cheapest_rung_and_is_priced() {
-    let h = spawn_proxy(no_cache()).await;
+    let h = spawn_proxy(exact_only()).await;
     let r = chat(&h, &ask("hello there")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["object"], "chat.completion");
@@ -33,7 +29,7 @@ async fn a_plain_completion_goes_through_the_cheapest_rung_and_is_priced() {
 
 #[tokio::test]
 async fn a_model_name_is_sent_under_its_upstream_name() {
-    let h = spawn_proxy(no_cache()).await;
+    let h = spawn_proxy(exact_only()).await;
     let r = chat(&h, &json!({"model": "mid", "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(r.status, 200);
     assert_eq!(h.mock.control.calls("mid-upstream"), 1);
@@ -42,7 +38,7 @@ async fn a_model_name_is_sent_under_its_upstream_name() {
 
 #[tokio::test]
 async fn the_ladder_climbs_on_429_500_and_timeouts() {
-    let h = spawn_proxy(TestConfig { first_byte_timeout: "300ms".into(), ..no_cache() }).await;
+    let h = spawn_proxy(TestConfig { first_byte_timeout: "300ms".into(), ..exact_only() }).await;
     h.mock.control.push_faults("cheap", [Fault::Status { status: 429, retry_after_s: None }]);
     h.mock.control.push_faults("mid-upstream", [Fault::Status { status: 500, retry_after_s: None }]);
     let r = chat(&h, &ask("climb")).await;
@@ -58,7 +54,7 @@ async fn the_ladder_climbs_on_429_500_and_timeouts() {
 
 #[tokio::test]
 async fn a_400_is_returned_without_falling_back() {
-    let h = spawn_proxy(no_cache()).await;
+    let h = spawn_proxy(exact_only()).await;
     h.mock.control.push_faults("cheap", [Fault::Status { status: 400, retry_after_s: None }]);
     let r = chat(&h, &ask("bad")).await;
     assert_eq!(r.status, 400);
@@ -69,7 +65,7 @@ async fn a_400_is_returned_without_falling_back() {
 
 #[tokio::test]
 async fn a_failing_rung_cools_down_and_is_skipped() {
-    let h = spawn_proxy(TestConfig { failures_to_cool: 2, ..no_cache() }).await;
+    let h = spawn_proxy(TestConfig { failures_to_cool: 2, ..exact_only() }).await;
     h.mock.control.set_sticky("cheap", Some(Fault::Status { status: 503, retry_after_s: None }));
     for i in 0..2 {
         let r = chat(&h, &ask(&format!("q{i}"))).await;
@@ -84,7 +80,7 @@ async fn a_failing_rung_cools_down_and_is_skipped() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_when_retrying_a_single_model() {
-    let h = spawn_proxy(TestConfig { model_retries: 1, ..no_cache() }).await;
+    let h = spawn_proxy(TestConfig { model_retries: 1, ..exact_only() }).await;
     h.mock.control.push_faults("top", [Fault::Status { status: 429, retry_after_s: Some(1) }]);
     let started = std::time::Instant::now();
     let r = chat(&h, &json!({"model": "top", "messages": [{"role": "user", "content": "x"}]})).await;
@@ -95,7 +91,7 @@ async fn retry_after_is_honoured_when_retrying_a_single_model() {
 
 #[tokio::test]
 async fn an_exhausted_ladder_names_every_rungs_reason() {
-    let h = spawn_proxy(no_cache()).await;
+    let h = spawn_proxy(exact_only()).await;
     for m in ["cheap", "mid-upstream", "top"] {
         h.mock.control.push_faults(m, [Fault::Status { status: 500, retry_after_s: None }]);
     }
@@ -114,7 +110,7 @@ async fn an_exhausted_ladder_names_every_rungs_reason() {
 
 #[tokio::test]
 async fn malformed_upstream_bodies_fall_back() {
-    let h = spawn_proxy(no_cache()).await;
+    let h = spawn_proxy(exact_only()).await;
     h.mock.control.push_faults("cheap", [Fault::Malformed]);
     let r = chat(&h, &ask("garbage")).await;
     assert_eq!(r.status, 200);
@@ -123,7 +119,7 @@ async fn malformed_upstream_bodies_fall_back() {
 
 #[tokio::test]
 async fn client_errors_are_openai_shaped() {
-    let h = spawn_proxy(TestConfig { max_body_bytes: 2_000, ..no_cache() }).await;
+    let h = spawn_proxy(TestConfig { max_body_bytes: 2_000, ..exact_only() }).await;
     let raw = |body: &'static str| {
         let url = h.url("/v1/chat/completions");
         async move {
@@ -151,7 +147,7 @@ async fn client_errors_are_openai_shaped() {
 
 #[tokio::test]
 async fn client_keys_are_checked_and_never_forwarded() {
-    let h = spawn_proxy(TestConfig { client_keys: vec!["sk-client-1".into()], ..no_cache() }).await;
+    let h = spawn_proxy(TestConfig { client_keys: vec!["sk-client-1".into()], ..exact_only() }).await;
     let r = chat(&h, &ask("no key")).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.body["error"]["type"], "authentication_error");
@@ -164,7 +160,7 @@ async fn client_keys_are_checked_and_never_forwarded() {
 
 #[tokio::test]
 async fn a_provider_without_its_key_is_skipped_and_no_key_leaks() {
-    let mut cfg = no_cache();
+    let mut cfg = exact_only();
     cfg.provider_key = None;
     let h = spawn_proxy(cfg).await;
     let r = chat_with(&h, &ask("hi"), &[("authorization", "Bearer sk-client-secret")]).await;
@@ -175,7 +171,7 @@ async fn a_provider_without_its_key_is_skipped_and_no_key_leaks() {
 
 #[tokio::test]
 async fn streaming_is_openai_sse_and_strips_the_usage_chunk_unless_asked() {
-    let h = spawn_proxy(no_cache()).await;
+    let h = spawn_proxy(exact_only()).await;
     let mut body = ask("stream me");
     body["stream"] = json!(true);
     let r = chat(&h, &body).await;
@@ -199,7 +195,7 @@ async fn streaming_is_openai_sse_and_strips_the_usage_chunk_unless_asked() {
 
 #[tokio::test]
 async fn a_stream_falls_back_before_its_first_byte_only() {
-    let h = spawn_proxy(TestConfig { first_byte_timeout: "400ms".into(), ..no_cache() }).await;
+    let h = spawn_proxy(TestConfig { first_byte_timeout: "400ms".into(), ..exact_only() }).await;
     let mut body = ask("stall early");
     body["stream"] = json!(true);
     h.mock.control.push_faults("cheap", [Fault::StallAfter { chunks: 0 }]);
@@ -221,7 +217,7 @@ async fn a_stream_falls_back_before_its_first_byte_only() {
 
 #[tokio::test]
 async fn the_first_token_is_not_buffered() {
-    let h = spawn_proxy(no_cache()).await;
+    let h = spawn_proxy(exact_only()).await;
     h.mock.control.set_chunk_delay(std::time::Duration::from_millis(300));
     let mut body = ask("one two three four five six seven eight");
     body["stream"] = json!(true);
@@ -237,7 +233,7 @@ async fn the_first_token_is_not_buffered() {
 
 #[tokio::test]
 async fn models_health_and_readiness() {
-    let h = spawn_proxy(no_cache()).await;
+    let h = spawn_proxy(exact_only()).await;
     let models: Value = client().get(h.url("/v1/models")).send().await.expect("ok").json().await.expect("json");
     let ids: Vec<&str> = models["data"].as_array().expect("list").iter().filter_map(|m| m["id"].as_str()).collect();
     assert!(ids.contains(&"auto") && ids.contains(&"cheap"));
@@ -247,7 +243,7 @@ async fn models_health_and_readiness() {
 
 #[tokio::test]
 async fn task_tags_pick_the_starting_rung() {
-    let h = spawn_proxy(no_cache()).await;
+    let h = spawn_proxy(exact_only()).await;
     let r = chat_with(&h, &ask("think hard"), &[("x-deja-task", "reasoning")]).await;
     assert_eq!(r.header("x-deja-model"), Some("top"));
     let mut body = ask("think harder");
@@ -258,7 +254,7 @@ async fn task_tags_pick_the_starting_rung() {
 
 #[tokio::test]
 async fn embeddings_pass_through_and_are_cached() {
-    let h = spawn_proxy(no_cache()).await;
+    let h = spawn_proxy(exact_only()).await;
     let body = json!({"model": "embedder", "input": ["a", "b"]});
     let r = post(&h, "/v1/embeddings", &body, &[]).await;
     assert_eq!(r.status, 200, "{}", r.text);

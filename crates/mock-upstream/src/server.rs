@@ -134,13 +134,26 @@ async fn pre_response(fault: &Option<Fault>) -> Option<Response<Body>> {
     }
 }
 
-async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Response<Body> {
-    let Ok(req) = serde_json::from_slice::<Value>(body) else { return error(400, "invalid JSON") };
-    let model = req["model"].as_str().unwrap_or("unknown").to_string();
-    let fault = control.on_call(&model, auth, &req);
-    if let Some(r) = pre_response(&fault).await {
-        return r;
+/// Parses and records a call, then applies any fault that acts before the
+/// response head. `Err` is the response the fault (or bad JSON) replaces it with.
+async fn accept(
+    control: &MockControl,
+    auth: Option<String>,
+    body: &[u8],
+) -> Result<(Value, Option<Fault>), Response<Body>> {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else { return Err(error(400, "invalid JSON")) };
+    let fault = control.on_call(req["model"].as_str().unwrap_or("unknown"), auth, &req);
+    match pre_response(&fault).await {
+        Some(r) => Err(r),
+        None => Ok((req, fault)),
     }
+}
+
+async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Response<Body> {
+    let (req, fault) = match accept(control, auth, body).await {
+        Ok(call) => call,
+        Err(r) => return r,
+    };
     let answer = Answer::for_request(&req);
     if req["stream"].as_bool() != Some(true) {
         return json_response(StatusCode::OK, &answer.completion());
@@ -184,12 +197,11 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
 }
 
 async fn embeddings(control: &MockControl, auth: Option<String>, body: &[u8]) -> Response<Body> {
-    let Ok(req) = serde_json::from_slice::<Value>(body) else { return error(400, "invalid JSON") };
-    let model = req["model"].as_str().unwrap_or("unknown").to_string();
-    let fault = control.on_call(&model, auth, &req);
-    if let Some(r) = pre_response(&fault).await {
-        return r;
-    }
+    let req = match accept(control, auth, body).await {
+        Ok((req, _)) => req,
+        Err(r) => return r,
+    };
+    let model = req["model"].as_str().unwrap_or("unknown");
     let inputs: Vec<String> = match &req["input"] {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) => items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string)).collect(),

@@ -23,6 +23,11 @@ fn spawn_deja(config: &std::path::Path, admin_env: &str) -> Child {
         .expect("deja starts")
 }
 
+async fn admin_json(client: &reqwest::Client, url: String) -> Value {
+    let resp = client.get(url).bearer_auth("kill-test-token").send().await.expect("admin answers");
+    resp.json().await.expect("json")
+}
+
 async fn wait_ready(base: &str) {
     for _ in 0..200 {
         if reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
@@ -73,41 +78,17 @@ async fn sigkill_under_write_load_leaves_a_store_that_opens() {
 
         let mut child = spawn_deja(&config, &admin_env);
         wait_ready(&base).await;
-        let stats: Value = client
-            .get(format!("{base}/admin/stats"))
-            .bearer_auth("kill-test-token")
-            .send()
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("json");
+        let stats: Value = admin_json(&client, format!("{base}/admin/stats")).await;
         let requests = stats["requests"].as_u64().expect("requests counter");
         let misses = stats["misses"].as_u64().expect("misses counter");
         assert!(misses <= requests, "{stats}");
-        let listing: Value = client
-            .get(format!("{base}/admin/cache?limit=1000"))
-            .bearer_auth("kill-test-token")
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
+        let listing: Value = admin_json(&client, format!("{base}/admin/cache?limit=1000")).await;
         let entries = listing["entries"].as_array().expect("entries");
         assert!(!entries.is_empty(), "answers given before the kill were stored");
         let mut first_question = None;
         for e in entries {
             let id = e["id"].as_str().expect("id");
-            let full: Value = client
-                .get(format!("{base}/admin/cache/{id}"))
-                .bearer_auth("kill-test-token")
-                .send()
-                .await
-                .expect("show")
-                .json()
-                .await
-                .expect("json");
+            let full: Value = admin_json(&client, format!("{base}/admin/cache/{id}")).await;
             assert_eq!(full["response"]["choices"][0]["finish_reason"], "stop", "entries are whole: {full}");
             first_question.get_or_insert_with(|| full["request"][0]["content"].as_str().expect("question").to_string());
         }

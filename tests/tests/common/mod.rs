@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 
-use deja_testkit::Harness;
+use deja_testkit::{Embedding, Harness, TestConfig};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
@@ -21,6 +21,11 @@ impl Reply {
     pub fn content(&self) -> &str {
         self.body["choices"][0]["message"]["content"].as_str().unwrap_or("")
     }
+}
+
+/// A proxy with the exact cache only, for tests where embeddings are not the point.
+pub fn exact_only() -> TestConfig {
+    TestConfig { embedding: Embedding::Off, ..Default::default() }
 }
 
 pub fn client() -> reqwest::Client {
