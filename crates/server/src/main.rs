@@ -51,7 +51,7 @@ async fn serve(path: std::path::PathBuf) -> Result<(), AnyError> {
     }
     for provider in config.providers.values() {
         if let Some(var) = &provider.api_key_env {
-            if std::env::var(var).map_or(true, |v| v.is_empty()) {
+            if config.api_key(&provider.name).is_none() {
                 tracing::warn!(provider = %provider.name, variable = %var, "no API key: this provider's rungs will be skipped");
             }
         }

@@ -59,17 +59,19 @@ impl Walker {
 
     /// Opens the next attempt that answers 2xx, or explains why none did.
     pub async fn open(&mut self) -> Result<Opened, ApiError> {
+        // A handle of our own, so borrows of it outlive `self.fail(..)`.
+        let config = self.config.clone();
         while self.pos < self.attempts.len() {
             let m = self.attempts[self.pos];
             self.pos += 1;
-            let spec = &self.config.catalog.models[m];
-            let Some(provider) = self.config.providers.get(&spec.provider) else {
+            let spec = &config.catalog.models[m];
+            let Some(provider) = config.providers.get(&spec.provider) else {
                 self.fail(m, FailureKind::NoCredentials, None, "provider missing".into());
                 continue;
             };
             let api_key = match &provider.api_key_env {
                 None => None,
-                Some(var) => match self.config.api_key(&provider.name) {
+                Some(var) => match config.api_key(&provider.name) {
                     Some(k) => Some(k),
                     None => {
                         self.fail(m, FailureKind::NoCredentials, None, format!("no API key (${var} is unset)"));
@@ -79,7 +81,7 @@ impl Walker {
             };
             self.body["model"] = Value::String(spec.upstream_name.clone());
             let body = Bytes::from(self.body.to_string());
-            let routing = &self.config.routing;
+            let routing = &config.routing;
             let started = Instant::now();
             let result = self
                 .state
@@ -87,7 +89,7 @@ impl Walker {
                 .send(Attempt {
                     base_url: &provider.base_url,
                     path: self.path,
-                    api_key: api_key.as_deref(),
+                    api_key,
                     body,
                     first_byte_timeout: routing.first_byte_timeout,
                     deadline: tokio::time::Instant::now() + routing.attempt_timeout,

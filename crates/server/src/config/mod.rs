@@ -99,10 +99,11 @@ pub struct Config {
     secrets: Secrets,
 }
 
-/// Client keys and the admin token, read from the environment once per
-/// load (and again on reload), never on the request path, never printed.
+/// Provider keys, client keys and the admin token, read from the environment
+/// once per load (and again on reload), never on the request path, never printed.
 #[derive(Clone, Default)]
 struct Secrets {
+    provider_keys: HashMap<String, String>,
     client_keys: Option<Vec<String>>,
     admin_token: Option<String>,
 }
@@ -114,11 +115,17 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    fn from_env(server: &ServerSettings) -> Self {
+    fn from_env(server: &ServerSettings, providers: &HashMap<String, Provider>) -> Self {
         let read = |var: &Option<String>| var.as_ref().and_then(|v| std::env::var(v).ok()).filter(|v| !v.is_empty());
+        let provider_keys =
+            providers.values().filter_map(|p| read(&p.api_key_env).map(|k| (p.name.clone(), k))).collect();
         let client_keys = read(&server.client_keys_env)
             .map(|v| v.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect::<Vec<_>>());
-        Self { client_keys: client_keys.filter(|k| !k.is_empty()), admin_token: read(&server.admin_token_env) }
+        Self {
+            provider_keys,
+            client_keys: client_keys.filter(|k| !k.is_empty()),
+            admin_token: read(&server.admin_token_env),
+        }
     }
 }
 
@@ -247,7 +254,7 @@ impl Config {
             metrics: raw.server.metrics,
             tls: raw.server.tls.map(|t| TlsFiles { cert: t.cert, key: t.key }),
         };
-        let secrets = Secrets::from_env(&server);
+        let secrets = Secrets::from_env(&server, &providers);
         Ok(Config {
             source: None,
             secrets,
@@ -288,10 +295,9 @@ impl Config {
         })
     }
 
-    /// The API key of `provider`, read from its environment variable now.
-    pub fn api_key(&self, provider: &str) -> Option<String> {
-        let var = self.providers.get(provider)?.api_key_env.as_ref()?;
-        std::env::var(var).ok().filter(|k| !k.is_empty())
+    /// The API key of `provider`, from its environment variable.
+    pub fn api_key(&self, provider: &str) -> Option<&str> {
+        self.secrets.provider_keys.get(provider).map(String::as_str)
     }
 
     /// Client keys from `server.client_keys_env`, if set and non-empty.
