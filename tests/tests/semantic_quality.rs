@@ -2,8 +2,8 @@
 //! labelled set of customer-support paraphrases and near-misses, with the
 //! real model: near-misses are never served, paraphrases mostly are.
 
-use deja_server::config::Config;
-use deja_server::eval;
+use deja::config::Config;
+use deja::eval;
 use std::path::Path;
 
 #[test]

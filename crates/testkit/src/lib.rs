@@ -1,10 +1,10 @@
 //! Test harness: a real Deja on `127.0.0.1:0` in front of a mock upstream,
 //! with its own store in a temporary directory.
 
+use deja::config::Config;
+use deja::Running;
 use deja_embed::{Embedder, FastEmbedder, HashEmbedder, ModelPaths};
 use deja_mock_upstream::MockUpstream;
-use deja_server::config::Config;
-use deja_server::Running;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -226,7 +226,7 @@ async fn launch(config_path: &std::path::Path, embedding: Embedding) -> Running 
         Embedding::Hash => Some(Arc::new(HashEmbedder::new(384))),
         Embedding::Off => None,
     };
-    deja_server::start(config, embedder).await.expect("proxy starts")
+    deja::start(config, embedder).await.expect("proxy starts")
 }
 
 /// Starts a mock upstream and a proxy in front of it.

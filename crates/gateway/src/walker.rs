@@ -15,6 +15,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Largest upstream answer accepted.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
 pub struct Opened {
     pub response: UpstreamResponse,
     pub model: usize,

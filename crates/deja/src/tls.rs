@@ -1,6 +1,6 @@
 //! Optional TLS on the listener, with rustls.
 
-use crate::config::TlsFiles;
+use deja_gateway::config::TlsFiles;
 use std::sync::Arc;
 
 pub fn acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, Box<dyn std::error::Error + Send + Sync>> {

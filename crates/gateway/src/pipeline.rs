@@ -1,69 +1,42 @@
 //! The life of a chat completion request, in order:
 //! accept → exact cache → semantic cache → ladder → upstream → store.
 
+use crate::answer::Shared;
 use crate::cache_control::{CacheMode, CachePolicy};
-use crate::remember::{self, count_hit};
-use crate::reply::{self, Body};
+use crate::config::Config;
+use crate::ctx::{header, ChatCtx};
+use crate::remember::count_hit;
+use crate::reply::{self, Outcome};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
 use crate::{miss, relay};
 use deja_api::key::chat_keys;
-use deja_api::{ApiError, CacheKey, ChatCompletion, ChatRequest, ContextFingerprint, ErrorKind, Namespace};
+use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind, Namespace};
 use deja_cache::{exact, semantic, Role};
 use deja_router::{estimate_tokens, plan, PlanError, RouteInput};
 use deja_store::Counter;
 use http::request::Parts;
-use http::Response;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// An upstream answer, shared with coalesced followers.
-#[derive(Debug)]
-pub struct Answer {
-    pub completion: ChatCompletion,
-    pub answered_by: String,
-    pub attempts: usize,
-    pub cost_usd: f64,
-}
-
-pub type Shared = Result<Arc<Answer>, ApiError>;
-
-/// What the request stages know about one chat request.
-pub struct ChatCtx {
-    pub state: Arc<AppState>,
-    pub req: ChatRequest,
-    pub namespace: Namespace,
-    pub key: CacheKey,
-    pub fingerprint: ContextFingerprint,
-    pub policy: CachePolicy,
-    pub question: Option<String>,
-    pub vector: Option<Vec<f32>>,
-    pub started: Instant,
-    pub request_id: String,
-}
-
-/// The outcome, for the request log line.
-pub struct Outcome {
-    pub response: Response<Body>,
-    pub cache: &'static str,
-}
-
 pub async fn chat(
     state: Arc<AppState>,
+    config: Arc<Config>,
     parts: &Parts,
     tenant: Option<&str>,
     body: &[u8],
     request_id: String,
 ) -> Outcome {
     let started = Instant::now();
-    match chat_inner(state, parts, tenant, body, request_id, started).await {
+    match chat_inner(state, config, parts, tenant, body, request_id, started).await {
         Ok(o) => o,
-        Err(e) => Outcome { response: reply::error(&e), cache: "error" },
+        Err(e) => Outcome::error(&e),
     }
 }
 
 async fn chat_inner(
     state: Arc<AppState>,
+    config: Arc<Config>,
     parts: &Parts,
     tenant: Option<&str>,
     body: &[u8],
@@ -72,7 +45,6 @@ async fn chat_inner(
 ) -> Result<Outcome, ApiError> {
     // Accept: parse, check the target exists, read the client's cache policy.
     let req = ChatRequest::parse(body)?;
-    let config = state.config();
     if config.catalog.resolve(&req.model).is_none() {
         return Err(ApiError::new(ErrorKind::NotFound, PlanError::NotFound(req.model.clone()).to_string())
             .with_code("model_not_found"));
@@ -85,8 +57,19 @@ async fn chat_inner(
     let (key, fingerprint) = chat_keys(&namespace, &req);
     let _ = state.store.add(Counter::Requests, 1);
     let question = req.last_user_text();
-    let mut ctx =
-        ChatCtx { state, req, namespace, key, fingerprint, policy, question, vector: None, started, request_id };
+    let mut ctx = ChatCtx {
+        state,
+        config: config.clone(),
+        req,
+        namespace,
+        key,
+        fingerprint,
+        policy,
+        question,
+        vector: None,
+        started,
+        request_id,
+    };
 
     // Exact cache.
     if ctx.policy.reads() {
@@ -128,9 +111,9 @@ async fn chat_inner(
     };
     let cache = ctx.policy.miss_label();
     let response = if ctx.req.is_stream() {
-        relay::stream_miss(ctx, config, plan, leader).await
+        relay::stream_miss(ctx, plan, leader).await
     } else {
-        miss::unary_miss(ctx, config, plan, leader).await
+        miss::unary_miss(ctx, plan, leader).await
     };
     Ok(Outcome { response, cache })
 }
@@ -154,7 +137,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     if !ctx.policy.reads() {
         return None;
     }
-    let config = ctx.state.config();
+    let config = ctx.config.clone();
     let settings = &config.cache.semantic;
     let floor = header(parts, "x-deja-threshold").and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite());
     let threshold = settings.threshold_for(&ctx.req.model, floor);
@@ -163,7 +146,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     let (state, fingerprint, vector) = (ctx.state.clone(), ctx.fingerprint, ctx.vector.clone()?);
     let lookup = tokio::task::spawn_blocking(move || {
         let query = semantic::Query { fingerprint: &fingerprint, vector: &vector, text: &question, threshold };
-        semantic::lookup(&state.store, &state.index, &query, &state.config().cache.semantic, now)
+        semantic::lookup(&state.store, &state.index, &query, &config.cache.semantic, now)
     })
     .await;
     match lookup.unwrap_or_else(|e| Err(deja_store::StoreError::Corrupt(format!("semantic lookup task: {e}")))) {
@@ -189,8 +172,7 @@ fn serve_entry(ctx: &ChatCtx, kind: HitKind, entry: &deja_store::Entry, now_ms: 
         match serde_json::from_value::<ChatCompletion>(entry.response.clone()) {
             Ok(c) => respond::completion(&c, true, ctx.req.wants_usage_chunk()),
             Err(_) => {
-                let e = ApiError::new(ErrorKind::Internal, "a cached entry could not be read");
-                return Outcome { response: reply::error(&e), cache: "error" };
+                return Outcome::error(&ApiError::new(ErrorKind::Internal, "a cached entry could not be read"));
             }
         }
     } else {
@@ -218,60 +200,10 @@ async fn follow(ctx: &ChatCtx, mut rx: tokio::sync::broadcast::Receiver<Shared>)
             ctx.state.metrics.saved_usd.inc_by(answer.cost_usd);
             Outcome { response, cache: "coalesced" }
         }
-        Ok(Err(e)) => Outcome { response: reply::error(&e), cache: "error" },
-        Err(_) => {
-            let e = ApiError::new(
-                ErrorKind::BadGateway,
-                "the identical request this one waited on ended without an answer",
-            );
-            Outcome { response: reply::error(&e), cache: "error" }
-        }
+        Ok(Err(e)) => Outcome::error(&e),
+        Err(_) => Outcome::error(&ApiError::new(
+            ErrorKind::BadGateway,
+            "the identical request this one waited on ended without an answer",
+        )),
     }
-}
-
-pub fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
-}
-
-/// Builds the entry for an answer and stores it, if the policy and the answer allow.
-pub async fn remember_answer(ctx: &ChatCtx, answer: &Answer, ttl: std::time::Duration) {
-    if !ctx.policy.writes() || !answer.completion.is_complete() {
-        return;
-    }
-    let usage = answer.completion.usage.clone().unwrap_or_default();
-    let semantic = match (&ctx.question, &ctx.vector) {
-        (Some(q), Some(v)) => Some((ctx.fingerprint, q.clone(), v.clone())),
-        _ => None,
-    };
-    let response = serde_json::to_value(&answer.completion).unwrap_or_default();
-    remember::store_off_runtime(
-        &ctx.state,
-        remember::NewEntry {
-            id: ctx.key,
-            kind: deja_store::EntryKind::Chat,
-            namespace: ctx.namespace.as_str().to_string(),
-            requested_model: ctx.req.model.clone(),
-            answered_by: answer.answered_by.clone(),
-            request: serde_json::Value::Array(ctx.req.messages.clone()),
-            response,
-            usage: deja_store::EntryUsage {
-                prompt_tokens: usage.prompt_tokens,
-                completion_tokens: usage.completion_tokens,
-            },
-            cost_usd: answer.cost_usd,
-            ttl,
-            semantic,
-        },
-    )
-    .await;
-}
-
-/// Counts a miss, refresh or bypass.
-pub fn count_miss(ctx: &ChatCtx) {
-    remember::count_upstream_answer(&ctx.state, ctx.policy.mode);
-}
-
-/// The TTL the stored entry gets.
-pub fn entry_ttl(ctx: &ChatCtx, config: &crate::config::Config) -> std::time::Duration {
-    ctx.policy.ttl.unwrap_or(config.cache.default_ttl)
 }

@@ -1,12 +1,11 @@
 //! The listener: accepts connections (plain or TLS), routes requests to
 //! handlers, logs one line per request, and shuts down gracefully.
 
-use crate::pipeline::Outcome;
-use crate::reply::{self, Body};
-use crate::state::AppState;
-use crate::{admin, auth, embeddings, models, pipeline};
 use bytes::Bytes;
 use deja_api::{ApiError, ErrorKind};
+use deja_gateway::reply::{self, Body, Outcome};
+use deja_gateway::state::AppState;
+use deja_gateway::{auth, embeddings, models, pipeline};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -100,8 +99,8 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/healthz") => {
             ("healthz", plain(reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))))
         }
-        (&Method::GET, "/readyz") => ("readyz", plain(readyz(&state))),
-        (&Method::GET, "/metrics") if config.server.metrics => ("metrics", plain(metrics(&state))),
+        (&Method::GET, "/readyz") => ("readyz", plain(deja_admin::readyz(&state))),
+        (&Method::GET, "/metrics") if config.server.metrics => ("metrics", plain(deja_admin::metrics(&state))),
         (&Method::GET, "/v1/models") => ("models", guarded(&parts, &config, |_| plain(models::list(&state)))),
         (&Method::POST, "/v1/chat/completions") | (&Method::POST, "/v1/embeddings") => {
             let chat = path.ends_with("completions");
@@ -110,8 +109,10 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
                 Err(e) => err(e),
                 Ok(tenant) => match read_body(&parts, body, config.server.max_body_bytes).await {
                     Err(e) => err(e),
-                    Ok(bytes) if chat => pipeline::chat(state.clone(), &parts, tenant, &bytes, id.clone()).await,
-                    Ok(bytes) => embeddings::embeddings(state.clone(), &parts, tenant, &bytes).await,
+                    Ok(bytes) if chat => {
+                        pipeline::chat(state.clone(), config.clone(), &parts, tenant, &bytes, id.clone()).await
+                    }
+                    Ok(bytes) => embeddings::embeddings(state.clone(), config.clone(), &parts, tenant, &bytes).await,
                 },
             };
             (endpoint, outcome)
@@ -121,7 +122,7 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
                 Err(e) => err(e),
                 Ok(()) => match read_body(&parts, body, config.server.max_body_bytes).await {
                     Err(e) => err(e),
-                    Ok(bytes) => plain(admin::handle(&state, &parts, &bytes).await),
+                    Ok(bytes) => plain(deja_admin::handle(&state, &parts, &bytes).await),
                 },
             };
             ("admin", outcome)
@@ -142,7 +143,7 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
         state
             .metrics
             .requests
-            .get_or_create(&crate::metrics::RequestLabels {
+            .get_or_create(&deja_gateway::metrics::RequestLabels {
                 endpoint: endpoint.into(),
                 route: route_label.clone(),
                 cache: outcome.cache.into(),
@@ -177,7 +178,7 @@ fn err(e: ApiError) -> Outcome {
 
 fn guarded(
     parts: &http::request::Parts,
-    config: &crate::config::Config,
+    config: &deja_gateway::Config,
     f: impl FnOnce(Option<&str>) -> Outcome,
 ) -> Outcome {
     match auth::client(parts, config.client_keys()) {
@@ -204,35 +205,4 @@ async fn read_body(parts: &http::request::Parts, body: Incoming, max: usize) -> 
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => Err(ApiError::invalid_request(format!("could not read the request body: {e}"), None)),
     }
-}
-
-fn readyz(state: &AppState) -> Response<Body> {
-    let store_ok = state.store.counter(deja_store::Counter::Requests).is_ok();
-    let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    reply::json(
-        status,
-        &serde_json::json!({
-            "status": if store_ok { "ready" } else { "store unavailable" },
-            "semantic_cache": state.embed.is_some(),
-            "semantic_index_ready": state.index_ready.load(std::sync::atomic::Ordering::Relaxed),
-            "entries": state.store.len(),
-        }),
-    )
-}
-
-fn metrics(state: &AppState) -> Response<Body> {
-    let now = Instant::now();
-    let m = &state.metrics;
-    m.entries.set(state.store.len() as i64);
-    m.index_entries.set(state.index.len() as i64);
-    let config = state.config();
-    for model in &config.catalog.models {
-        let cooling = state.health.is_cooling(&model.name, now);
-        m.cooldowns.get_or_create(&crate::metrics::ModelLabels { model: model.name.clone() }).set(i64::from(cooling));
-    }
-    let mut r = Response::new(reply::full(m.encode()));
-    if let Ok(v) = "application/openmetrics-text; version=1.0.0; charset=utf-8".parse() {
-        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
-    }
-    r
 }

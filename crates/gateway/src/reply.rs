@@ -57,3 +57,15 @@ pub fn set_header(r: &mut Response<Body>, name: &'static str, value: &str) {
         r.headers_mut().insert(name, v);
     }
 }
+
+/// A handler's response and how the cache took part, for the request log line.
+pub struct Outcome {
+    pub response: Response<Body>,
+    pub cache: &'static str,
+}
+
+impl Outcome {
+    pub fn error(e: &ApiError) -> Self {
+        Self { response: error(e), cache: "error" }
+    }
+}

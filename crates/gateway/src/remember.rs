@@ -1,5 +1,7 @@
 //! Storing an upstream answer and counting what it cost.
 
+use crate::answer::Answer;
+use crate::ctx::ChatCtx;
 use crate::state::AppState;
 use deja_api::{CacheKey, ContextFingerprint};
 use deja_store::{usd_to_nano, Counter, Entry, EntryKind, EntryUsage, SemanticMeta};
@@ -48,7 +50,7 @@ pub fn count_spend(state: &AppState, model: &str, cost_usd: f64) {
 
 /// Writes the entry and indexes its vector. Failures are logged: the client
 /// already has its answer, and a missing entry is only a future miss.
-pub fn store(state: &AppState, new: NewEntry) -> Option<CacheKey> {
+pub fn store(state: &AppState, max_entries: u64, new: NewEntry) -> Option<CacheKey> {
     let now = deja_cache::now_ms();
     let ttl_ms = new.ttl.as_millis().min(u128::from(u64::MAX / 2)) as u64;
     let (semantic, vector) = match new.semantic {
@@ -80,7 +82,7 @@ pub fn store(state: &AppState, new: NewEntry) -> Option<CacheKey> {
         state.metrics.index_entries.set(state.index.len() as i64);
     }
     state.metrics.entries.set(state.store.len() as i64);
-    if state.store.len() > state.config().cache.max_entries {
+    if state.store.len() > max_entries {
         state.sweep_now.notify_one();
     }
     Some(entry.id)
@@ -89,9 +91,9 @@ pub fn store(state: &AppState, new: NewEntry) -> Option<CacheKey> {
 /// [`store`] on a blocking thread: indexing into a large graph takes
 /// milliseconds that must not stall the async workers. Waits for it, so the
 /// answer is findable by the time the client has it.
-pub async fn store_off_runtime(state: &std::sync::Arc<AppState>, new: NewEntry) -> Option<CacheKey> {
+pub async fn store_off_runtime(state: &std::sync::Arc<AppState>, max_entries: u64, new: NewEntry) -> Option<CacheKey> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || store(&state, new)).await.ok().flatten()
+    tokio::task::spawn_blocking(move || store(&state, max_entries, new)).await.ok().flatten()
 }
 
 /// Counts a served hit: what the entry cost when first answered is what it saved.
@@ -109,4 +111,36 @@ pub fn count_hit(state: &AppState, semantic: bool, entry: &Entry) {
     let kind = if semantic { "semantic" } else { "exact" };
     state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc();
     state.metrics.saved_usd.inc_by(entry.cost_usd);
+}
+
+/// Builds the entry for an answer and stores it, if the policy and the answer allow.
+pub async fn remember_answer(ctx: &ChatCtx, answer: &Answer) {
+    if !ctx.policy.writes() || !answer.completion.is_complete() {
+        return;
+    }
+    let usage = answer.completion.usage.clone().unwrap_or_default();
+    let semantic = match (&ctx.question, &ctx.vector) {
+        (Some(q), Some(v)) => Some((ctx.fingerprint, q.clone(), v.clone())),
+        _ => None,
+    };
+    let response = serde_json::to_value(&answer.completion).unwrap_or_default();
+    let new = NewEntry {
+        id: ctx.key,
+        kind: deja_store::EntryKind::Chat,
+        namespace: ctx.namespace.as_str().to_string(),
+        requested_model: ctx.req.model.clone(),
+        answered_by: answer.answered_by.clone(),
+        request: serde_json::Value::Array(ctx.req.messages.clone()),
+        response,
+        usage: EntryUsage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens },
+        cost_usd: answer.cost_usd,
+        ttl: ctx.policy.ttl.unwrap_or(ctx.config.cache.default_ttl),
+        semantic,
+    };
+    store_off_runtime(&ctx.state, ctx.config.cache.max_entries, new).await;
+}
+
+/// Counts a miss, refresh or bypass.
+pub fn count_miss(ctx: &ChatCtx) {
+    count_upstream_answer(&ctx.state, ctx.policy.mode);
 }

@@ -1,7 +1,7 @@
 //! The HTTP client behind `deja cache ...`, and its table rendering.
 
 use bytes::Bytes;
-use deja_server::cli::CacheAction;
+use deja::cli::CacheAction;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;

@@ -4,32 +4,24 @@
 //! The work runs in its own task, so an answer already paid for is stored
 //! even if the client hangs up.
 
-use crate::config::Config;
-use crate::pipeline::{count_miss, entry_ttl, remember_answer, Answer, ChatCtx, Shared};
-use crate::remember::count_spend;
+use crate::answer::{Answer, Shared};
+use crate::ctx::ChatCtx;
+use crate::remember::{count_miss, count_spend, remember_answer};
 use crate::reply::{self, Body};
 use crate::respond;
-use crate::walker::{classify, Walker};
+use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
 use deja_api::{ApiError, ChatCompletion, ErrorKind};
 use deja_cache::coalesce::Leader;
 use deja_router::{cost_usd, FailureKind, Plan};
 use http::{Response, StatusCode};
 use std::sync::Arc;
 
-/// Largest upstream answer accepted.
-pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
-
-pub async fn unary_miss(
-    ctx: ChatCtx,
-    config: Arc<Config>,
-    plan: Plan,
-    leader: Option<Leader<Shared>>,
-) -> Response<Body> {
+pub async fn unary_miss(ctx: ChatCtx, plan: Plan, leader: Option<Leader<Shared>>) -> Response<Body> {
     let stream_flag = ctx.req.is_stream();
     let include_usage = ctx.req.wants_usage_chunk();
     let label = ctx.policy.miss_label();
     let task = tokio::spawn(async move {
-        let result = run(&ctx, config, plan).await;
+        let result = run(&ctx, plan).await;
         if let Some(leader) = leader {
             leader.publish(result.as_ref().map(|(a, _)| a.clone()).map_err(Clone::clone));
         }
@@ -51,7 +43,8 @@ pub async fn unary_miss(
     }
 }
 
-async fn run(ctx: &ChatCtx, config: Arc<Config>, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes), ApiError> {
+async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes), ApiError> {
+    let config = ctx.config.clone();
     let mut body = serde_json::to_value(&ctx.req).unwrap_or_default();
     body["stream"] = serde_json::Value::Bool(false);
     if let Some(o) = body.as_object_mut() {
@@ -83,7 +76,7 @@ async fn run(ctx: &ChatCtx, config: Arc<Config>, plan: Plan) -> Result<(Arc<Answ
     count_spend(&ctx.state, &spec.name, cost);
     let answer =
         Arc::new(Answer { completion, answered_by: spec.name.clone(), attempts: walker.tries(), cost_usd: cost });
-    remember_answer(ctx, &answer, entry_ttl(ctx, &config)).await;
+    remember_answer(ctx, &answer).await;
     let overhead = ctx.started.elapsed().saturating_sub(walker.upstream_time);
     ctx.state.metrics.overhead.observe(overhead.as_secs_f64());
     Ok((answer, raw))

@@ -1,8 +1,8 @@
 //! Everything a request can reach, built once at start-up.
 
+use crate::answer::Shared;
 use crate::config::{Config, EmbeddingBackend};
 use crate::metrics::Metrics;
-use crate::pipeline::Shared;
 use deja_cache::{Coalescer, SemanticIndex};
 use deja_embed::{EmbedService, Embedder, FastEmbedder, HashEmbedder, ModelPaths};
 use deja_router::Health;

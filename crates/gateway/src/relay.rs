@@ -5,9 +5,9 @@
 //! the client. After that, an upstream failure ends the stream with an
 //! OpenAI-style error event and never a clean `[DONE]`.
 
-use crate::config::Config;
-use crate::pipeline::{count_miss, entry_ttl, remember_answer, Answer, ChatCtx, Shared};
-use crate::remember::count_spend;
+use crate::answer::{Answer, Shared};
+use crate::ctx::ChatCtx;
+use crate::remember::{count_miss, count_spend, remember_answer};
 use crate::reply::{self, Body};
 use crate::respond;
 use crate::walker::{classify, Opened, Walker};
@@ -26,16 +26,11 @@ struct Started {
     attempts: usize,
 }
 
-pub async fn stream_miss(
-    ctx: ChatCtx,
-    config: Arc<Config>,
-    plan: Plan,
-    leader: Option<Leader<Shared>>,
-) -> Response<Body> {
+pub async fn stream_miss(ctx: ChatCtx, plan: Plan, leader: Option<Leader<Shared>>) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let (started_tx, started_rx) = oneshot::channel::<Result<Started, ApiError>>();
     let label = ctx.policy.miss_label();
-    tokio::spawn(run(ctx, config, plan, leader, tx, started_tx));
+    tokio::spawn(run(ctx, plan, leader, tx, started_tx));
     match started_rx.await {
         Ok(Ok(started)) => {
             let mut r = reply::event_stream(reply::channel_body(rx));
@@ -84,12 +79,12 @@ enum StreamEnd {
 
 async fn run(
     ctx: ChatCtx,
-    config: Arc<Config>,
     plan: Plan,
     leader: Option<Leader<Shared>>,
     tx: mpsc::Sender<Bytes>,
     started_tx: oneshot::Sender<Result<Started, ApiError>>,
 ) {
+    let config = ctx.config.clone();
     let mut body = serde_json::to_value(&ctx.req).unwrap_or_default();
     body["stream"] = Value::Bool(true);
     body["stream_options"]["include_usage"] = Value::Bool(true);
@@ -180,7 +175,7 @@ async fn run(
                 fwd.send(sse::done_frame()).await;
                 let answer =
                     Arc::new(Answer { completion, answered_by: model, attempts: walker.tries(), cost_usd: cost });
-                remember_answer(&ctx, &answer, entry_ttl(&ctx, &config)).await;
+                remember_answer(&ctx, &answer).await;
                 if let Some(l) = leader {
                     l.publish(Ok(answer));
                 }

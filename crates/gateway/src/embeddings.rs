@@ -1,13 +1,13 @@
 //! `POST /v1/embeddings`: passed through to a configured model, cached exactly.
 
 use crate::cache_control::{CacheMode, CachePolicy};
-use crate::miss::MAX_RESPONSE_BYTES;
-use crate::pipeline::{header, Outcome};
+use crate::config::Config;
+use crate::ctx::header;
 use crate::remember::{self, count_hit, count_spend};
-use crate::reply::{self, Body};
+use crate::reply::{self, Body, Outcome};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
-use crate::walker::{classify, Walker};
+use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
 use deja_api::key::embeddings_key;
 use deja_api::{ApiError, EmbeddingsRequest, ErrorKind, Namespace};
 use deja_cache::exact;
@@ -19,16 +19,27 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub async fn embeddings(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[u8]) -> Outcome {
-    match run(state, parts, tenant, body).await {
+pub async fn embeddings(
+    state: Arc<AppState>,
+    config: Arc<Config>,
+    parts: &Parts,
+    tenant: Option<&str>,
+    body: &[u8],
+) -> Outcome {
+    match run(state, config, parts, tenant, body).await {
         Ok(o) => o,
-        Err(e) => Outcome { response: reply::error(&e), cache: "error" },
+        Err(e) => Outcome::error(&e),
     }
 }
 
-async fn run(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[u8]) -> Result<Outcome, ApiError> {
+async fn run(
+    state: Arc<AppState>,
+    config: Arc<Config>,
+    parts: &Parts,
+    tenant: Option<&str>,
+    body: &[u8],
+) -> Result<Outcome, ApiError> {
     let req = EmbeddingsRequest::parse(body)?;
-    let config = state.config();
     if !matches!(config.catalog.resolve(&req.model), Some(Target::Model(_))) {
         return Err(ApiError::new(
             ErrorKind::NotFound,
@@ -85,6 +96,7 @@ async fn run(state: Arc<AppState>, parts: &Parts, tenant: Option<&str>, body: &[
     if policy.writes() {
         remember::store_off_runtime(
             &state,
+            config.cache.max_entries,
             remember::NewEntry {
                 id: key,
                 kind: EntryKind::Embeddings,

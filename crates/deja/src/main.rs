@@ -1,8 +1,8 @@
 //! The `deja` binary. See `deja --help`.
 
 use clap::Parser;
-use deja_server::cli::{CacheAction, CacheArgs, Cli, Command, EvalArgs};
-use deja_server::config::Config;
+use deja::cli::{CacheAction, CacheArgs, Cli, Command, EvalArgs};
+use deja::config::Config;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -56,7 +56,7 @@ async fn serve(path: std::path::PathBuf) -> Result<(), AnyError> {
             }
         }
     }
-    let mut running = deja_server::start(config, None).await?;
+    let mut running = deja::start(config, None).await?;
     tracing::info!(addr = %running.addr, config = %path.display(), "deja listening");
     let state = running.state.clone();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -64,7 +64,7 @@ async fn serve(path: std::path::PathBuf) -> Result<(), AnyError> {
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                let _ = deja_server::reload(&state);
+                let _ = deja::reload(&state);
             }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
@@ -124,13 +124,13 @@ fn write_stdout(s: &str) {
 
 fn eval(args: EvalArgs) -> Result<(), AnyError> {
     let config = Config::load(&args.config)?;
-    use deja_server::eval;
+    use deja::eval;
     let pairs = eval::read_pairs(&args.pairs, args.limit)?;
     let cached = args.similarities.as_deref().and_then(|p| eval::load_similarities(p, pairs.len()));
     let sims = match cached {
         Some(s) => s,
         None => {
-            let embedder: Arc<dyn deja_embed::Embedder> = deja_server::state::load_embedder(&config)?;
+            let embedder: Arc<dyn deja_embed::Embedder> = deja::state::load_embedder(&config)?;
             eprintln!("embedding {} pairs with {}...", pairs.len(), embedder.name());
             let started = std::time::Instant::now();
             let s = eval::similarities(embedder.as_ref(), &pairs, 64)?;

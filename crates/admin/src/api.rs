@@ -2,10 +2,10 @@
 //! purges, "what would this prompt hit?", and config reload. The caller has
 //! already shown the admin token.
 
-use crate::reply::{self, Body};
-use crate::state::AppState;
 use deja_api::key::chat_keys;
 use deja_api::{ApiError, CacheKey, ChatRequest, ErrorKind, Namespace};
+use deja_gateway::reply::{self, Body};
+use deja_gateway::state::AppState;
 use deja_store::{nano_to_usd, Counter, ListFilter};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
@@ -27,7 +27,7 @@ pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Respon
         }
         (&Method::POST, "/admin/cache/search") => search(state, body).await,
         (&Method::POST, "/admin/reload") => {
-            crate::reload(state).map(|changed| json!({"reloaded": true, "needs_restart": changed}))
+            deja_gateway::reload(state).map(|changed| json!({"reloaded": true, "needs_restart": changed}))
         }
         (&Method::GET, p) if p.starts_with("/admin/cache/") => show(state, &p["/admin/cache/".len()..]),
         (&Method::DELETE, p) if p.starts_with("/admin/cache/") => {

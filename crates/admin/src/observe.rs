@@ -1,0 +1,40 @@
+//! What monitoring reads: `/readyz` and the Prometheus `/metrics` page.
+
+use deja_gateway::metrics::ModelLabels;
+use deja_gateway::reply::{self, Body};
+use deja_gateway::state::AppState;
+use http::{Response, StatusCode};
+use std::time::Instant;
+
+/// Ready when the store answers.
+pub fn readyz(state: &AppState) -> Response<Body> {
+    let store_ok = state.store.counter(deja_store::Counter::Requests).is_ok();
+    let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    reply::json(
+        status,
+        &serde_json::json!({
+            "status": if store_ok { "ready" } else { "store unavailable" },
+            "semantic_cache": state.embed.is_some(),
+            "semantic_index_ready": state.index_ready.load(std::sync::atomic::Ordering::Relaxed),
+            "entries": state.store.len(),
+        }),
+    )
+}
+
+/// Every metric in the OpenMetrics text format, with gauges refreshed first.
+pub fn metrics(state: &AppState) -> Response<Body> {
+    let now = Instant::now();
+    let m = &state.metrics;
+    m.entries.set(state.store.len() as i64);
+    m.index_entries.set(state.index.len() as i64);
+    let config = state.config();
+    for model in &config.catalog.models {
+        let cooling = state.health.is_cooling(&model.name, now);
+        m.cooldowns.get_or_create(&ModelLabels { model: model.name.clone() }).set(i64::from(cooling));
+    }
+    let mut r = Response::new(reply::full(m.encode()));
+    if let Ok(v) = "application/openmetrics-text; version=1.0.0; charset=utf-8".parse() {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}

@@ -1,0 +1,80 @@
+//! The `deja` binary's library: the listener that routes requests to the
+//! request path (`deja-gateway`) and the operator surface (`deja-admin`), TLS,
+//! the command line, `deja eval` and the admin client.
+
+pub mod cli;
+pub mod eval;
+pub mod server;
+pub mod tls;
+
+pub use deja_gateway::config;
+pub use deja_gateway::reload;
+pub use deja_gateway::state;
+
+use deja_gateway::maintenance;
+use deja_gateway::{AppState, Config};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running server, for `deja serve`, tests and benchmarks.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish, flushes the store, and
+    /// waits until nothing holds it, so the same store can be opened again.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.state.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.sweep_now.notify_one();
+        let _ = self.state.store.flush();
+        for _ in 0..500 {
+            if Arc::strong_count(&self.state) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+        let _ = self.state.store.flush();
+    }
+
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Binds the listener and starts serving with background maintenance.
+pub async fn start(
+    config: Config,
+    embedder: Option<Arc<dyn deja_embed::Embedder>>,
+) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+    let tls = match &config.server.tls {
+        Some(files) => Some(tls::acceptor(files)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
+    let addr = listener.local_addr()?;
+    let state = tokio::task::spawn_blocking(move || AppState::build(config, embedder)).await??;
+    if !state.index_ready.load(std::sync::atomic::Ordering::SeqCst) {
+        maintenance::spawn_background_rebuild(state.clone());
+    }
+    maintenance::spawn(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(state.clone(), listener, tls, async {
+        let _ = rx.await;
+    }));
+    Ok(Running { addr, state, shutdown: Some(tx), task })
+}

@@ -1,0 +1,30 @@
+//! What the request stages know about one chat request, and the one
+//! configuration snapshot it is served under from start to finish.
+
+use crate::cache_control::CachePolicy;
+use crate::config::Config;
+use crate::state::AppState;
+use deja_api::{CacheKey, ChatRequest, ContextFingerprint, Namespace};
+use http::request::Parts;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct ChatCtx {
+    pub state: Arc<AppState>,
+    /// Taken once when the request arrives: a reload mid-request never mixes two.
+    pub config: Arc<Config>,
+    pub req: ChatRequest,
+    pub namespace: Namespace,
+    pub key: CacheKey,
+    pub fingerprint: ContextFingerprint,
+    pub policy: CachePolicy,
+    pub question: Option<String>,
+    pub vector: Option<Vec<f32>>,
+    pub started: Instant,
+    pub request_id: String,
+}
+
+/// A request header's trimmed value, if present and not empty.
+pub fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}

@@ -1,0 +1,27 @@
+//! The request path: a chat or embeddings request from the moment it is
+//! authorised to the moment its answer is sent and stored.
+//!
+//! Read [`pipeline`] first: it is the request's life in one file.
+
+pub mod answer;
+pub mod auth;
+pub mod cache_control;
+pub mod config;
+pub mod ctx;
+pub mod embeddings;
+pub mod maintenance;
+pub mod metrics;
+pub mod miss;
+pub mod models;
+pub mod pipeline;
+pub mod relay;
+pub mod reload;
+pub mod remember;
+pub mod reply;
+pub mod respond;
+pub mod state;
+pub mod walker;
+
+pub use config::Config;
+pub use reload::reload;
+pub use state::AppState;
