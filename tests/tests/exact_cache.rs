@@ -158,10 +158,12 @@ async fn fifty_identical_concurrent_requests_make_one_upstream_call() {
 async fn when_the_shared_call_fails_nobody_hangs() {
     let h = spawn_proxy(exact_only()).await;
     // Every rung fails, the last one slowly: the followers get the error, promptly.
-    h.mock.control.set_sticky("cheap", Some(Fault::Status { status: 500, retry_after_s: None }));
-    h.mock.control.set_sticky("mid-upstream", Some(Fault::Status { status: 500, retry_after_s: None }));
+    h.mock.control.set_sticky("cheap", Some(Fault::Status { status: 500, retry_after_s: None, retry_after: None }));
+    h.mock
+        .control
+        .set_sticky("mid-upstream", Some(Fault::Status { status: 500, retry_after_s: None, retry_after: None }));
     h.mock.control.set_sticky("top", Some(Fault::Delay { ms: 300 }));
-    h.mock.control.push_faults("top", [Fault::Status { status: 500, retry_after_s: None }]);
+    h.mock.control.push_faults("top", [Fault::Status { status: 500, retry_after_s: None, retry_after: None }]);
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let url = h.url("/v1/chat/completions");
@@ -184,7 +186,7 @@ async fn when_the_shared_call_fails_nobody_hangs() {
 #[tokio::test]
 async fn errors_and_truncated_answers_are_never_cached() {
     let h = spawn_proxy(exact_only()).await;
-    h.mock.control.push_faults("cheap", [Fault::Status { status: 400, retry_after_s: None }]);
+    h.mock.control.push_faults("cheap", [Fault::Status { status: 400, retry_after_s: None, retry_after: None }]);
     assert_eq!(chat(&h, &ask("refused")).await.status, 400);
     assert_eq!(chat(&h, &ask("refused")).await.cache(), "miss");
     let mut short = ask("cut short");

@@ -39,8 +39,8 @@ async fn a_model_name_is_sent_under_its_upstream_name() {
 #[tokio::test]
 async fn the_ladder_climbs_on_429_500_and_timeouts() {
     let h = spawn_proxy(TestConfig { first_byte_timeout: "300ms".into(), ..exact_only() }).await;
-    h.mock.control.push_faults("cheap", [Fault::Status { status: 429, retry_after_s: None }]);
-    h.mock.control.push_faults("mid-upstream", [Fault::Status { status: 500, retry_after_s: None }]);
+    h.mock.control.push_faults("cheap", [Fault::Status { status: 429, retry_after_s: None, retry_after: None }]);
+    h.mock.control.push_faults("mid-upstream", [Fault::Status { status: 500, retry_after_s: None, retry_after: None }]);
     let r = chat(&h, &ask("climb")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.header("x-deja-model"), Some("top"));
@@ -55,7 +55,7 @@ async fn the_ladder_climbs_on_429_500_and_timeouts() {
 #[tokio::test]
 async fn a_400_is_returned_without_falling_back() {
     let h = spawn_proxy(exact_only()).await;
-    h.mock.control.push_faults("cheap", [Fault::Status { status: 400, retry_after_s: None }]);
+    h.mock.control.push_faults("cheap", [Fault::Status { status: 400, retry_after_s: None, retry_after: None }]);
     let r = chat(&h, &ask("bad")).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["error"]["type"], "invalid_request_error");
@@ -66,7 +66,7 @@ async fn a_400_is_returned_without_falling_back() {
 #[tokio::test]
 async fn a_failing_rung_cools_down_and_is_skipped() {
     let h = spawn_proxy(TestConfig { failures_to_cool: 2, ..exact_only() }).await;
-    h.mock.control.set_sticky("cheap", Some(Fault::Status { status: 503, retry_after_s: None }));
+    h.mock.control.set_sticky("cheap", Some(Fault::Status { status: 503, retry_after_s: None, retry_after: None }));
     for i in 0..2 {
         let r = chat(&h, &ask(&format!("q{i}"))).await;
         assert_eq!(r.header("x-deja-model"), Some("mid"));
@@ -81,7 +81,7 @@ async fn a_failing_rung_cools_down_and_is_skipped() {
 #[tokio::test]
 async fn retry_after_is_honoured_when_retrying_a_single_model() {
     let h = spawn_proxy(TestConfig { model_retries: 1, ..exact_only() }).await;
-    h.mock.control.push_faults("top", [Fault::Status { status: 429, retry_after_s: Some(1) }]);
+    h.mock.control.push_faults("top", [Fault::Status { status: 429, retry_after_s: Some(1), retry_after: None }]);
     let started = std::time::Instant::now();
     let r = chat(&h, &json!({"model": "top", "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -93,7 +93,7 @@ async fn retry_after_is_honoured_when_retrying_a_single_model() {
 async fn an_exhausted_ladder_names_every_rungs_reason() {
     let h = spawn_proxy(exact_only()).await;
     for m in ["cheap", "mid-upstream", "top"] {
-        h.mock.control.push_faults(m, [Fault::Status { status: 500, retry_after_s: None }]);
+        h.mock.control.push_faults(m, [Fault::Status { status: 500, retry_after_s: None, retry_after: None }]);
     }
     let r = chat(&h, &ask("doomed")).await;
     assert_eq!(r.status, 502);
@@ -102,7 +102,7 @@ async fn an_exhausted_ladder_names_every_rungs_reason() {
         assert!(msg.contains(m), "{msg}");
     }
     for m in ["cheap", "mid-upstream", "top"] {
-        h.mock.control.push_faults(m, [Fault::Status { status: 429, retry_after_s: None }]);
+        h.mock.control.push_faults(m, [Fault::Status { status: 429, retry_after_s: None, retry_after: None }]);
     }
     let r = chat(&h, &ask("busy")).await;
     assert_eq!(r.status, 503, "{}", r.text);

@@ -1,5 +1,6 @@
 //! Walks a routing plan: one upstream attempt after another until one opens,
-//! recording every failure in the model's health and in metrics.
+//! recording every failure in metrics and, where the router says it counts,
+//! in the model's health.
 //!
 //! The router decided the order and what each failure means; this file only
 //! carries the decisions out.
@@ -129,7 +130,9 @@ impl Walker {
     /// Records a failed attempt on model `m`.
     pub fn fail(&mut self, m: usize, kind: FailureKind, retry_after: Option<Duration>, detail: String) {
         let name = self.config.catalog.models[m].name.clone();
-        self.state.health.record_failure(&name, Instant::now(), retry_after);
+        if kind.counts_against_health() {
+            self.state.health.record_failure(&name, Instant::now(), retry_after);
+        }
         self.state
             .metrics
             .upstream_errors
@@ -171,14 +174,6 @@ impl Walker {
             .as_ref()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
             .unwrap_or_else(|| format!("the upstream refused the request with status {status}"));
-        if *status == 401 || *status == 403 {
-            // The provider refused Deja's key, not the client's: not the caller's to fix.
-            return ApiError::new(
-                ErrorKind::BadGateway,
-                format!("{name}: the provider rejected Deja's credentials ({status})"),
-            )
-            .with_code("upstream_auth");
-        }
         let kind = match status {
             404 => ErrorKind::NotFound,
             413 => ErrorKind::PayloadTooLarge,
@@ -198,7 +193,8 @@ pub fn classify(e: &UpstreamError) -> (FailureKind, Option<Duration>, String) {
         UpstreamError::FirstByteTimeout => (FailureKind::FirstByteTimeout, None, "first-byte timeout".into()),
         UpstreamError::Timeout => (FailureKind::TotalTimeout, None, "attempt timeout".into()),
         UpstreamError::Status { status, retry_after, .. } => {
-            (FailureKind::Status(*status), *retry_after, format!("status {status}"))
+            let why = if matches!(status, 401 | 403) { ": the provider rejected Deja's credentials" } else { "" };
+            (FailureKind::Status(*status), *retry_after, format!("status {status}{why}"))
         }
         UpstreamError::Body(m) => (FailureKind::Malformed, None, format!("connection broke: {m}")),
         UpstreamError::TooLarge(n) => (FailureKind::Malformed, None, format!("response over {n} bytes")),

@@ -13,6 +13,9 @@ pub enum Fault {
         status: u16,
         #[serde(default)]
         retry_after_s: Option<u64>,
+        /// A raw `Retry-After` value, sent as is (wins over `retry_after_s`).
+        #[serde(default)]
+        retry_after: Option<String>,
     },
     /// Wait before sending the response head.
     Delay { ms: u64 },

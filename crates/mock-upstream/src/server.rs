@@ -118,10 +118,11 @@ fn control_faults(control: &MockControl, body: &[u8]) -> Response<Body> {
 /// if the fault replaces the answer.
 async fn pre_response(fault: &Option<Fault>) -> Option<Response<Body>> {
     match fault {
-        Some(Fault::Status { status, retry_after_s }) => {
+        Some(Fault::Status { status, retry_after_s, retry_after }) => {
             let mut r = error(*status, "injected failure");
-            if let Some(s) = retry_after_s.and_then(|s| s.to_string().parse().ok()) {
-                r.headers_mut().insert(http::header::RETRY_AFTER, s);
+            let raw = retry_after.clone().or_else(|| retry_after_s.map(|s| s.to_string()));
+            if let Some(v) = raw.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+                r.headers_mut().insert(http::header::RETRY_AFTER, v);
             }
             Some(r)
         }

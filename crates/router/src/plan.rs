@@ -138,11 +138,26 @@ impl FailureKind {
             Self::FirstByteTimeout => "first_byte_timeout",
             Self::TotalTimeout => "timeout",
             Self::Status(429) => "rate_limited",
-            Self::Status(s) if s >= 500 => "server_error",
-            Self::Status(_) => "client_error",
+            Self::Status(401 | 403) => "auth_error",
+            Self::Status(400..=499) => "client_error",
+            Self::Status(_) => "server_error",
             Self::Malformed => "malformed",
             Self::NoCredentials => "no_credentials",
         }
+    }
+
+    /// The request itself is at fault: a 4xx other than 429 (the provider
+    /// is busy) and 401/403 (the provider refused Deja's own key, a
+    /// deployment fault). It would fail on every rung alike and says nothing
+    /// about the model.
+    pub fn is_client_fault(self) -> bool {
+        matches!(self, Self::Status(s) if (400..500).contains(&s) && !matches!(s, 401 | 403 | 429))
+    }
+
+    /// Whether this failure moves the model toward a cooldown. A client's
+    /// bad requests must not: one tenant could otherwise cool a rung for all.
+    pub fn counts_against_health(self) -> bool {
+        !self.is_client_fault()
     }
 }
 
@@ -154,13 +169,14 @@ pub enum Decision {
     Return,
 }
 
-/// Transient failures move on; any other 4xx is the caller's problem and
-/// would fail on every rung alike.
+/// The caller's own faults go back to it; anything else (rate limits,
+/// server errors, timeouts, broken bodies, a provider refusing Deja's key)
+/// moves on to the next attempt, which may be another provider.
 pub fn failure_decision(kind: FailureKind) -> Decision {
-    match kind {
-        FailureKind::Status(s) if s == 429 || s >= 500 => Decision::Next,
-        FailureKind::Status(_) => Decision::Return,
-        _ => Decision::Next,
+    if kind.is_client_fault() {
+        Decision::Return
+    } else {
+        Decision::Next
     }
 }
 

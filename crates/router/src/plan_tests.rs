@@ -91,17 +91,48 @@ fn a_model_name_is_tried_alone_with_retries() {
     ));
 }
 
+const CLIENT_FAULTS: [u16; 8] = [400, 404, 405, 409, 413, 415, 422, 451];
+const DEPLOYMENT_FAULTS: [FailureKind; 12] = [
+    FailureKind::Status(429),
+    FailureKind::Status(500),
+    FailureKind::Status(502),
+    FailureKind::Status(503),
+    FailureKind::Status(504),
+    FailureKind::Status(401),
+    FailureKind::Status(403),
+    FailureKind::Connect,
+    FailureKind::FirstByteTimeout,
+    FailureKind::TotalTimeout,
+    FailureKind::Malformed,
+    FailureKind::NoCredentials,
+];
+
 #[test]
-fn only_transient_failures_fall_back() {
-    for s in [429, 500, 502, 503, 504] {
-        assert_eq!(failure_decision(FailureKind::Status(s)), Decision::Next, "{s}");
+fn only_the_requests_own_faults_are_returned() {
+    for k in DEPLOYMENT_FAULTS {
+        assert_eq!(failure_decision(k), Decision::Next, "{k:?}");
     }
-    for s in [400, 401, 403, 404, 422] {
+    for s in CLIENT_FAULTS {
         assert_eq!(failure_decision(FailureKind::Status(s)), Decision::Return, "{s}");
     }
-    assert_eq!(failure_decision(FailureKind::Connect), Decision::Next);
-    assert_eq!(failure_decision(FailureKind::FirstByteTimeout), Decision::Next);
-    assert_eq!(failure_decision(FailureKind::Malformed), Decision::Next);
+}
+
+#[test]
+fn client_faults_do_not_count_against_health() {
+    for s in CLIENT_FAULTS {
+        assert!(!FailureKind::Status(s).counts_against_health(), "{s}");
+    }
+    for k in DEPLOYMENT_FAULTS {
+        assert!(k.counts_against_health(), "{k:?}");
+    }
+}
+
+#[test]
+fn provider_auth_failures_are_labelled_apart_from_client_errors() {
+    assert_eq!(FailureKind::Status(401).label(), "auth_error");
+    assert_eq!(FailureKind::Status(403).label(), "auth_error");
+    assert_eq!(FailureKind::Status(400).label(), "client_error");
+    assert_eq!(FailureKind::Status(429).label(), "rate_limited");
 }
 
 #[test]

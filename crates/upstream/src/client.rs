@@ -1,5 +1,6 @@
 use crate::error::UpstreamError;
 use crate::response::UpstreamResponse;
+use crate::retry_after::retry_after;
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http_body_util::Full;
@@ -7,7 +8,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// Error bodies are read for the client's benefit, up to this size.
@@ -77,7 +78,7 @@ impl UpstreamClient {
             Ok(Ok(r)) => r,
         };
         let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
+        let retry_after = retry_after(response.headers(), SystemTime::now());
         let headers = response.headers().clone();
         let mut resp = UpstreamResponse::new(status, headers, response.into_body(), attempt.deadline);
         if !(200..300).contains(&status) {
@@ -97,13 +98,4 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
         source = s.source();
     }
     msg
-}
-
-/// `retry-after-ms` (OpenAI) or `retry-after` in seconds.
-fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let read = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
-    if let Some(ms) = read("retry-after-ms").filter(|v| v.is_finite() && *v >= 0.0) {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    read("retry-after").filter(|v| v.is_finite() && *v >= 0.0).map(Duration::from_secs_f64)
 }

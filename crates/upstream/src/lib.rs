@@ -7,6 +7,7 @@
 mod client;
 mod error;
 mod response;
+mod retry_after;
 
 pub use client::{Attempt, UpstreamClient};
 pub use error::UpstreamError;
