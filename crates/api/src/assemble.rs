@@ -6,20 +6,80 @@ use crate::chat::{ChatCompletion, Choice, Usage};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+/// Text built from string fragments. A fragment of any other type is kept
+/// as it came, so the assembled answer shows the fault and is not cached.
+#[derive(Default)]
+enum Text {
+    #[default]
+    Absent,
+    Str(String),
+    Odd(Value),
+}
+
+impl Text {
+    fn push(&mut self, fragment: Option<&Value>) {
+        match (fragment, &mut *self) {
+            (None | Some(Value::Null), _) | (_, Text::Odd(_)) => {}
+            (Some(Value::String(s)), Text::Str(acc)) => acc.push_str(s),
+            (Some(Value::String(s)), Text::Absent) => *self = Text::Str(s.clone()),
+            (Some(other), _) => *self = Text::Odd(other.clone()),
+        }
+    }
+
+    fn into_value(self) -> Option<Value> {
+        match self {
+            Text::Absent => None,
+            Text::Str(s) => Some(Value::String(s)),
+            Text::Odd(v) => Some(v),
+        }
+    }
+}
+
+/// A value sent whole, once (an id, a type): the last one that is not null.
+fn set(slot: &mut Option<Value>, v: Option<&Value>) {
+    if let Some(v) = v.filter(|v| !v.is_null()) {
+        *slot = Some(v.clone());
+    }
+}
+
 #[derive(Default)]
 struct ToolCallAcc {
-    id: Option<String>,
-    kind: Option<String>,
-    name: String,
-    arguments: String,
+    id: Option<Value>,
+    kind: Option<Value>,
+    name: Text,
+    arguments: Text,
+}
+
+#[derive(Default)]
+struct FunctionAcc {
+    name: Text,
+    arguments: Text,
+}
+
+impl FunctionAcc {
+    fn push(&mut self, f: &Value) {
+        self.name.push(f.get("name"));
+        self.arguments.push(f.get("arguments"));
+    }
+
+    /// A name never sent is null; arguments never sent are empty.
+    fn into_value(self) -> Value {
+        json!({
+            "name": self.name.into_value(),
+            "arguments": self.arguments.into_value().unwrap_or_else(|| json!("")),
+        })
+    }
 }
 
 #[derive(Default)]
 struct ChoiceAcc {
     role: Option<String>,
-    content: Option<String>,
-    refusal: Option<String>,
+    content: Text,
+    refusal: Text,
     tool_calls: BTreeMap<u64, ToolCallAcc>,
+    /// `tool_calls` that came as something other than an array.
+    odd_tool_calls: Option<Value>,
+    function_call: Option<FunctionAcc>,
     finish_reason: Option<String>,
 }
 
@@ -69,29 +129,31 @@ impl StreamAssembler {
             if let Some(r) = delta.get("role").and_then(Value::as_str) {
                 acc.role = Some(r.to_string());
             }
-            if let Some(t) = delta.get("content").and_then(Value::as_str) {
-                acc.content.get_or_insert_with(String::new).push_str(t);
+            acc.content.push(delta.get("content"));
+            acc.refusal.push(delta.get("refusal"));
+            if let Some(f) = delta.get("function_call").filter(|f| !f.is_null()) {
+                acc.function_call.get_or_insert_with(FunctionAcc::default).push(f);
             }
-            if let Some(t) = delta.get("refusal").and_then(Value::as_str) {
-                acc.refusal.get_or_insert_with(String::new).push_str(t);
-            }
-            for tc in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-                let ti = tc.get("index").and_then(Value::as_u64).unwrap_or(0);
-                let t = acc.tool_calls.entry(ti).or_default();
-                if let Some(id) = tc.get("id").and_then(Value::as_str) {
-                    t.id = Some(id.to_string());
-                }
-                if let Some(k) = tc.get("type").and_then(Value::as_str) {
-                    t.kind = Some(k.to_string());
-                }
-                if let Some(f) = tc.get("function") {
-                    if let Some(n) = f.get("name").and_then(Value::as_str) {
-                        t.name.push_str(n);
+            match delta.get("tool_calls") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(calls)) => {
+                    for tc in calls {
+                        let ti = tc.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let t = acc.tool_calls.entry(ti).or_default();
+                        set(&mut t.id, tc.get("id"));
+                        set(&mut t.kind, tc.get("type"));
+                        match tc.get("function") {
+                            Some(f) if f.is_object() => {
+                                t.name.push(f.get("name"));
+                                t.arguments.push(f.get("arguments"));
+                            }
+                            None | Some(Value::Null) => {}
+                            // A function that is not an object spoils the call.
+                            Some(other) => t.name.push(Some(other)),
+                        }
                     }
-                    if let Some(a) = f.get("arguments").and_then(Value::as_str) {
-                        t.arguments.push_str(a);
-                    }
                 }
+                Some(other) => acc.odd_tool_calls = Some(other.clone()),
             }
         }
         true
@@ -112,19 +174,25 @@ impl StreamAssembler {
             .map(|(index, acc)| {
                 let mut message = Map::new();
                 message.insert("role".into(), json!(acc.role.unwrap_or_else(|| "assistant".into())));
-                message.insert("content".into(), acc.content.map_or(Value::Null, Value::String));
-                if let Some(r) = acc.refusal {
-                    message.insert("refusal".into(), Value::String(r));
+                message.insert("content".into(), acc.content.into_value().unwrap_or(Value::Null));
+                if let Some(r) = acc.refusal.into_value() {
+                    message.insert("refusal".into(), r);
                 }
-                if !acc.tool_calls.is_empty() {
+                if let Some(f) = acc.function_call {
+                    message.insert("function_call".into(), f.into_value());
+                }
+                if let Some(odd) = acc.odd_tool_calls {
+                    message.insert("tool_calls".into(), odd);
+                } else if !acc.tool_calls.is_empty() {
                     let calls: Vec<Value> = acc
                         .tool_calls
                         .into_values()
                         .map(|t| {
+                            let function = FunctionAcc { name: t.name, arguments: t.arguments };
                             json!({
                                 "id": t.id,
-                                "type": t.kind.unwrap_or_else(|| "function".into()),
-                                "function": {"name": t.name, "arguments": t.arguments},
+                                "type": t.kind.unwrap_or_else(|| json!("function")),
+                                "function": function.into_value(),
                             })
                         })
                         .collect();

@@ -68,3 +68,53 @@ fn fragments_of_tool_arguments_are_concatenated() {
     assert_eq!(c.choices[0].message["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
     assert!(c.is_complete());
 }
+
+fn assemble(chunks: &[Value]) -> ChatCompletion {
+    let mut asm = StreamAssembler::new();
+    for c in chunks {
+        asm.push(c);
+    }
+    asm.finish().expect("choice")
+}
+
+#[test]
+fn malformed_tool_call_deltas_do_not_assemble_into_a_complete_answer() {
+    let end = json!({"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]});
+    let cases = [
+        // No name is ever sent.
+        json!({"id":"x","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"c1","type":"function","function":{"arguments":"{}"}}]}}]}),
+        // Arguments that are not a string.
+        json!({"id":"x","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"f","arguments":{"a":1}}}]}}]}),
+        // A name that is not a string.
+        json!({"id":"x","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":7,"arguments":"{}"}}]}}]}),
+        // No id.
+        json!({"id":"x","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"type":"function","function":{"name":"f","arguments":"{}"}}]}}]}),
+        // Not a function.
+        json!({"id":"x","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"c1","type":"other","function":{"name":"f","arguments":"{}"}}]}}]}),
+        // Tool calls that are not an array.
+        json!({"id":"x","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":{"index":0,"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}}}]}),
+    ];
+    for case in cases {
+        let c = assemble(&[case.clone(), end.clone()]);
+        assert!(!c.is_complete(), "{case} assembled into {:?}", c.choices[0].message);
+    }
+    let stop = json!({"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]});
+    let odd_content = json!({"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":{"text":"hi"}}}]});
+    let c = assemble(&[odd_content, stop.clone()]);
+    assert!(!c.is_complete(), "content that is not a string: {:?}", c.choices[0].message);
+    let no_calls = json!({"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":null}}]});
+    assert!(!assemble(&[no_calls, end]).is_complete(), "`tool_calls` finish without calls");
+}
+
+#[test]
+fn a_streamed_legacy_function_call_survives_reassembly() {
+    let c = assemble(&[
+        json!({"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":null,"function_call":{"name":"f","arguments":""}}}]}),
+        json!({"id":"x","choices":[{"index":0,"delta":{"function_call":{"arguments":"{\"a\":1}"}}}]}),
+        json!({"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"function_call"}]}),
+    ]);
+    assert_eq!(c.choices[0].message["function_call"], json!({"name": "f", "arguments": "{\"a\":1}"}));
+    assert!(c.is_complete());
+    let (back, _) = round_trip(&c, false);
+    assert_eq!(back.choices, c.choices);
+}

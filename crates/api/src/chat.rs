@@ -190,13 +190,63 @@ pub struct Choice {
 
 impl ChatCompletion {
     /// A completion is worth caching only if every choice finished on its own
-    /// terms: `stop` or `tool_calls`, not `length` or `content_filter`.
+    /// terms (`stop`, `tool_calls` or `function_call`, not `length` or
+    /// `content_filter`) and can be replayed as it was sent: see
+    /// [`Choice::is_replayable`].
     pub fn is_complete(&self) -> bool {
-        !self.choices.is_empty()
-            && self.choices.iter().all(|c| {
-                matches!(c.finish_reason.as_deref(), Some("stop") | Some("tool_calls") | Some("function_call"))
-            })
+        !self.choices.is_empty() && self.choices.iter().all(Choice::is_replayable)
     }
+}
+
+impl Choice {
+    /// The message is an assistant object whose `content` is a string or null
+    /// (or absent beside calls), whose `refusal` is text if present, whose tool calls each have a string `id`,
+    /// type `function`, a non-empty string name and string arguments, and
+    /// whose finish reason is backed by the call it names.
+    pub fn is_replayable(&self) -> bool {
+        let Some(msg) = self.message.as_object() else { return false };
+        if msg.get("role").and_then(Value::as_str) != Some("assistant") {
+            return false;
+        }
+        let tool_calls = match msg.get("tool_calls") {
+            None | Some(Value::Null) => false,
+            Some(Value::Array(calls)) if calls.iter().all(is_tool_call) => !calls.is_empty(),
+            Some(_) => return false,
+        };
+        let function_call = match msg.get("function_call") {
+            None | Some(Value::Null) => false,
+            Some(f) if is_function(f) => true,
+            Some(_) => return false,
+        };
+        if !matches!(msg.get("refusal"), None | Some(Value::String(_) | Value::Null)) {
+            return false;
+        }
+        let content = match msg.get("content") {
+            Some(Value::String(_) | Value::Null) => true,
+            None => tool_calls || function_call,
+            Some(_) => false,
+        };
+        content
+            && match self.finish_reason.as_deref() {
+                Some("stop") => true,
+                Some("tool_calls") => tool_calls,
+                Some("function_call") => function_call,
+                _ => false,
+            }
+    }
+}
+
+fn is_tool_call(call: &Value) -> bool {
+    call.get("id").and_then(Value::as_str).is_some_and(|id| !id.is_empty())
+        && call.get("type").and_then(Value::as_str) == Some("function")
+        && call.get("function").is_some_and(is_function)
+}
+
+/// `{"name": "...", "arguments": "..."}`; the arguments are not parsed, a
+/// model may well send arguments that are not JSON.
+fn is_function(f: &Value) -> bool {
+    f.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+        && f.get("arguments").is_some_and(Value::is_string)
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //!
 //! The request is destructured field by field, so a field added to
 //! [`ChatRequest`] breaks this file until someone decides whether it belongs in
-//! the key. Objects are hashed with sorted keys and numbers by value, so key
-//! order, whitespace and `1` versus `1.0` do not matter.
+//! the key. Objects are hashed with sorted keys, so key order and whitespace
+//! do not matter. Numbers are hashed exactly: integers as integers, whatever
+//! their size, and a float as the integer it equals when it has no fraction,
+//! so `1` and `1.0` agree but 2^53 and 2^53 + 1 do not.
 
 use crate::chat::ChatRequest;
 use crate::embeddings::EmbeddingsRequest;
@@ -14,23 +16,28 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CacheKey(pub [u8; 32]);
 
-/// Hash of everything but the last user message: two requests may share a
-/// semantic entry only if their fingerprints are equal.
+/// Hash of everything in a request but the text of its closing user question:
+/// two requests may share a semantic entry only if their fingerprints are
+/// equal. The question's other parts (images, audio, files, unknown parts,
+/// `name`) are in it; only the text is left to the embedding.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContextFingerprint(pub [u8; 32]);
 
 impl CacheKey {
     pub fn to_hex(&self) -> String {
-        hex(&self.0)
+        hex::encode(self.0)
     }
+    /// Parses 64 hex digits (either case); anything else is `None`.
     pub fn from_hex(s: &str) -> Option<Self> {
-        parse_hex32(s).map(Self)
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Self(out))
     }
 }
 
 impl ContextFingerprint {
     pub fn to_hex(&self) -> String {
-        hex(&self.0)
+        hex::encode(self.0)
     }
 }
 
@@ -50,29 +57,6 @@ impl fmt::Debug for ContextFingerprint {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let hi = (chunk[0] as char).to_digit(16)?;
-        let lo = (chunk[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
 /// The tenant scope of an entry. Built from the client key (hashed, never
 /// stored raw) and narrowed, never widened, by the `x-deja-namespace` header.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -81,7 +65,7 @@ pub struct Namespace(String);
 impl Namespace {
     pub fn new(client_key: Option<&str>, narrowing: Option<&str>) -> Self {
         let mut ns = match client_key {
-            Some(k) => format!("key-{}", &hex(blake3::hash(k.as_bytes()).as_bytes())[..12]),
+            Some(k) => format!("key-{}", &hex::encode(blake3::hash(k.as_bytes()).as_bytes())[..12]),
             None => "default".to_string(),
         };
         if let Some(sub) = narrowing.map(str::trim).filter(|s| !s.is_empty()) {
@@ -126,8 +110,43 @@ impl Canonical {
         }
     }
 
-    fn num(&mut self, name: &str, value: Option<f64>) {
-        self.field(name, value.map(Value::from).as_ref());
+    fn float(&mut self, name: &str, value: Option<f64>) {
+        self.str(name);
+        match value {
+            None => {
+                self.0.update(b"-");
+            }
+            Some(f) => self.f64(f),
+        }
+    }
+
+    fn int(&mut self, name: &str, value: Option<impl Into<i128>>) {
+        self.str(name);
+        match value {
+            None => {
+                self.0.update(b"-");
+            }
+            Some(i) => self.i128(i.into()),
+        }
+    }
+
+    /// Every integer JSON can carry (i64 and u64) has one encoding.
+    fn i128(&mut self, i: i128) {
+        self.0.update(b"i");
+        self.0.update(&i.to_le_bytes());
+    }
+
+    /// A float with no fraction is the integer it equals; any other float
+    /// (there is no NaN or infinity in JSON) is hashed by its bits.
+    fn f64(&mut self, f: f64) {
+        // Every integral float of magnitude below 2^64 converts to i128 exactly.
+        const TWO_64: f64 = 18_446_744_073_709_551_616.0;
+        if f.fract() == 0.0 && (-TWO_64..TWO_64).contains(&f) {
+            self.i128(f as i128);
+        } else {
+            self.0.update(b"r");
+            self.0.update(&f.to_bits().to_le_bytes());
+        }
     }
 
     fn values(&mut self, items: &[Value]) {
@@ -139,14 +158,50 @@ impl Canonical {
     }
 
     fn object(&mut self, map: &serde_json::Map<String, Value>) {
+        self.object_with(map, |c, _, v| c.value(v));
+    }
+
+    /// An object whose member values are hashed by `member(self, key, value)`.
+    fn object_with(&mut self, map: &serde_json::Map<String, Value>, member: impl Fn(&mut Self, &str, &Value)) {
         self.0.update(b"{");
         self.0.update(&(map.len() as u64).to_le_bytes());
         let mut keys: Vec<&String> = map.keys().collect();
         keys.sort();
         for k in keys {
             self.str(k);
-            self.value(&map[k]);
+            member(self, k, &map[k]);
         }
+    }
+
+    /// The closing question with the text that [`crate::chat::message_text`]
+    /// reads (a string `content`, or the `text` of each text part) replaced by
+    /// a marker. Every other part and field is hashed in place, so it must
+    /// match exactly for a semantic hit.
+    fn question(&mut self, message: &Value) {
+        let Some(map) = message.as_object() else { return self.value(message) };
+        self.object_with(map, |c, k, v| match (k, v) {
+            ("content", Value::String(_)) => {
+                c.0.update(b"T");
+            }
+            ("content", Value::Array(parts)) => {
+                c.0.update(b"[");
+                c.0.update(&(parts.len() as u64).to_le_bytes());
+                for part in parts {
+                    match part.as_object() {
+                        Some(p) if p.get("type").and_then(Value::as_str) == Some("text") => {
+                            c.object_with(p, |c, k, v| match (k, v) {
+                                ("text", Value::String(_)) => {
+                                    c.0.update(b"T");
+                                }
+                                _ => c.value(v),
+                            })
+                        }
+                        _ => c.value(part),
+                    }
+                }
+            }
+            _ => c.value(v),
+        });
     }
 
     fn value(&mut self, v: &Value) {
@@ -157,16 +212,16 @@ impl Canonical {
             Value::Bool(b) => {
                 self.0.update(if *b { b"t" } else { b"f" });
             }
-            Value::Number(n) => {
-                // Integral values hash the same whatever their JSON spelling.
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                self.0.update(b"#");
-                if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                    self.0.update(&(f as i64).to_le_bytes());
-                } else {
-                    self.0.update(&f.to_bits().to_le_bytes());
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => self.i128(i.into()),
+                (None, Some(u), _) => self.i128(u.into()),
+                (None, None, Some(f)) => self.f64(f),
+                // Only reachable with serde_json's arbitrary precision: keep every digit.
+                (None, None, None) => {
+                    self.0.update(b"d");
+                    self.str(&n.to_string());
                 }
-            }
+            },
             Value::String(s) => {
                 self.0.update(b"s");
                 self.str(s);
@@ -206,20 +261,20 @@ pub fn chat_keys(ns: &Namespace, req: &ChatRequest) -> (CacheKey, ContextFingerp
         frequency_penalty,
         extra,
     } = req;
-    let mut params = Canonical::new("deja/chat/v1", ns, model);
-    params.num("temperature", *temperature);
-    params.num("top_p", *top_p);
-    params.num("max_tokens", max_tokens.map(|v| v as f64));
-    params.num("max_completion_tokens", max_completion_tokens.map(|v| v as f64));
+    let mut params = Canonical::new("deja/chat/v2", ns, model);
+    params.float("temperature", *temperature);
+    params.float("top_p", *top_p);
+    params.int("max_tokens", *max_tokens);
+    params.int("max_completion_tokens", *max_completion_tokens);
     params.field("stop", stop.as_ref());
-    params.num("seed", seed.map(|v| v as f64));
-    params.num("n", n.map(f64::from));
+    params.int("seed", *seed);
+    params.int("n", *n);
     params.field("tools", tools.as_ref());
     params.field("tool_choice", tool_choice.as_ref());
     params.field("response_format", response_format.as_ref());
     params.field("logit_bias", logit_bias.as_ref());
-    params.num("presence_penalty", *presence_penalty);
-    params.num("frequency_penalty", *frequency_penalty);
+    params.float("presence_penalty", *presence_penalty);
+    params.float("frequency_penalty", *frequency_penalty);
     // Unknown fields are keyed too, so a new OpenAI parameter never collides.
     params.str("extra");
     params.object(extra);
@@ -227,16 +282,21 @@ pub fn chat_keys(ns: &Namespace, req: &ChatRequest) -> (CacheKey, ContextFingerp
     let last = req.last_user_index().filter(|i| i + 1 == messages.len());
     let mut context = Canonical(params.0.clone());
     context.str("context");
-    let earlier = match last {
-        Some(i) => &messages[..i],
-        None => &messages[..],
-    };
-    context.values(earlier);
-    if last.is_none() {
-        // No trailing user question: nothing may match semantically but itself.
-        context.str("no-question");
+    match last {
+        Some(i) => {
+            context.values(&messages[..i]);
+            // The question counts whole, but for the text the embedding compares.
+            context.str("question");
+            context.question(&messages[i]);
+        }
+        None => {
+            context.values(messages);
+            // No trailing user question: nothing may match semantically but itself.
+            context.str("no-question");
+        }
     }
 
+    // The whole messages array, every field of every message.
     let mut exact = params;
     exact.str("messages");
     exact.values(messages);
@@ -246,10 +306,10 @@ pub fn chat_keys(ns: &Namespace, req: &ChatRequest) -> (CacheKey, ContextFingerp
 /// The exact key of an embeddings request (`user` aside).
 pub fn embeddings_key(ns: &Namespace, req: &EmbeddingsRequest) -> CacheKey {
     let EmbeddingsRequest { model, input, encoding_format, dimensions, user: _, extra } = req;
-    let mut c = Canonical::new("deja/embeddings/v1", ns, model);
+    let mut c = Canonical::new("deja/embeddings/v2", ns, model);
     c.field("input", Some(input));
     c.field("encoding_format", encoding_format.as_ref().map(|s| Value::from(s.as_str())).as_ref());
-    c.num("dimensions", dimensions.map(|v| v as f64));
+    c.int("dimensions", *dimensions);
     c.str("extra");
     c.object(extra);
     CacheKey(c.finish())
@@ -258,3 +318,7 @@ pub fn embeddings_key(ns: &Namespace, req: &EmbeddingsRequest) -> CacheKey {
 #[cfg(test)]
 #[path = "key_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "key_props.rs"]
+mod props;

@@ -87,3 +87,115 @@ fn hex_round_trips() {
     assert_eq!(CacheKey::from_hex(&k.to_hex()), Some(k));
     assert_eq!(CacheKey::from_hex("zz"), None);
 }
+
+fn keys(body: &str) -> (CacheKey, ContextFingerprint) {
+    chat_keys(&Namespace::new(None, None), &req(body))
+}
+
+fn question(content: &str) -> String {
+    format!(r#"{{"model":"m","messages":[{{"role":"system","content":"s"}},{{"role":"user","content":{content}}}]}}"#)
+}
+
+#[test]
+fn everything_but_the_text_of_the_last_question_is_in_the_fingerprint() {
+    let text = r#"{"type":"text","text":"what is in this picture?"}"#;
+    let base =
+        keys(&question(&format!(r#"[{text},{{"type":"image_url","image_url":{{"url":"https://x/cat.png"}}}}]"#)));
+    let variants = [
+        format!(r#"[{text},{{"type":"image_url","image_url":{{"url":"https://x/dog.png"}}}}]"#),
+        format!(r#"[{text},{{"type":"image_url","image_url":{{"url":"https://x/cat.png","detail":"high"}}}}]"#),
+        format!(r#"[{text},{{"type":"input_audio","input_audio":{{"data":"AAA","format":"wav"}}}}]"#),
+        format!(r#"[{text},{{"type":"file","file":{{"file_id":"file-1"}}}}]"#),
+        format!(r#"[{text},{{"type":"some_future_part","x":1}}]"#),
+        format!(r#"[{{"type":"image_url","image_url":{{"url":"https://x/cat.png"}}}},{text}]"#),
+        format!(r#"[{text}]"#),
+        r#""what is in this picture?""#.to_string(),
+    ];
+    for v in &variants {
+        let other = keys(&question(v));
+        assert_ne!(base.0, other.0, "{v} should change the key");
+        assert_ne!(base.1, other.1, "{v} should change the fingerprint");
+    }
+    let named = keys(r#"{"model":"m","messages":[{"role":"user","content":"hi","name":"ann"}]}"#);
+    let other_name = keys(r#"{"model":"m","messages":[{"role":"user","content":"hi","name":"bob"}]}"#);
+    let unnamed = keys(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+    assert_ne!(named.1, other_name.1);
+    assert_ne!(named.1, unnamed.1);
+    assert_ne!(named.0, other_name.0);
+}
+
+#[test]
+fn the_text_of_the_last_question_is_not_in_the_fingerprint() {
+    let image = r#"{"type":"image_url","image_url":{"url":"https://x/cat.png"}}"#;
+    let a = keys(&question(&format!(r#"[{{"type":"text","text":"what is this?"}},{image}]"#)));
+    let b = keys(&question(&format!(r#"[{{"type":"text","text":"what animal is this?"}},{image}]"#)));
+    assert_ne!(a.0, b.0);
+    assert_eq!(a.1, b.1);
+    let a = keys(r#"{"model":"m","messages":[{"role":"user","content":"hi","name":"ann"}]}"#);
+    let b = keys(r#"{"model":"m","messages":[{"role":"user","content":"hello","name":"ann"}]}"#);
+    assert_eq!(a.1, b.1);
+}
+
+#[test]
+fn integers_are_hashed_exactly() {
+    let with = |field: &str, n: &str| {
+        key(&format!(r#"{{"model":"m","{field}":{n},"messages":[{{"role":"user","content":"hi"}}]}}"#))
+    };
+    for field in ["seed", "max_tokens", "max_completion_tokens", "top_logprobs", "some_future_field"] {
+        assert_ne!(with(field, "9007199254740992"), with(field, "9007199254740993"), "{field}");
+    }
+    for field in ["max_tokens", "some_future_field"] {
+        assert_ne!(with(field, "18446744073709551615"), with(field, "18446744073709551614"), "{field}");
+        assert_ne!(with(field, "9223372036854775808"), with(field, "9223372036854775807"), "{field}");
+    }
+    assert_ne!(with("seed", "-9007199254740993"), with("seed", "-9007199254740992"));
+    assert_ne!(with("some_future_field", "1"), with("some_future_field", "1.5"));
+    assert_ne!(with("some_future_field", "1"), with("some_future_field", "\"1\""));
+    // Spellings of the same number still agree.
+    assert_eq!(with("some_future_field", "1"), with("some_future_field", "1.0"));
+    assert_eq!(with("some_future_field", "100"), with("some_future_field", "1e2"));
+    assert_eq!(with("some_future_field", "0"), with("some_future_field", "-0.0"));
+    assert_eq!(with("temperature", "1"), with("temperature", "1.0"));
+    // A float is not confused with the integer whose bits it shares.
+    assert_ne!(with("some_future_field", "5e-324"), with("some_future_field", "1"));
+    let embed = |input: &str| {
+        let body = format!(r#"{{"model":"e","input":{input}}}"#);
+        embeddings_key(&Namespace::new(None, None), &EmbeddingsRequest::parse(body.as_bytes()).expect("valid"))
+    };
+    assert_ne!(embed("[9007199254740992]"), embed("[9007199254740993]"));
+}
+
+#[test]
+fn openai_parameters_outside_the_typed_fields_are_keyed() {
+    let base = key(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+    for extra in [
+        r#""n":2"#,
+        r#""logprobs":true"#,
+        r#""top_logprobs":3"#,
+        r#""parallel_tool_calls":false"#,
+        r#""modalities":["text","audio"]"#,
+        r#""audio":{"voice":"alloy","format":"wav"}"#,
+        r#""reasoning_effort":"high""#,
+        r#""service_tier":"flex""#,
+        r#""prediction":{"type":"content","content":"x"}"#,
+        r#""web_search_options":{}"#,
+        r#""verbosity":"low""#,
+    ] {
+        let k = key(&format!(r#"{{"model":"m",{extra},"messages":[{{"role":"user","content":"hi"}}]}}"#));
+        assert_ne!(base, k, "{extra} should change the key");
+    }
+}
+
+#[test]
+fn hex_rejects_wrong_lengths_and_digits_without_panicking() {
+    let k = key(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+    let hex = k.to_hex();
+    assert_eq!(hex.len(), 64);
+    assert!(hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert_eq!(CacheKey::from_hex(&hex.to_uppercase()), Some(k));
+    assert_eq!(CacheKey::from_hex(&hex[..62]), None);
+    assert_eq!(CacheKey::from_hex(&format!("{hex}00")), None);
+    assert_eq!(CacheKey::from_hex(&format!("{}zz", &hex[..62])), None);
+    assert_eq!(CacheKey::from_hex(&format!("{}é", &hex[..62])), None);
+    assert_eq!(CacheKey::from_hex(""), None);
+}

@@ -1,6 +1,6 @@
 //! Replays a stored `chat.completion` as the SSE stream OpenAI would have sent:
-//! a role chunk, content, tool calls, the finish reason, the usage chunk when
-//! asked for, then `[DONE]`.
+//! a role chunk, content, tool calls (or a legacy function call), the finish
+//! reason, the usage chunk when asked for, then `[DONE]`.
 
 use crate::chat::ChatCompletion;
 use crate::sse;
@@ -56,6 +56,9 @@ pub fn completion_to_sse(c: &ChatCompletion, include_usage: bool) -> Vec<Bytes> 
                 })
                 .collect();
             out.push(chunk(delta(json!({"tool_calls": indexed})), None));
+        }
+        if let Some(call) = msg.get("function_call").filter(|f| !f.is_null()) {
+            out.push(chunk(delta(json!({"function_call": call})), None));
         }
         let finish =
             json!([{"index": choice.index, "delta": {}, "logprobs": null, "finish_reason": choice.finish_reason}]);

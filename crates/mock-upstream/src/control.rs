@@ -25,6 +25,8 @@ pub enum Fault {
     StallAfter { chunks: usize },
     /// Stream `chunks` content chunks, then drop the connection.
     CutAfter { chunks: usize },
+    /// 200 with exactly this JSON body, whatever the request asked for.
+    Body { body: serde_json::Value },
 }
 
 #[derive(Default)]

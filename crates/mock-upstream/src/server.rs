@@ -131,6 +131,7 @@ async fn pre_response(fault: &Option<Fault>) -> Option<Response<Body>> {
             None
         }
         Some(Fault::Malformed) => Some(full(StatusCode::OK, "application/json", "{\"choices\": [ this is not json")),
+        Some(Fault::Body { body }) => Some(json_response(StatusCode::OK, body)),
         _ => None,
     }
 }
