@@ -96,3 +96,23 @@ async fn well_formed_streamed_tool_calls_are_still_cached() {
     assert_eq!(as_json.body["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather");
     assert_eq!(h.mock.control.total_calls(), 1);
 }
+
+#[tokio::test]
+async fn a_task_tag_that_moves_the_starting_rung_is_keyed() {
+    let h = spawn_proxy(exact_only()).await;
+    let body = ask("Prove that there are infinitely many primes");
+    let plain = chat(&h, &body).await;
+    assert_eq!(plain.header("x-deja-model"), Some("cheap"));
+    let tagged = chat_with(&h, &body, &[("x-deja-task", "reasoning")]).await;
+    assert_eq!(tagged.cache(), "miss", "the reasoning rung's answer is not the cheap rung's");
+    assert_eq!(tagged.header("x-deja-model"), Some("top"));
+    let mut via_metadata = body.clone();
+    via_metadata["metadata"] = json!({"task": "reasoning"});
+    let again = chat(&h, &via_metadata).await;
+    assert_eq!(again.cache(), "exact", "the same tag, however it is sent, shares the entry");
+    assert_eq!(again.header("x-deja-model"), Some("top"));
+    // A tag the ladder does not route on changes nothing, so it shares the entry.
+    let unrouted = chat_with(&h, &body, &[("x-deja-task", "chit-chat")]).await;
+    assert_eq!(unrouted.cache(), "exact");
+    assert_eq!(h.mock.control.total_calls(), 2);
+}

@@ -238,6 +238,14 @@ impl Canonical {
 
 /// The exact key and the semantic context fingerprint of a chat request.
 pub fn chat_keys(ns: &Namespace, req: &ChatRequest) -> (CacheKey, ContextFingerprint) {
+    routed_chat_keys(ns, req, None)
+}
+
+/// [`chat_keys`] for a request carrying a routing task tag (`x-deja-task` or
+/// `metadata.task`): the tag picks the rung that answers, so requests with
+/// different tags never share an entry. Without a tag the keys equal
+/// [`chat_keys`].
+pub fn routed_chat_keys(ns: &Namespace, req: &ChatRequest, task: Option<&str>) -> (CacheKey, ContextFingerprint) {
     let ChatRequest {
         model,
         messages,
@@ -278,6 +286,10 @@ pub fn chat_keys(ns: &Namespace, req: &ChatRequest) -> (CacheKey, ContextFingerp
     // Unknown fields are keyed too, so a new OpenAI parameter never collides.
     params.str("extra");
     params.object(extra);
+    if let Some(task) = task {
+        params.str("task");
+        params.str(task);
+    }
 
     let last = req.last_user_index().filter(|i| i + 1 == messages.len());
     let mut context = Canonical(params.0.clone());

@@ -10,10 +10,10 @@ use crate::reply::{self, Outcome};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
 use crate::{miss, relay};
-use deja_api::key::chat_keys;
+use deja_api::key::routed_chat_keys;
 use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind, Namespace};
 use deja_cache::{exact, semantic, Role};
-use deja_router::{estimate_tokens, plan, PlanError, RouteInput};
+use deja_router::{estimate_tokens, plan, PlanError, RouteInput, Target};
 use deja_store::Counter;
 use http::request::Parts;
 use std::sync::Arc;
@@ -54,7 +54,15 @@ async fn chat_inner(
         policy.mode = CacheMode::Bypass;
     }
     let namespace = Namespace::new(tenant, header(parts, "x-deja-namespace"));
-    let (key, fingerprint) = chat_keys(&namespace, &req);
+    // A task tag that moves the starting rung changes who answers: it is keyed.
+    let task = header(parts, "x-deja-task").or_else(|| req.metadata_task());
+    let task_rung = match (config.catalog.resolve(&req.model), task) {
+        (Some(Target::Ladder(l)), Some(t)) => {
+            config.catalog.ladders.get(l).and_then(|l| l.tasks.get(t)).map(String::as_str)
+        }
+        _ => None,
+    };
+    let (key, fingerprint) = routed_chat_keys(&namespace, &req, task_rung);
     let _ = state.store.add(Counter::Requests, 1);
     let question = req.last_user_text();
     let mut ctx = ChatCtx {
