@@ -5,9 +5,11 @@ use deja::config::Config;
 use deja::Running;
 use deja_embed::{Embedder, FastEmbedder, HashEmbedder, ModelPaths};
 use deja_mock_upstream::MockUpstream;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Which embedder the proxy uses.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -238,4 +240,23 @@ pub async fn spawn_proxy(test_config: TestConfig) -> Harness {
         .expect("write config");
     let proxy = launch(&config_path, test_config.embedding).await;
     Harness { proxy, mock, config_path, test_config, dir }
+}
+
+/// Polls `condition` every 10 ms until it holds (true) or `timeout` passes
+/// (false). For waiting on background work instead of sleeping a guess.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
