@@ -27,7 +27,12 @@ pub struct MockUpstream {
 impl MockUpstream {
     /// Starts a mock on `127.0.0.1:0`.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::on(TcpListener::bind("127.0.0.1:0").await?)
+    }
+
+    /// Starts a mock on a listener the caller has already bound, so its
+    /// address is known before it serves and no port is ever picked twice.
+    pub fn on(listener: TcpListener) -> std::io::Result<Self> {
         let control = MockControl::default();
         let addr = listener.local_addr()?;
         let task = tokio::spawn(serve(listener, control.clone()));

@@ -40,7 +40,8 @@ pub struct TestConfig {
     pub admin_token: Option<String>,
     /// The key the mock provider expects from Deja.
     pub provider_key: Option<String>,
-    /// Appended verbatim (new tables only).
+    /// Appended verbatim (new tables only), with `{upstream}` replaced by
+    /// the mock's base URL.
     pub extra_toml: String,
 }
 
@@ -193,7 +194,7 @@ reasoning = "top"
             retries = self.model_retries,
             ftc = self.failures_to_cool,
             cooldown = self.cooldown,
-            extra = self.extra_toml,
+            extra = self.extra_toml.replace("{upstream}", upstream_base),
         )
     }
 }
