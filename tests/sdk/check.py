@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
 """Deja against the official `openai` Python SDK, over real sockets.
 
-Starts `deja mock-upstream` and `deja serve` (binary given as argv[1]) and
-checks what an SDK user relies on: plain and streamed completions, cache hits,
+Starts `deja mock-upstream` and `deja serve` (binary given as argv[1]), each on
+a port it binds itself, stops with an error if either never becomes ready, and
+checks what an SDK user relies on: plain and streamed completions (with the
+mock streaming in each provider style: usage null in every chunk, absent until
+the last, on the final content chunk, or never), cache hits,
 the ladder falling back on 429/500/timeouts, no fallback on 400, the exception
 classes for 401/404/413/502, and that the upstream never sees the client's key.
 """
 
+import atexit
 import json
 import os
 import pathlib
-import socket
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -22,16 +28,81 @@ import openai
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEJA = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target/debug/deja")
 CLIENT_KEY = "sk-sdk-client-key"
+READY_TIMEOUT_S = 60
+MOCK = None  # http://127.0.0.1:<port>, once the mock has said where it listens
+PROXY = None
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ADDR = re.compile(r"addr=(127\.0\.0\.1:\d+)")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Child:
+    """A child process whose stderr is read in the background: the address it
+    logs once it listens is picked up, warnings are passed through, and the
+    last lines are kept for the error report if it never becomes ready."""
+
+    def __init__(self, name, args, env):
+        self.name = name
+        self.addr = None
+        self.tail = []
+        self.listening = threading.Event()
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            line = ANSI.sub("", line.rstrip())
+            self.tail = (self.tail + [line])[-20:]
+            if " WARN " in line or " ERROR " in line:
+                print(f"[{self.name}] {line}", file=sys.stderr)
+            found = ADDR.search(line)
+            if found and "listening" in line and not self.listening.is_set():
+                self.addr = found.group(1)
+                self.listening.set()
+
+    def wait_listening(self, deadline):
+        while not self.listening.wait(0.05):
+            if self.proc.poll() is not None:
+                fail(f"{self.name} exited with status {self.proc.returncode} before listening", self)
+            if time.monotonic() > deadline:
+                fail(f"{self.name} did not report a listening address within {READY_TIMEOUT_S}s", self)
+        return self.addr
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
 
-MOCK_PORT, PROXY_PORT = free_port(), free_port()
-MOCK = f"http://127.0.0.1:{MOCK_PORT}"
+CHILDREN = []
+
+
+def stop_children():
+    while CHILDREN:
+        CHILDREN.pop().stop()
+
+
+def fail(message, child=None):
+    print(f"check.py: {message}", file=sys.stderr)
+    if child is not None:
+        print(f"last lines from {child.name}:\n  " + "\n  ".join(child.tail), file=sys.stderr)
+    stop_children()
+    sys.exit(2)
+
+
+def wait_ready(url, child, deadline):
+    while True:
+        if child.proc.poll() is not None:
+            fail(f"{child.name} exited with status {child.proc.returncode} before it was ready", child)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            fail(f"{child.name} was not ready at {url} within {READY_TIMEOUT_S}s", child)
+        time.sleep(0.1)
 
 
 def mock(path, body=None):
@@ -43,6 +114,24 @@ def mock(path, body=None):
 
 def fault(model, *faults):
     mock("/_mock/faults", {"model": model, "faults": list(faults)})
+
+
+def stream_style(usage, **framing):
+    mock("/_mock/stream_style", {"usage": usage, **framing})
+
+
+def entries():
+    req = urllib.request.Request(PROXY + "/admin/stats", headers={"authorization": "Bearer sdk-admin"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)["entries"]
+
+
+def wait_for(condition, what, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting until {what}")
+        time.sleep(0.02)
 
 
 def status(code):
@@ -66,37 +155,45 @@ def check(name):
 
 
 def main():
+    global MOCK, PROXY
+    atexit.register(stop_children)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not os.access(DEJA, os.X_OK):
+        fail(f"no deja binary at {DEJA}: build it with `cargo build -p deja --bin deja`")
     tmp = tempfile.mkdtemp(prefix="deja-sdk-")
+    # Each process binds port 0 itself and logs the address it got: no port
+    # is picked here and then reused.
+    env = dict(os.environ, DEJA_CLIENT_KEYS=CLIENT_KEY, DEJA_ADMIN_TOKEN="sdk-admin", NO_COLOR="1",
+               RUST_LOG="warn,deja=info")
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    mock_proc = Child("mock upstream", [DEJA, "mock-upstream", "--listen", "127.0.0.1:0"], env)
+    CHILDREN.append(mock_proc)
+    MOCK = "http://" + mock_proc.wait_listening(deadline)
+    wait_ready(MOCK + "/v1/models", mock_proc, deadline)
+
     config = (ROOT / "config/demo.toml").read_text()
-    config = (config.replace("127.0.0.1:9901", f"127.0.0.1:{MOCK_PORT}")
-              .replace("127.0.0.1:8080", f"127.0.0.1:{PROXY_PORT}")
+    config = (config.replace("http://127.0.0.1:9901", MOCK)
+              .replace('listen = "127.0.0.1:8080"', 'listen = "127.0.0.1:0"')
               .replace("data/demo.sled", f"{tmp}/store")
               .replace('model_dir = "models"', f'model_dir = "{ROOT}/models"')
               .replace('first_byte_timeout = "15s"', 'first_byte_timeout = "1s"'))
     cfg = pathlib.Path(tmp) / "deja.toml"
     cfg.write_text(config)
-    env = dict(os.environ, DEJA_CLIENT_KEYS=CLIENT_KEY, DEJA_ADMIN_TOKEN="sdk-admin", RUST_LOG="warn")
-    procs = [subprocess.Popen([DEJA, "mock-upstream", "--listen", f"127.0.0.1:{MOCK_PORT}"], env=env),
-             subprocess.Popen([DEJA, "serve", "--config", str(cfg)], env=env)]
+    proxy_proc = Child("deja", [DEJA, "serve", "--config", str(cfg)], env)
+    CHILDREN.append(proxy_proc)
+    PROXY = "http://" + proxy_proc.wait_listening(deadline)
+    wait_ready(PROXY + "/readyz", proxy_proc, deadline)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{PROXY_PORT}/readyz")
-                break
-            except OSError:
-                time.sleep(0.1)
         run_checks()
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+        stop_children()
     failed = sum(1 for _, e in RESULTS if e)
     print(f"{len(RESULTS) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
 
 def run_checks():
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{PROXY_PORT}/v1", api_key=CLIENT_KEY, max_retries=0)
+    client = openai.OpenAI(base_url=f"{PROXY}/v1", api_key=CLIENT_KEY, max_retries=0)
     ask = lambda text, **kw: client.chat.completions.with_raw_response.create(  # noqa: E731
         model="auto", messages=[{"role": "user", "content": text}], **kw)
 
@@ -115,18 +212,55 @@ def run_checks():
 
     @check("streamed completion, then replayed from cache as a stream")
     def _():
+        stored_before = entries()
         for expected in ("miss", "exact"):
             with client.chat.completions.with_streaming_response.create(
                     model="auto", stream=True, messages=[{"role": "user", "content": "Tell me a short story"}]) as resp:
                 assert resp.headers["x-deja-cache"] == expected, dict(resp.headers)
                 text = "".join(ch.choices[0].delta.content or "" for ch in resp.parse() if ch.choices)
             assert text.endswith("Tell me a short story"), text
+            wait_for(lambda: entries() > stored_before, "the streamed answer is stored")
 
     @check("stream with include_usage ends with a usage chunk")
     def _():
         chunks = list(client.chat.completions.create(model="auto", stream=True, stream_options={"include_usage": True},
                                                      messages=[{"role": "user", "content": "usage please"}]))
         assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+    styles = [("null_in_every_chunk", {}), ("absent_until_last", {"crlf": True}),
+              ("on_final_chunk", {"keep_alive": True}), ("never", {"split_events": True})]
+    for usage, framing in styles:
+        for include_usage in (False, True):
+            @check(f"stream, provider usage {usage}, include_usage={include_usage}: whole, then cached whole")
+            def _(usage=usage, framing=framing, include_usage=include_usage):
+                stream_style(usage, **framing)
+                try:
+                    question = f"Stream style {usage}, usage asked {include_usage}"
+                    extra = {"stream_options": {"include_usage": True}} if include_usage else {}
+                    stored_before = entries()
+                    for expected in ("miss", "exact"):
+                        with client.chat.completions.with_streaming_response.create(
+                                model="auto", stream=True, messages=[{"role": "user", "content": question}],
+                                **extra) as resp:
+                            assert resp.headers["x-deja-cache"] == expected, dict(resp.headers)
+                            chunks = list(resp.parse())
+                        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+                        assert text.endswith(question), (expected, text)
+                        assert any(ch.choices and ch.choices[0].finish_reason == "stop" for ch in chunks), chunks
+                        with_usage = [ch for ch in chunks if ch.usage is not None]
+                        if not include_usage:
+                            assert not with_usage, with_usage
+                            assert all(ch.choices for ch in chunks), "no usage-only chunk unless asked"
+                        elif expected == "miss" and usage != "never":
+                            assert with_usage[-1].usage.total_tokens > 0, chunks
+                        if expected == "miss":
+                            # The entry is written just after [DONE]: wait for it, not a guess.
+                            wait_for(lambda: entries() > stored_before, "the streamed answer is stored")
+                    r = ask(question)
+                    assert r.headers["x-deja-cache"] == "exact", dict(r.headers)
+                    assert r.parse().choices[0].message.content.endswith(question)
+                finally:
+                    stream_style("null_in_every_chunk")
 
     @check("ladder falls back on 429, 500 and a timeout")
     def _():
@@ -148,7 +282,7 @@ def run_checks():
 
     @check("401 raises AuthenticationError")
     def _():
-        bad = openai.OpenAI(base_url=f"http://127.0.0.1:{PROXY_PORT}/v1", api_key="sk-wrong", max_retries=0)
+        bad = openai.OpenAI(base_url=f"{PROXY}/v1", api_key="sk-wrong", max_retries=0)
         try:
             bad.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}])
             raise AssertionError("expected AuthenticationError")

@@ -5,8 +5,9 @@ mod common;
 
 use common::*;
 use deja_mock_upstream::Fault;
-use deja_testkit::{spawn_proxy, TestConfig};
+use deja_testkit::{eventually, spawn_proxy, TestConfig};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test]
 async fn the_same_request_twice_makes_one_upstream_call() {
@@ -87,6 +88,12 @@ async fn a_streamed_miss_replays_as_a_stream_and_as_json() {
     body["stream"] = json!(true);
     let live = chat(&h, &body).await;
     let live_text = streamed_content(&live.text);
+    // A streamed answer is stored just after [DONE] reaches the client.
+    let stored = eventually(Duration::from_secs(5), || async {
+        admin_get(&h, "/admin/stats").await.body["entries"].as_u64() == Some(1)
+    })
+    .await;
+    assert!(stored, "the streamed answer is stored");
     let replay = chat(&h, &body).await;
     assert_eq!(replay.cache(), "exact");
     assert_eq!(replay.header("content-type"), Some("text/event-stream"));
@@ -224,9 +231,11 @@ async fn past_max_entries_the_least_recently_used_are_evicted() {
     assert_eq!(chat(&h, &ask("q1")).await.cache(), "exact");
     chat(&h, &ask("q4")).await;
     chat(&h, &ask("q5")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    let stats = admin_get(&h, "/admin/stats").await.body;
-    assert_eq!(stats["entries"], 3, "{stats}");
+    let evicted = eventually(Duration::from_secs(5), || async {
+        admin_get(&h, "/admin/stats").await.body["entries"].as_u64() == Some(3)
+    })
+    .await;
+    assert!(evicted, "{}", admin_get(&h, "/admin/stats").await.body);
     assert_eq!(chat(&h, &ask("q1")).await.cache(), "exact", "recently used entries survive");
     assert_eq!(chat(&h, &ask("q2")).await.cache(), "miss", "the least recently used went first");
 }

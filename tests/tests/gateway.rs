@@ -161,10 +161,48 @@ async fn client_keys_are_checked_and_never_forwarded() {
 #[tokio::test]
 async fn a_provider_without_its_key_is_skipped_and_no_key_leaks() {
     let mut cfg = exact_only();
+    cfg.extra_toml = r#"
+[[providers]]
+name = "keyless"
+base_url = "{upstream}"
+api_key_env = "DEJA_TEST_UNSET_KEYLESS_PROVIDER"
+
+[[models]]
+name = "needs-a-key"
+provider = "keyless"
+input_usd_per_mtok = 0.10
+output_usd_per_mtok = 0.10
+context_window = 128000
+
+[[ladders]]
+name = "keyless-first"
+rungs = ["needs-a-key", "cheap"]
+"#
+    .into();
+    let h = spawn_proxy(cfg).await;
+    let mut body = ask("hi");
+    body["model"] = json!("keyless-first");
+    let r = chat_with(&h, &body, &[("authorization", "Bearer sk-client-secret")]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(h.mock.control.calls("needs-a-key"), 0, "a provider without its key is never called");
+    assert_eq!(r.header("x-deja-model"), Some("cheap"), "the next rung answers");
+    assert_eq!(h.mock.control.total_calls(), 1);
+    assert_eq!(
+        h.mock.control.last_authorization("cheap").as_deref(),
+        Some("Bearer sk-provider-secret"),
+        "the next rung gets its own key, not the client's"
+    );
+    assert!(!r.text.contains("sk-"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_provider_with_no_key_setting_is_sent_no_authorization() {
+    let mut cfg = exact_only();
     cfg.provider_key = None;
     let h = spawn_proxy(cfg).await;
     let r = chat_with(&h, &ask("hi"), &[("authorization", "Bearer sk-client-secret")]).await;
     assert_eq!(r.status, 200);
+    assert_eq!(h.mock.control.calls("cheap"), 1);
     assert_eq!(h.mock.control.last_authorization("cheap"), None, "the client's key never reaches the upstream");
     assert!(!r.text.contains("sk-"));
 }

@@ -58,17 +58,24 @@ impl Forwarder {
     }
 
     /// The frame the client gets for one upstream event. Deja always asks for
-    /// usage; a client that did not gets the stream it would have got without it.
+    /// usage; a client that did not gets the stream it would have got without
+    /// it: no usage-only chunk, and no `usage` key on the others, wherever the
+    /// provider put it (null in every chunk, on the last content chunk, or
+    /// nowhere). A client that asked gets every event as sent.
     fn client_frame(&self, raw: &str, event: &mut Value) -> Option<Bytes> {
         if self.include_usage {
             return Some(sse::frame(raw));
         }
-        let obj = event.as_object_mut()?;
-        if obj.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+        let Some(obj) = event.as_object_mut() else { return Some(sse::frame(raw)) };
+        let has_choices = obj.get("choices").and_then(Value::as_array).is_some_and(|c| !c.is_empty());
+        let has_usage = obj.get("usage").is_some_and(|u| !u.is_null());
+        if !has_choices && has_usage {
             return None;
         }
-        obj.remove("usage")?;
-        Some(sse::frame(&event.to_string()))
+        match obj.remove("usage") {
+            Some(_) => Some(sse::frame(&event.to_string())),
+            None => Some(sse::frame(raw)),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Deterministic answers: the same request always gets the same content.
 
-use bytes::Bytes;
+use crate::control::UsageStyle;
 use serde_json::{json, Value};
 
 pub(crate) struct Answer {
@@ -93,18 +93,21 @@ impl Answer {
         })
     }
 
-    /// The SSE events of a streamed answer: (content chunks, tail events).
-    pub fn stream_events(&self, include_usage: bool) -> (Vec<Bytes>, Vec<Bytes>) {
+    /// The chunks of a streamed answer, shaped as OpenAI's
+    /// `chat.completion.chunk`: (content chunks, tail chunks). `[DONE]` is
+    /// the framing's business.
+    pub fn stream_chunks(&self, include_usage: bool, style: UsageStyle) -> (Vec<Value>, Vec<Value>) {
+        let null_usage = include_usage && style == UsageStyle::NullInEveryChunk;
         let chunk = |delta: Value, finish: Value| {
             let mut v = json!({
                 "id": self.id, "object": "chat.completion.chunk", "created": 1_700_000_000u64,
                 "model": self.model, "system_fingerprint": "fp_mock",
                 "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
             });
-            if include_usage {
+            if null_usage {
                 v["usage"] = Value::Null;
             }
-            deja_api::sse::frame(&v.to_string())
+            v
         };
         let mut body = vec![chunk(
             json!({"role": "assistant", "content": if self.content.is_some() { json!("") } else { Value::Null }}),
@@ -121,15 +124,27 @@ impl Answer {
             tc["index"] = json!(0);
             body.push(chunk(json!({"tool_calls": [tc]}), Value::Null));
         }
-        let mut tail = vec![chunk(json!({}), json!(self.finish_reason()))];
-        if include_usage {
-            let v = json!({
+        let mut tail = Vec::new();
+        match body.pop() {
+            // Some providers end on the last content chunk itself: its delta,
+            // the finish reason and the usage in one event.
+            Some(mut last) if style == UsageStyle::OnFinalChunk => {
+                last["choices"][0]["finish_reason"] = json!(self.finish_reason());
+                last["usage"] = self.usage();
+                tail.push(last);
+            }
+            Some(last) => {
+                body.push(last);
+                tail.push(chunk(json!({}), json!(self.finish_reason())));
+            }
+            None => {}
+        }
+        if include_usage && matches!(style, UsageStyle::NullInEveryChunk | UsageStyle::AbsentUntilLast) {
+            tail.push(json!({
                 "id": self.id, "object": "chat.completion.chunk", "created": 1_700_000_000u64,
                 "model": self.model, "system_fingerprint": "fp_mock", "choices": [], "usage": self.usage(),
-            });
-            tail.push(deja_api::sse::frame(&v.to_string()));
+            }));
         }
-        tail.push(deja_api::sse::done_frame());
         (body, tail)
     }
 }

@@ -29,6 +29,36 @@ pub enum Fault {
     Body { body: serde_json::Value },
 }
 
+/// Where a streamed answer carries its token usage. Providers differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageStyle {
+    /// OpenAI: when asked, `"usage": null` in every chunk, then a usage-only
+    /// chunk with empty `choices`.
+    #[default]
+    NullInEveryChunk,
+    /// No `usage` key in content chunks; a usage-only chunk when asked.
+    AbsentUntilLast,
+    /// No `usage` key in content chunks; usage on the chunk that carries
+    /// `finish_reason`, with no separate chunk, whether asked or not.
+    OnFinalChunk,
+    /// Never any usage, even when asked.
+    Never,
+}
+
+/// How the mock streams: where usage goes, and how events are framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamStyle {
+    pub usage: UsageStyle,
+    /// `\r\n\r\n` between events instead of `\n\n`.
+    pub crlf: bool,
+    /// A `: keep-alive` comment before the first event and between events.
+    pub keep_alive: bool,
+    /// Each event written in two pieces, in separate TCP writes.
+    pub split_events: bool,
+}
+
 #[derive(Default)]
 struct Inner {
     faults: HashMap<String, VecDeque<Fault>>,
@@ -36,6 +66,7 @@ struct Inner {
     calls: HashMap<String, u64>,
     authorization: HashMap<String, Option<String>>,
     requests: Vec<serde_json::Value>,
+    stream_style: StreamStyle,
 }
 
 /// Shared handle to the mock's behaviour and its call log.
@@ -72,6 +103,15 @@ impl MockControl {
 
     pub(crate) fn chunk_delay(&self) -> Duration {
         Duration::from_millis(self.chunk_delay_ms.load(Ordering::Relaxed))
+    }
+
+    /// How every later streamed answer is sent, until changed or reset.
+    pub fn set_stream_style(&self, style: StreamStyle) {
+        self.lock().stream_style = style;
+    }
+
+    pub fn stream_style(&self) -> StreamStyle {
+        self.lock().stream_style
     }
 
     pub fn calls(&self, model: &str) -> u64 {

@@ -4,12 +4,16 @@
 //! deterministic content, counts calls per model, records the credentials it
 //! was sent, and injects faults on demand: status codes with `Retry-After`,
 //! delays, malformed bodies, and streams that stall or are cut mid-way.
+//! Streams can be sent in the styles real providers use ([`StreamStyle`]):
+//! usage in different places or not at all, CRLF separators, keep-alive
+//! comments, events split across writes. It frames SSE itself.
 //! Tests drive it through [`MockControl`]; other processes through its
 //! `/_mock/*` control routes.
 
 mod answer;
 mod control;
+mod frame;
 mod server;
 
-pub use control::{Fault, MockControl};
+pub use control::{Fault, MockControl, StreamStyle, UsageStyle};
 pub use server::{serve, MockUpstream};

@@ -1,5 +1,6 @@
 use crate::answer::{embedding_for, Answer};
-use crate::control::{Fault, MockControl};
+use crate::control::{Fault, MockControl, StreamStyle};
+use crate::frame;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
@@ -26,7 +27,12 @@ pub struct MockUpstream {
 impl MockUpstream {
     /// Starts a mock on `127.0.0.1:0`.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::on(TcpListener::bind("127.0.0.1:0").await?)
+    }
+
+    /// Starts a mock on a listener the caller has already bound, so its
+    /// address is known before it serves and no port is ever picked twice.
+    pub fn on(listener: TcpListener) -> std::io::Result<Self> {
         let control = MockControl::default();
         let addr = listener.local_addr()?;
         let task = tokio::spawn(serve(listener, control.clone()));
@@ -90,6 +96,13 @@ async fn handle(req: Request<Incoming>, control: MockControl) -> Result<Response
             &json!({"total": control.total_calls(), "by_model": control.calls_by_model(), "authorization": control.authorizations()}),
         ),
         (Method::POST, "/_mock/faults") => control_faults(&control, &body),
+        (Method::POST, "/_mock/stream_style") => match serde_json::from_slice::<StreamStyle>(&body) {
+            Ok(style) => {
+                control.set_stream_style(style);
+                json_response(StatusCode::OK, &json!({"ok": true}))
+            }
+            Err(e) => error(400, &format!("expected a stream style: {e}")),
+        },
         (Method::POST, "/_mock/reset") => {
             control.reset();
             json_response(StatusCode::OK, &json!({"ok": true}))
@@ -161,11 +174,12 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
         return json_response(StatusCode::OK, &answer.completion());
     }
     let include_usage = req["stream_options"]["include_usage"].as_bool() == Some(true);
-    let (content, tail) = answer.stream_events(include_usage);
+    let style = control.stream_style();
+    let (content, tail) = answer.stream_chunks(include_usage, style.usage);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
     let delay = control.chunk_delay();
     tokio::spawn(async move {
-        for (i, ev) in content.into_iter().enumerate() {
+        for (i, chunk) in content.iter().enumerate() {
             match &fault {
                 Some(Fault::StallAfter { chunks }) if i == *chunks => {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -182,20 +196,37 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            if tx.send(Ok(Frame::data(ev))).await.is_err() {
+            if !send_event(&tx, &style, &chunk.to_string()).await {
                 return;
             }
         }
-        for ev in tail {
-            if tx.send(Ok(Frame::data(ev))).await.is_err() {
+        for chunk in &tail {
+            if !send_event(&tx, &style, &chunk.to_string()).await {
                 return;
             }
         }
+        send_event(&tx, &style, frame::DONE).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
     r
+}
+
+/// Writes one event, piece by piece. False once the client has gone.
+async fn send_event(tx: &mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>, style: &StreamStyle, data: &str) -> bool {
+    let pieces = frame::event(style, data);
+    let last = pieces.len().saturating_sub(1);
+    for (i, piece) in pieces.into_iter().enumerate() {
+        if tx.send(Ok(Frame::data(piece))).await.is_err() {
+            return false;
+        }
+        if i < last {
+            // Long enough for the first piece to leave in a write of its own.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    true
 }
 
 async fn embeddings(control: &MockControl, auth: Option<String>, body: &[u8]) -> Response<Body> {

@@ -5,9 +5,11 @@ use deja::config::Config;
 use deja::Running;
 use deja_embed::{Embedder, FastEmbedder, HashEmbedder, ModelPaths};
 use deja_mock_upstream::MockUpstream;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Which embedder the proxy uses.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -38,7 +40,8 @@ pub struct TestConfig {
     pub admin_token: Option<String>,
     /// The key the mock provider expects from Deja.
     pub provider_key: Option<String>,
-    /// Appended verbatim (new tables only).
+    /// Appended verbatim (new tables only), with `{upstream}` replaced by
+    /// the mock's base URL.
     pub extra_toml: String,
 }
 
@@ -191,7 +194,7 @@ reasoning = "top"
             retries = self.model_retries,
             ftc = self.failures_to_cool,
             cooldown = self.cooldown,
-            extra = self.extra_toml,
+            extra = self.extra_toml.replace("{upstream}", upstream_base),
         )
     }
 }
@@ -238,4 +241,23 @@ pub async fn spawn_proxy(test_config: TestConfig) -> Harness {
         .expect("write config");
     let proxy = launch(&config_path, test_config.embedding).await;
     Harness { proxy, mock, config_path, test_config, dir }
+}
+
+/// Polls `condition` every 10 ms until it holds (true) or `timeout` passes
+/// (false). For waiting on background work instead of sleeping a guess.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
