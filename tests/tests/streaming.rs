@@ -121,3 +121,30 @@ async fn a_usage_less_stream_is_counted_at_no_cost() {
     assert_eq!(stats["misses"], 1, "{stats}");
     assert_eq!(stats["usd_spent"].as_f64(), Some(0.0), "{stats}");
 }
+
+#[tokio::test]
+async fn an_event_that_never_ends_falls_back_or_ends_the_stream_without_growing() {
+    use deja_mock_upstream::Fault;
+    // A deadline far away: only the event cap can end these attempts early.
+    let h = spawn_proxy(deja_testkit::TestConfig { attempt_timeout: "300s".into(), ..exact_only() }).await;
+    // Before anything reached the client: the next rung answers.
+    h.mock.control.push_faults("cheap", [Fault::EndlessEventAfter { chunks: 0 }]);
+    let mut body = ask("an endless first event");
+    body["stream"] = json!(true);
+    let r = tokio::time::timeout(Duration::from_secs(30), chat(&h, &body)).await.expect("the cap ends the attempt");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-deja-model"), Some("mid"), "{:?}", r.headers);
+    assert!(r.text.ends_with("data: [DONE]\n\n"));
+    let sent = h.mock.control.endless_bytes_sent();
+    assert!(sent < 32 * 1024 * 1024, "Deja stopped reading soon after its cap, not after {sent} bytes");
+
+    // Mid-stream: the client gets an error event, never [DONE], and nothing is stored.
+    h.mock.control.push_faults("cheap", [Fault::EndlessEventAfter { chunks: 2 }]);
+    let mut body = ask("an endless later event");
+    body["stream"] = json!(true);
+    let r = tokio::time::timeout(Duration::from_secs(30), chat(&h, &body)).await.expect("the cap ends the stream");
+    assert!(!r.text.contains("[DONE]"));
+    let last: Value = serde_json::from_str(events(&r.text).last().expect("an error event")).expect("json");
+    assert_eq!(last["error"]["code"], "stream_interrupted", "{last}");
+    assert_eq!(chat(&h, &body).await.cache(), "miss", "a cut answer is never stored");
+}

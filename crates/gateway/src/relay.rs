@@ -10,7 +10,7 @@ use crate::ctx::ChatCtx;
 use crate::remember::{count_miss, count_spend, remember_answer};
 use crate::reply::{self, Body};
 use crate::respond;
-use crate::walker::{classify, Opened, Walker};
+use crate::walker::{classify, Opened, Walker, MAX_RESPONSE_BYTES};
 use bytes::Bytes;
 use deja_api::sse::{self, SseParser};
 use deja_api::{ApiError, ErrorKind, StreamAssembler};
@@ -129,6 +129,8 @@ async fn run(
     // After the first event: relay, assemble, and end cleanly or with an error event.
     let mut end = None;
     let mut pending = first_events;
+    // Everything relayed is also assembled for the cache: the whole stream is capped.
+    let mut received = 0usize;
     let idle = walker.first_byte_timeout();
     loop {
         for raw in pending.drain(..) {
@@ -156,7 +158,19 @@ async fn run(
             break;
         }
         match opened.response.next_chunk(idle).await {
-            Ok(Some(chunk)) => pending = parser.push(&chunk),
+            Ok(Some(chunk)) => {
+                received += chunk.len();
+                match parser.push(&chunk) {
+                    Ok(events) if received <= MAX_RESPONSE_BYTES => pending = events,
+                    Ok(_) => {
+                        end = Some(StreamEnd::Failed(
+                            FailureKind::Malformed,
+                            format!("the stream exceeded {MAX_RESPONSE_BYTES} bytes"),
+                        ))
+                    }
+                    Err(e) => end = Some(StreamEnd::Failed(FailureKind::Malformed, e.to_string())),
+                }
+            }
             Ok(None) => {
                 end = Some(StreamEnd::Failed(
                     FailureKind::Malformed,
@@ -236,7 +250,13 @@ async fn first_events(walker: &mut Walker, opened: &mut Opened, parser: &mut Sse
     loop {
         match opened.response.next_chunk(idle).await {
             Ok(Some(chunk)) => {
-                let events = parser.push(&chunk);
+                let events = match parser.push(&chunk) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        walker.fail(opened.model, FailureKind::Malformed, None, e.to_string());
+                        return None;
+                    }
+                };
                 let Some(first) = events.first() else { continue };
                 // Nothing has reached the client yet: a bad first event can still fall back.
                 let valid = serde_json::from_str::<Value>(first).is_ok_and(|v| v.get("error").is_none());

@@ -25,6 +25,9 @@ pub enum Fault {
     StallAfter { chunks: usize },
     /// Stream `chunks` content chunks, then drop the connection.
     CutAfter { chunks: usize },
+    /// Stream `chunks` content chunks, then one event that never ends: `data: `
+    /// followed by bytes without a line end (up to 256 MiB, or until the reader hangs up).
+    EndlessEventAfter { chunks: usize },
     /// 200 with exactly this JSON body, whatever the request asked for.
     Body { body: serde_json::Value },
 }
@@ -76,6 +79,8 @@ pub struct MockControl {
     total: Arc<AtomicU64>,
     /// Delay between streamed chunks, in milliseconds.
     chunk_delay_ms: Arc<AtomicU64>,
+    /// Filler bytes of never-ending events the client accepted before it hung up.
+    endless_bytes: Arc<AtomicU64>,
 }
 
 impl MockControl {
@@ -95,6 +100,15 @@ impl MockControl {
             Some(f) => inner.sticky.insert(model.to_string(), f),
             None => inner.sticky.remove(model),
         };
+    }
+
+    /// How many bytes of never-ending events were written before the reader hung up.
+    pub fn endless_bytes_sent(&self) -> u64 {
+        self.endless_bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_endless_bytes(&self, n: usize) {
+        self.endless_bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn set_chunk_delay(&self, delay: Duration) {

@@ -178,6 +178,7 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
     let (content, tail) = answer.stream_chunks(include_usage, style.usage);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
     let delay = control.chunk_delay();
+    let control = control.clone();
     tokio::spawn(async move {
         for (i, chunk) in content.iter().enumerate() {
             match &fault {
@@ -189,6 +190,17 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
                     // Let what was sent reach the wire before the connection drops.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     let _ = tx.send(Err(std::io::Error::other("cut"))).await;
+                    return;
+                }
+                Some(Fault::EndlessEventAfter { chunks }) if i == *chunks => {
+                    let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: {\"endless\": \"")))).await;
+                    let filler = Bytes::from(vec![b'x'; 64 * 1024]);
+                    for _ in 0..4096 {
+                        if tx.send(Ok(Frame::data(filler.clone()))).await.is_err() {
+                            return;
+                        }
+                        control.count_endless_bytes(filler.len());
+                    }
                     return;
                 }
                 _ => {}
