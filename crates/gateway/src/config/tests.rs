@@ -69,5 +69,12 @@ fn durations_parse() {
     assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
     assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
     assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
-    assert!(parse_duration("soon").is_err());
+    assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("800ms"), Ok(Duration::from_millis(800)));
+    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+    assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+    for bad in ["soon", "", "5 parsecs", "-3s", "1.2.3"] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
 }
