@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Response<Body> {
     let path = parts.uri.path().trim_end_matches('/');
+    let entry_id = path.strip_prefix("/admin/cache/");
     let query = parse_query(parts.uri.query().unwrap_or(""));
     let result = match (&parts.method, path) {
         (&Method::GET, "/admin/stats") => stats(state),
@@ -29,9 +30,9 @@ pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Respon
         (&Method::POST, "/admin/reload") => {
             deja_gateway::reload(state).map(|changed| json!({"reloaded": true, "needs_restart": changed}))
         }
-        (&Method::GET, p) if p.starts_with("/admin/cache/") => show(state, &p["/admin/cache/".len()..]),
-        (&Method::DELETE, p) if p.starts_with("/admin/cache/") => {
-            return match delete(state, &p["/admin/cache/".len()..]) {
+        (&Method::GET, _) if entry_id.is_some() => show(state, entry_id.unwrap_or_default()),
+        (&Method::DELETE, _) if entry_id.is_some() => {
+            return match delete(state, entry_id.unwrap_or_default()) {
                 Ok(()) => {
                     let mut r = Response::new(reply::empty());
                     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -128,9 +129,11 @@ fn show(state: &AppState, id: &str) -> Result<Value, ApiError> {
     let entry = entry.ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no entry {id}")))?;
     let stats = state.store.hit_stats(&key).map_err(internal)?;
     let mut v = serde_json::to_value(&entry).map_err(internal)?;
-    v["hits"] = json!(stats.hits);
-    v["last_access_ms"] = json!(stats.last_access_ms);
-    v["usd_saved"] = json!(entry.cost_usd * stats.hits as f64);
+    if let Some(fields) = v.as_object_mut() {
+        fields.insert("hits".into(), json!(stats.hits));
+        fields.insert("last_access_ms".into(), json!(stats.last_access_ms));
+        fields.insert("usd_saved".into(), json!(entry.cost_usd * stats.hits as f64));
+    }
     Ok(v)
 }
 

@@ -6,12 +6,14 @@ use deja_api::{ApiError, ErrorKind};
 use deja_gateway::reply::{self, Body, Outcome};
 use deja_gateway::state::AppState;
 use deja_gateway::{auth, embeddings, models, pipeline};
+use futures_util::FutureExt;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,7 +53,7 @@ pub async fn serve(
         let state = state.clone();
         let svc = service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(route(state, req).await) }
+            async move { Ok::<_, std::convert::Infallible>(route_catching_panics(state, req).await) }
         });
         let builder = auto::Builder::new(TokioExecutor::new());
         match &tls {
@@ -83,14 +85,36 @@ pub async fn serve(
     }
 }
 
-async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
+/// Runs [`route`]; a panic anywhere in a handler becomes a logged,
+/// OpenAI-shaped 500 instead of a dropped connection.
+async fn route_catching_panics(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 128)
         .map_or_else(request_id, str::to_string);
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    match AssertUnwindSafe(route(state, req, id.clone())).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".into());
+            tracing::error!(request_id = %id, %method, %path, panic = %message, status = 500, "handler panicked");
+            let e = ApiError::new(ErrorKind::Internal, "the server failed while handling this request")
+                .with_code("internal_error");
+            let mut response = reply::error(&e);
+            reply::set_header(&mut response, "x-request-id", &id);
+            response
+        }
+    }
+}
+
+async fn route(state: Arc<AppState>, req: Request<Incoming>, id: String) -> Response<Body> {
+    let started = Instant::now();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let method = parts.method.clone();
@@ -99,6 +123,8 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/healthz") => {
             ("healthz", plain(reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))))
         }
+        #[cfg(feature = "test-hooks")]
+        (&Method::GET, "/_test/panic") => test_hooks::panic(),
         (&Method::GET, "/readyz") => ("readyz", plain(deja_admin::readyz(&state))),
         (&Method::GET, "/metrics") if config.server.metrics => ("metrics", plain(deja_admin::metrics(&state))),
         (&Method::GET, "/v1/models") => ("models", guarded(&parts, &config, |_| plain(models::list(&state)))),
@@ -204,5 +230,14 @@ async fn read_body(parts: &http::request::Parts, body: Incoming, max: usize) -> 
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => Err(ApiError::invalid_request(format!("could not read the request body: {e}"), None)),
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+mod test_hooks {
+    /// A handler that panics, so tests can see what a client gets when one does.
+    #[allow(clippy::panic)]
+    pub fn panic() -> (&'static str, super::Outcome) {
+        panic!("the test panic route was called")
     }
 }
