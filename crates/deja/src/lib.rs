@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod eval;
+mod rate;
 pub mod server;
 pub mod tls;
 
