@@ -18,21 +18,21 @@ pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Respon
     let path = parts.uri.path().trim_end_matches('/');
     let entry_id = path.strip_prefix("/admin/cache/");
     let query = parse_query(parts.uri.query().unwrap_or(""));
-    let result = match (&parts.method, path) {
-        (&Method::GET, "/admin/stats") => stats(state),
-        (&Method::GET, "/admin/cache") => list(state, &query),
-        (&Method::POST, "/admin/cache/purge") => {
+    let result = match (&parts.method, path, entry_id) {
+        (&Method::GET, "/admin/stats", _) => stats(state),
+        (&Method::GET, "/admin/cache", _) => list(state, &query),
+        (&Method::POST, "/admin/cache/purge", _) => {
             // A purge scans every entry: keep it off the async workers.
             let (state, body) = (state.clone(), body.to_vec());
             tokio::task::spawn_blocking(move || purge(&state, &body)).await.unwrap_or_else(|e| Err(internal(e)))
         }
-        (&Method::POST, "/admin/cache/search") => search(state, body).await,
-        (&Method::POST, "/admin/reload") => {
+        (&Method::POST, "/admin/cache/search", _) => search(state, body).await,
+        (&Method::POST, "/admin/reload", _) => {
             deja_gateway::reload(state).map(|changed| json!({"reloaded": true, "needs_restart": changed}))
         }
-        (&Method::GET, _) if entry_id.is_some() => show(state, entry_id.unwrap_or_default()),
-        (&Method::DELETE, _) if entry_id.is_some() => {
-            return match delete(state, entry_id.unwrap_or_default()) {
+        (&Method::GET, _, Some(id)) => show(state, id),
+        (&Method::DELETE, _, Some(id)) => {
+            return match delete(state, id) {
                 Ok(()) => {
                     let mut r = Response::new(reply::empty());
                     *r.status_mut() = StatusCode::NO_CONTENT;
