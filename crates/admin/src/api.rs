@@ -16,22 +16,23 @@ use std::sync::Arc;
 
 pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Response<Body> {
     let path = parts.uri.path().trim_end_matches('/');
+    let entry_id = path.strip_prefix("/admin/cache/");
     let query = parse_query(parts.uri.query().unwrap_or(""));
-    let result = match (&parts.method, path) {
-        (&Method::GET, "/admin/stats") => stats(state),
-        (&Method::GET, "/admin/cache") => list(state, &query),
-        (&Method::POST, "/admin/cache/purge") => {
+    let result = match (&parts.method, path, entry_id) {
+        (&Method::GET, "/admin/stats", _) => stats(state),
+        (&Method::GET, "/admin/cache", _) => list(state, &query),
+        (&Method::POST, "/admin/cache/purge", _) => {
             // A purge scans every entry: keep it off the async workers.
             let (state, body) = (state.clone(), body.to_vec());
             tokio::task::spawn_blocking(move || purge(&state, &body)).await.unwrap_or_else(|e| Err(internal(e)))
         }
-        (&Method::POST, "/admin/cache/search") => search(state, body).await,
-        (&Method::POST, "/admin/reload") => {
+        (&Method::POST, "/admin/cache/search", _) => search(state, body).await,
+        (&Method::POST, "/admin/reload", _) => {
             deja_gateway::reload(state).map(|changed| json!({"reloaded": true, "needs_restart": changed}))
         }
-        (&Method::GET, p) if p.starts_with("/admin/cache/") => show(state, &p["/admin/cache/".len()..]),
-        (&Method::DELETE, p) if p.starts_with("/admin/cache/") => {
-            return match delete(state, &p["/admin/cache/".len()..]) {
+        (&Method::GET, _, Some(id)) => show(state, id),
+        (&Method::DELETE, _, Some(id)) => {
+            return match delete(state, id) {
                 Ok(()) => {
                     let mut r = Response::new(reply::empty());
                     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -52,29 +53,10 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorKind::Internal, e.to_string())
 }
 
+/// `application/x-www-form-urlencoded` query pairs; invalid escapes and
+/// invalid UTF-8 are kept (lossily), never refused or panicked on.
 fn parse_query(q: &str) -> HashMap<String, String> {
-    q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), percent_decode(v))).collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 2;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
 pub fn stats(state: &AppState) -> Result<Value, ApiError> {
@@ -147,9 +129,11 @@ fn show(state: &AppState, id: &str) -> Result<Value, ApiError> {
     let entry = entry.ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no entry {id}")))?;
     let stats = state.store.hit_stats(&key).map_err(internal)?;
     let mut v = serde_json::to_value(&entry).map_err(internal)?;
-    v["hits"] = json!(stats.hits);
-    v["last_access_ms"] = json!(stats.last_access_ms);
-    v["usd_saved"] = json!(entry.cost_usd * stats.hits as f64);
+    if let Some(fields) = v.as_object_mut() {
+        fields.insert("hits".into(), json!(stats.hits));
+        fields.insert("last_access_ms".into(), json!(stats.last_access_ms));
+        fields.insert("usd_saved".into(), json!(entry.cost_usd * stats.hits as f64));
+    }
     Ok(v)
 }
 

@@ -49,7 +49,7 @@ impl AdminClient {
         let bytes = resp.into_body().collect().await?.to_bytes();
         let value: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
         if !status.is_success() {
-            let msg = value["error"]["message"].as_str().unwrap_or("request failed");
+            let msg = value.pointer("/error/message").and_then(Value::as_str).unwrap_or("request failed");
             return Err(format!("{status}: {msg}").into());
         }
         Ok(value)
@@ -72,7 +72,8 @@ pub fn render(action: &CacheAction, v: &Value) -> String {
     match action {
         CacheAction::Stats => {
             let _ = writeln!(out, "requests        {}", v["requests"]);
-            let _ = writeln!(out, "hits            {} exact, {} semantic", v["hits"]["exact"], v["hits"]["semantic"]);
+            let hits = |kind: &str| v.pointer(&format!("/hits/{kind}")).cloned().unwrap_or(Value::Null);
+            let _ = writeln!(out, "hits            {} exact, {} semantic", hits("exact"), hits("semantic"));
             let _ = writeln!(
                 out,
                 "misses          {}  (refreshes {}, bypasses {})",
@@ -105,7 +106,7 @@ pub fn render(action: &CacheAction, v: &Value) -> String {
                 let _ = writeln!(
                     out,
                     "{:<16} {:<14} {:<12} {:>5} {:<18} {}",
-                    &id[..id.len().min(16)],
+                    id.get(..16).unwrap_or(id),
                     e["namespace"].as_str().unwrap_or(""),
                     e["requested_model"].as_str().unwrap_or(""),
                     e["hits"],
@@ -130,7 +131,7 @@ pub fn render(action: &CacheAction, v: &Value) -> String {
                 let _ = writeln!(
                     out,
                     "{:<16} {:>10.4} {:<8} {}",
-                    &id[..id.len().min(16)],
+                    id.get(..16).unwrap_or(id),
                     r["similarity"].as_f64().unwrap_or(0.0),
                     served,
                     r["text"].as_str().unwrap_or("")

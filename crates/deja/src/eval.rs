@@ -43,7 +43,7 @@ pub fn read_pairs(path: &Path, limit: usize) -> Result<Vec<(String, String, bool
         return Ok(all);
     }
     let step = all.len() as f64 / limit as f64;
-    Ok((0..limit).map(|i| all[(i as f64 * step) as usize].clone()).collect())
+    Ok((0..limit).filter_map(|i| all.get((i as f64 * step) as usize).cloned()).collect())
 }
 
 /// Cosine similarity of every pair, `batch` pairs per forward pass.
@@ -56,7 +56,13 @@ pub fn similarities(
     for chunk in pairs.chunks(batch.max(1)) {
         let texts: Vec<String> = chunk.iter().flat_map(|(a, b, _)| [a.clone(), b.clone()]).collect();
         let vectors = embedder.embed_batch(&texts).map_err(|e| e.to_string())?;
-        out.extend((0..chunk.len()).map(|i| cosine(&vectors[2 * i], &vectors[2 * i + 1])));
+        if vectors.len() != texts.len() {
+            return Err(format!("the embedder returned {} vectors for {} texts", vectors.len(), texts.len()));
+        }
+        out.extend(vectors.chunks_exact(2).map(|v| match v {
+            [a, b] => cosine(a, b),
+            _ => 0.0,
+        }));
     }
     Ok(out)
 }
@@ -184,7 +190,9 @@ pub fn report(scored: &[Scored], guards: &GuardSettings, configured_threshold: f
     let _ = writeln!(out, "\neach guard alone at threshold {configured_threshold:.3}:");
     for (g, name) in GUARD_NAMES.iter().enumerate() {
         let mut m = none;
-        m[g] = true;
+        if let Some(on) = m.get_mut(g) {
+            *on = true;
+        }
         let (r, f) = rates(scored, configured_threshold, m);
         let _ = writeln!(out, "  {name:<14} dups served {:>5.1}%  false hits {:>5.2}%", r * 100.0, f * 100.0);
     }

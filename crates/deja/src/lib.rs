@@ -2,8 +2,13 @@
 //! request path (`deja-gateway`) and the operator surface (`deja-admin`), TLS,
 //! the command line, `deja eval` and the admin client.
 
+// A panic on the request path drops the client's connection: these crates
+// may not index, slice strings, `expect` or `panic!` outside tests.
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
+
 pub mod cli;
 pub mod eval;
+mod rate;
 pub mod server;
 pub mod tls;
 

@@ -1,5 +1,9 @@
 //! The `deja` binary. See `deja --help`.
 
+// A panic on the request path drops the client's connection: these crates
+// may not index, slice strings, `expect` or `panic!` outside tests.
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
+
 use clap::Parser;
 use deja::cli::{CacheAction, CacheArgs, Cli, Command, EvalArgs};
 use deja::config::Config;

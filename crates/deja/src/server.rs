@@ -1,21 +1,26 @@
 //! The listener: accepts connections (plain or TLS), routes requests to
 //! handlers, logs one line per request, and shuts down gracefully.
 
+use crate::rate::{self, RateLimits};
 use bytes::Bytes;
 use deja_api::{ApiError, ErrorKind};
 use deja_gateway::reply::{self, Body, Outcome};
 use deja_gateway::state::AppState;
 use deja_gateway::{auth, embeddings, models, pipeline};
+use futures_util::FutureExt;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::net::TcpListener;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -27,7 +32,21 @@ fn request_id() -> String {
 
 static BOOT: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| deja_cache::now_ms() as u32);
 
+/// What the listener shares between connections.
+struct Edge {
+    state: Arc<AppState>,
+    rates: RateLimits,
+}
+
+/// Connections over the cap that are being told so at once; past this many
+/// more, excess connections are closed without a word.
+const MAX_REFUSING: usize = 64;
+
 /// Serves `listener` until `shutdown` resolves, then lets open requests finish.
+///
+/// At most `limits.max_connections` connections are served at once. A plain
+/// connection over the cap gets an immediate `503` (`too_many_connections`,
+/// `Retry-After: 1`) and is closed; a TLS one is closed before its handshake.
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
@@ -35,6 +54,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let places = Arc::new(Semaphore::new(state.config().limits.max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let edge = Arc::new(Edge { state, rates: RateLimits::default() });
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -47,32 +69,49 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            tracing::debug!("connection refused: at max_connections");
+            if let (None, Ok(refusal)) = (&tls, refusing.clone().try_acquire_owned()) {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(refusal);
+                });
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let svc = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(route(state, req).await) }
-        });
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let svc = {
+            let edge = edge.clone();
+            service_fn(move |req| {
+                let edge = edge.clone();
+                async move { Ok::<_, std::convert::Infallible>(route_catching_panics(edge, req).await) }
+            })
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(edge.state.config().limits.header_read_timeout);
         match &tls {
             None => {
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(place);
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
+                let handshake = edge.state.config().limits.header_read_timeout;
                 tokio::spawn(async move {
-                    match acceptor.accept(stream).await {
-                        Ok(tls_stream) => {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
                             let conn = builder.serve_connection(TokioIo::new(tls_stream), svc).into_owned();
                             let _ = watcher.watch(conn).await;
                         }
-                        Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
+                    drop(place);
                 });
             }
         }
@@ -83,14 +122,68 @@ pub async fn serve(
     }
 }
 
-async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
+/// Tells a connection over the cap so and closes it, reading (and dropping)
+/// what the client sent meanwhile so the answer is not lost to a reset.
+async fn refuse(mut stream: TcpStream) {
+    let mut body = ApiError::new(ErrorKind::Unavailable, "the server is at its connection limit; try again shortly")
+        .with_code("too_many_connections")
+        .to_json();
+    if let Some(kind) = body.pointer_mut("/error/type") {
+        *kind = serde_json::json!("server_error");
+    }
+    let body = body.to_string();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         retry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut read = 0;
+        while read < 64 * 1024 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// Runs [`route`]; a panic anywhere in a handler becomes a logged,
+/// OpenAI-shaped 500 instead of a dropped connection.
+async fn route_catching_panics(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     let id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 128)
         .map_or_else(request_id, str::to_string);
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    match AssertUnwindSafe(route(&edge, req, id.clone())).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".into());
+            tracing::error!(request_id = %id, %method, %path, panic = %message, status = 500, "handler panicked");
+            let e = ApiError::new(ErrorKind::Internal, "the server failed while handling this request")
+                .with_code("internal_error");
+            let mut response = reply::error(&e);
+            reply::set_header(&mut response, "x-request-id", &id);
+            response
+        }
+    }
+}
+
+async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body> {
+    let started = Instant::now();
+    let state = &edge.state;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let method = parts.method.clone();
@@ -99,31 +192,58 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/healthz") => {
             ("healthz", plain(reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))))
         }
-        (&Method::GET, "/readyz") => ("readyz", plain(deja_admin::readyz(&state))),
-        (&Method::GET, "/metrics") if config.server.metrics => ("metrics", plain(deja_admin::metrics(&state))),
-        (&Method::GET, "/v1/models") => ("models", guarded(&parts, &config, |_| plain(models::list(&state)))),
+        #[cfg(feature = "test-hooks")]
+        (&Method::GET, "/_test/panic") => test_hooks::panic(),
+        (&Method::GET, "/readyz") => ("readyz", plain(deja_admin::readyz(state))),
+        (&Method::GET, "/metrics") if config.server.metrics => ("metrics", plain(deja_admin::metrics(state))),
+        (&Method::GET, "/v1/models") => ("models", guarded(&parts, &config, |_| plain(models::list(state)))),
         (&Method::POST, "/v1/chat/completions") | (&Method::POST, "/v1/embeddings") => {
             let chat = path.ends_with("completions");
             let endpoint = if chat { "chat" } else { "embeddings" };
-            let outcome = match auth::client(&parts, config.client_keys()) {
-                Err(e) => err(e),
-                Ok(tenant) => match read_body(&parts, body, config.server.max_body_bytes).await {
-                    Err(e) => err(e),
-                    Ok(bytes) if chat => {
-                        pipeline::chat(state.clone(), config.clone(), &parts, tenant, &bytes, id.clone()).await
-                    }
-                    Ok(bytes) => embeddings::embeddings(state.clone(), config.clone(), &parts, tenant, &bytes).await,
-                },
+            let limits = &config.limits;
+            let work = async {
+                let tenant = match auth::client(&parts, config.client_keys()) {
+                    Ok(t) => t,
+                    Err(e) => return err(e),
+                };
+                let bytes = match read_body(&parts, body, config.server.max_body_bytes, limits.body_read_timeout).await
+                {
+                    Ok(b) => b,
+                    Err(e) => return err(e),
+                };
+                let rate = match edge.rates.check(config.rate_limit(tenant), tenant, rate::estimate_tokens(&bytes)) {
+                    Ok(headers) => headers,
+                    Err(refused) => return Outcome { response: refused.response(), cache: "error" },
+                };
+                let mut outcome = if chat {
+                    pipeline::chat(state.clone(), config.clone(), &parts, tenant, &bytes, id.clone()).await
+                } else {
+                    embeddings::embeddings(state.clone(), config.clone(), &parts, tenant, &bytes).await
+                };
+                rate::add_headers(&mut outcome.response, &rate);
+                outcome
+            };
+            // The deadline covers the body and everything up to the response
+            // head: a whole unary answer, or a stream's first event.
+            let outcome = match tokio::time::timeout(limits.request_timeout, work).await {
+                Ok(outcome) => outcome,
+                Err(_) => err(ApiError::new(
+                    ErrorKind::GatewayTimeout,
+                    format!("the request did not finish within {:?}", limits.request_timeout),
+                )
+                .with_code("request_timeout")),
             };
             (endpoint, outcome)
         }
         (_, p) if p.starts_with("/admin/") => {
             let outcome = match auth::admin(&parts, config.admin_token()) {
                 Err(e) => err(e),
-                Ok(()) => match read_body(&parts, body, config.server.max_body_bytes).await {
-                    Err(e) => err(e),
-                    Ok(bytes) => plain(deja_admin::handle(&state, &parts, &bytes).await),
-                },
+                Ok(()) => {
+                    match read_body(&parts, body, config.server.max_body_bytes, config.limits.body_read_timeout).await {
+                        Err(e) => err(e),
+                        Ok(bytes) => plain(deja_admin::handle(state, &parts, &bytes).await),
+                    }
+                }
             };
             ("admin", outcome)
         }
@@ -137,6 +257,10 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     };
     let mut response = outcome.response;
     reply::set_header(&mut response, "x-request-id", &id);
+    if response.status() == StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body may still be on its way: don't wait for it.
+        reply::set_header(&mut response, "connection", "close");
+    }
     let status = response.status().as_u16();
     let route_label = response.headers().get("x-deja-model").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
     if endpoint == "chat" || endpoint == "embeddings" {
@@ -187,7 +311,12 @@ fn guarded(
     }
 }
 
-async fn read_body(parts: &http::request::Parts, body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+async fn read_body(
+    parts: &http::request::Parts,
+    body: Incoming,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds {max} bytes"))
             .with_code("request_too_large")
@@ -200,9 +329,23 @@ async fn read_body(parts: &http::request::Parts, body: Incoming, max: usize) -> 
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, max).collect().await {
+    let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await else {
+        return Err(ApiError::invalid_request(format!("the request body did not arrive within {timeout:?}"), None)
+            .with_status(408)
+            .with_code("request_timeout"));
+    };
+    match read {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => Err(ApiError::invalid_request(format!("could not read the request body: {e}"), None)),
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+mod test_hooks {
+    /// A handler that panics, so tests can see what a client gets when one does.
+    #[allow(clippy::panic)]
+    pub fn panic() -> (&'static str, super::Outcome) {
+        panic!("the test panic route was called")
     }
 }

@@ -129,6 +129,9 @@ impl AppState {
         if old.cache.semantic_enabled != new.cache.semantic_enabled {
             needs_restart.push("cache.semantic.enabled");
         }
+        if old.limits.max_connections != new.limits.max_connections {
+            needs_restart.push("limits.max_connections");
+        }
         self.health.set_settings(new.routing.health);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
         needs_restart

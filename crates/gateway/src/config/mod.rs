@@ -12,6 +12,7 @@ use deja_router::{Catalog, HealthSettings, LadderSpec, ModelSpec, StartRule};
 use raw::RawConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -86,6 +87,43 @@ pub struct RoutingSettings {
     pub health: HealthSettings,
 }
 
+/// Limits at the edge: connections, slow clients, deadlines and rates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeLimits {
+    /// Open connections served at once; past it a connection is refused with 503.
+    pub max_connections: usize,
+    /// A request head must arrive whole within this time (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// A request body must arrive whole within this time.
+    pub body_read_timeout: Duration,
+    /// A response head must be ready within this time: the whole answer for
+    /// unary requests, the first event for streams.
+    pub request_timeout: Duration,
+    /// Rate limits for callers without an override.
+    pub rate: RateLimit,
+    /// Per key overrides, by the environment variable that holds the key.
+    pub rate_keys: Vec<KeyRate>,
+}
+
+/// Requests and tokens per minute; `None` means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimit {
+    pub requests_per_minute: Option<NonZeroU32>,
+    pub tokens_per_minute: Option<NonZeroU32>,
+}
+
+impl RateLimit {
+    pub fn is_unlimited(&self) -> bool {
+        self.requests_per_minute.is_none() && self.tokens_per_minute.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRate {
+    pub key_env: String,
+    pub limit: RateLimit,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: Option<PathBuf>,
@@ -96,6 +134,7 @@ pub struct Config {
     pub routing: RoutingSettings,
     pub providers: HashMap<String, Provider>,
     pub catalog: Catalog,
+    pub limits: EdgeLimits,
     secrets: Secrets,
 }
 
@@ -106,6 +145,8 @@ struct Secrets {
     provider_keys: HashMap<String, String>,
     client_keys: Option<Vec<String>>,
     admin_token: Option<String>,
+    /// The key held by each `limits.rate.keys[i].key_env`, in order.
+    rate_keys: Vec<Option<String>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -115,7 +156,7 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    fn from_env(server: &ServerSettings, providers: &HashMap<String, Provider>) -> Self {
+    fn from_env(server: &ServerSettings, providers: &HashMap<String, Provider>, limits: &EdgeLimits) -> Self {
         let read = |var: &Option<String>| var.as_ref().and_then(|v| std::env::var(v).ok()).filter(|v| !v.is_empty());
         let provider_keys =
             providers.values().filter_map(|p| read(&p.api_key_env).map(|k| (p.name.clone(), k))).collect();
@@ -125,6 +166,7 @@ impl Secrets {
             provider_keys,
             client_keys: client_keys.filter(|k| !k.is_empty()),
             admin_token: read(&server.admin_token_env),
+            rate_keys: limits.rate_keys.iter().map(|k| read(&Some(k.key_env.clone()))).collect(),
         }
     }
 }
@@ -254,7 +296,17 @@ impl Config {
             metrics: raw.server.metrics,
             tls: raw.server.tls.map(|t| TlsFiles { cert: t.cert, key: t.key }),
         };
-        let secrets = Secrets::from_env(&server, &providers);
+        let limits = validate_limits(raw.limits)?;
+        let secrets = Secrets::from_env(&server, &providers, &limits);
+        for (i, key) in secrets.rate_keys.iter().enumerate() {
+            let path = format!("limits.rate.keys[{i}].key_env");
+            let Some(key) = key else {
+                return Err(invalid(path, "the environment variable is unset or empty"));
+            };
+            if secrets.client_keys.as_ref().is_some_and(|keys| !keys.contains(key)) {
+                return Err(invalid(path, "the key it holds is not one of the client keys"));
+            }
+        }
         Ok(Config {
             source: None,
             secrets,
@@ -292,7 +344,15 @@ impl Config {
             },
             providers,
             catalog,
+            limits,
         })
+    }
+
+    /// The rate limit for a caller presenting `client_key` (`None`: the open gateway).
+    pub fn rate_limit(&self, client_key: Option<&str>) -> RateLimit {
+        let key_limit = client_key
+            .and_then(|presented| self.secrets.rate_keys.iter().position(|k| k.as_deref() == Some(presented)));
+        key_limit.and_then(|i| self.limits.rate_keys.get(i)).map_or(self.limits.rate, |k| k.limit)
     }
 
     /// The API key of `provider`, from its environment variable.
@@ -313,6 +373,45 @@ impl Config {
     pub fn guard_settings(&self) -> GuardSettings {
         self.cache.semantic.guards
     }
+}
+
+fn validate_limits(raw: raw::RawLimits) -> Result<EdgeLimits, ConfigError> {
+    if raw.max_connections == 0 {
+        return Err(invalid("limits.max_connections", "must be at least 1"));
+    }
+    let positive = |path: &str, v: &str| match parse_duration(v) {
+        Ok(d) if d.is_zero() => Err(invalid(path, "must be longer than 0s")),
+        Ok(d) => Ok(d),
+        Err(m) => Err(invalid(path, m)),
+    };
+    let per_minute = |v: Option<u32>| v.and_then(NonZeroU32::new);
+    let rate = RateLimit {
+        requests_per_minute: per_minute(raw.rate.requests_per_minute),
+        tokens_per_minute: per_minute(raw.rate.tokens_per_minute),
+    };
+    let mut rate_keys: Vec<KeyRate> = Vec::new();
+    for (i, k) in raw.rate.keys.into_iter().enumerate() {
+        if k.key_env.trim().is_empty() {
+            return Err(invalid(format!("limits.rate.keys[{i}].key_env"), "must name an environment variable"));
+        }
+        if rate_keys.iter().any(|other| other.key_env == k.key_env) {
+            return Err(invalid(format!("limits.rate.keys[{i}].key_env"), format!("`{}` is listed twice", k.key_env)));
+        }
+        // An absent field inherits the default; 0 means unlimited for this key.
+        let limit = RateLimit {
+            requests_per_minute: k.requests_per_minute.map_or(rate.requests_per_minute, NonZeroU32::new),
+            tokens_per_minute: k.tokens_per_minute.map_or(rate.tokens_per_minute, NonZeroU32::new),
+        };
+        rate_keys.push(KeyRate { key_env: k.key_env, limit });
+    }
+    Ok(EdgeLimits {
+        max_connections: usize::try_from(raw.max_connections).unwrap_or(usize::MAX),
+        header_read_timeout: positive("limits.header_read_timeout", &raw.header_read_timeout)?,
+        body_read_timeout: positive("limits.body_read_timeout", &raw.body_read_timeout)?,
+        request_timeout: positive("limits.request_timeout", &raw.request_timeout)?,
+        rate,
+        rate_keys,
+    })
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     #[serde(default)]
     pub ladders: Vec<RawLadder>,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,4 +276,67 @@ pub struct RawLadder {
 pub struct RawStartRule {
     pub min_prompt_tokens: u64,
     pub start_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u64,
+    #[serde(default = "default_header_read")]
+    pub header_read_timeout: String,
+    #[serde(default = "default_body_read")]
+    pub body_read_timeout: String,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: String,
+    #[serde(default)]
+    pub rate: RawRate,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read(),
+            body_read_timeout: default_body_read(),
+            request_timeout: default_request_timeout(),
+            rate: RawRate::default(),
+        }
+    }
+}
+
+fn default_max_connections() -> u64 {
+    1024
+}
+fn default_header_read() -> String {
+    "10s".into()
+}
+fn default_body_read() -> String {
+    "30s".into()
+}
+fn default_request_timeout() -> String {
+    "10m".into()
+}
+
+/// Per client key rate limits; absent means no limit.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRate {
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u32>,
+    #[serde(default)]
+    pub keys: Vec<RawKeyRate>,
+}
+
+/// Overrides for the key held in `key_env`; an absent field inherits the default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyRate {
+    pub key_env: String,
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u32>,
 }

@@ -69,5 +69,40 @@ fn durations_parse() {
     assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
     assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
     assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
-    assert!(parse_duration("soon").is_err());
+    assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("800ms"), Ok(Duration::from_millis(800)));
+    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+    assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+    for bad in ["soon", "", "5 parsecs", "-3s", "1.2.3"] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn edge_limits_have_defaults_and_rate_limits_are_off() {
+    let c = Config::parse(MINIMAL).expect("valid");
+    assert_eq!(c.limits.max_connections, 1024);
+    assert_eq!(c.limits.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.limits.request_timeout, Duration::from_secs(600));
+    assert!(c.rate_limit(None).is_unlimited());
+    assert!(c.rate_limit(Some("anyone")).is_unlimited());
+}
+
+#[test]
+fn a_key_override_inherits_what_it_does_not_set() {
+    let var = format!("DEJA_CONFIG_TEST_RATE_KEY_{}", std::process::id());
+    std::env::set_var(&var, "sk-batch");
+    let text = format!(
+        "{MINIMAL}\n[limits.rate]\nrequests_per_minute = 60\ntokens_per_minute = 1000\n\
+         [[limits.rate.keys]]\nkey_env = \"{var}\"\ntokens_per_minute = 0\n"
+    );
+    let c = Config::parse(&text).expect("valid");
+    let batch = c.rate_limit(Some("sk-batch"));
+    assert_eq!(batch.requests_per_minute.map(|n| n.get()), Some(60));
+    assert_eq!(batch.tokens_per_minute, None, "0 means unlimited for this key");
+    let other = c.rate_limit(Some("sk-other"));
+    assert_eq!(other.tokens_per_minute.map(|n| n.get()), Some(1000));
+    let text = text.replace(&var, "DEJA_CONFIG_TEST_UNSET_VARIABLE");
+    assert_eq!(error_path(&text), "limits.rate.keys[0].key_env");
 }
