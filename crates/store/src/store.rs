@@ -27,6 +27,7 @@ pub struct Store {
     vectors: sled::Tree,
     counters: sled::Tree,
     len: AtomicU64,
+    corrupt: AtomicU64,
 }
 
 /// A vector as persisted, with the fingerprint it may be matched under.
@@ -34,6 +35,17 @@ pub struct StoredVector {
     pub id: CacheKey,
     pub fingerprint: [u8; 32],
     pub vector: Vec<f32>,
+}
+
+/// One batch of [`Store::sweep_expired`].
+#[derive(Debug, Default)]
+pub struct SweptBatch {
+    /// Expiry keys visited (and deleted); fewer than asked means none are left.
+    pub visited: usize,
+    /// Entries removed, undecodable ones included.
+    pub removed: Vec<CacheKey>,
+    /// Ids whose entry was already gone: nothing to remove but their vectors in an index.
+    pub dangling: Vec<CacheKey>,
 }
 
 pub struct ListPage {
@@ -49,12 +61,12 @@ fn index_key(ms: u64, id: &CacheKey) -> [u8; 40] {
     k
 }
 
-fn id_of_index_key(k: &[u8]) -> Option<CacheKey> {
-    k.get(8..40).and_then(|s| s.try_into().ok()).map(CacheKey)
+fn ms_of_index_key(k: &[u8]) -> u64 {
+    k.get(..8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_be_bytes)
 }
 
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
+fn id_of_index_key(k: &[u8]) -> Option<CacheKey> {
+    k.get(8..40).and_then(|s| s.try_into().ok()).map(CacheKey)
 }
 
 impl Store {
@@ -97,11 +109,17 @@ impl Store {
             counters,
             db,
             len,
+            corrupt: AtomicU64::new(0),
         })
     }
 
     pub fn len(&self) -> u64 {
         self.len.load(Ordering::Relaxed)
+    }
+
+    /// Undecodable entries dropped since the store was opened.
+    pub fn corrupt_entries(&self) -> u64 {
+        self.corrupt.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -120,10 +138,10 @@ impl Store {
         let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
         let replaced = trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
             let old = entries.insert(&id.0[..], bytes.as_slice())?;
-            if let Some(old) = &old {
-                let old: Entry = serde_json::from_slice(old).map_err(|_| abort(StoreError::Corrupt(id.to_hex())))?;
-                unindex(&old, by_created, by_expiry, by_access, hit_stats)?;
-            }
+            let corrupt = match &old {
+                Some(old) => unindex_raw(&id, old, by_created, by_expiry, by_access, hit_stats)?,
+                None => false,
+            };
             by_created.insert(&index_key(entry.created_ms, &id)[..], &[])?;
             by_expiry.insert(&index_key(entry.expires_ms, &id)[..], &[])?;
             by_access.insert(&index_key(entry.created_ms, &id)[..], &[])?;
@@ -137,8 +155,12 @@ impl Store {
                     vectors.remove(&id.0[..])?;
                 }
             }
-            Ok(old.is_some())
+            Ok((old.is_some(), corrupt))
         })?;
+        let (replaced, corrupt) = replaced;
+        if corrupt {
+            self.count_corrupt(&id);
+        }
         if !replaced {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
@@ -181,24 +203,80 @@ impl Store {
         Ok(new)
     }
 
-    /// Removes an entry and everything that points at it. Returns whether it existed.
+    /// Removes an entry and everything that points at it. Returns whether it
+    /// existed. An entry that cannot be decoded goes too, with whatever index
+    /// keys can still be found for it, and is counted in [`Store::corrupt_entries`].
     pub fn remove(&self, id: &CacheKey) -> Result<bool, StoreError> {
         let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
-        let existed = trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
-            let Some(old) = entries.remove(&id.0[..])? else { return Ok(false) };
-            vectors.remove(&id.0[..])?;
-            // An undecodable entry still goes; its index keys are found by id below.
-            if let Ok(old) = serde_json::from_slice::<Entry>(&old) {
-                unindex(&old, by_created, by_expiry, by_access, hit_stats)?;
-            } else {
-                hit_stats.remove(&id.0[..])?;
-            }
-            Ok(true)
-        })?;
+        let (existed, corrupt) =
+            trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
+                let Some(old) = entries.remove(&id.0[..])? else { return Ok((false, false)) };
+                vectors.remove(&id.0[..])?;
+                let corrupt = unindex_raw(id, &old, by_created, by_expiry, by_access, hit_stats)?;
+                Ok((true, corrupt))
+            })?;
         if existed {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
+        if corrupt {
+            self.count_corrupt(id);
+        }
         Ok(existed)
+    }
+
+    fn count_corrupt(&self, id: &CacheKey) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(entry = %id.to_hex(), "dropped an undecodable cache entry");
+    }
+
+    /// Removes up to `limit` entries whose TTL ended at or before `now_ms`,
+    /// oldest first. Every expiry key visited is deleted, whatever it points
+    /// at, so repeated calls always make progress: keys of entries that are
+    /// gone, undecodable or since given another expiry are dropped on the way.
+    pub fn sweep_expired(&self, now_ms: u64, limit: usize) -> Result<SweptBatch, StoreError> {
+        let end = index_key(now_ms, &CacheKey([0xff; 32]));
+        let keys: Vec<sled::IVec> =
+            self.by_expiry.range(..=end.as_slice()).keys().take(limit).collect::<Result<_, _>>()?;
+        let mut batch = SweptBatch { visited: keys.len(), ..Default::default() };
+        let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
+        for key in keys {
+            let Some(id) = id_of_index_key(&key) else {
+                self.by_expiry.remove(&key)?;
+                continue;
+            };
+            let key_ms = ms_of_index_key(&key);
+            let outcome = trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
+                by_expiry.remove(&key)?;
+                let Some(bytes) = entries.get(&id.0[..])? else {
+                    // The entry is gone: only its access key can still be found.
+                    if let Some(stats) = hit_stats.remove(&id.0[..])? {
+                        by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, &id)[..])?;
+                    }
+                    return Ok(Swept::Dangling);
+                };
+                if let Ok(e) = serde_json::from_slice::<Entry>(&bytes) {
+                    if e.expires_ms != key_ms {
+                        return Ok(Swept::StaleKey);
+                    }
+                }
+                entries.remove(&id.0[..])?;
+                vectors.remove(&id.0[..])?;
+                let corrupt = unindex_raw(&id, &bytes, by_created, by_expiry, by_access, hit_stats)?;
+                Ok(if corrupt { Swept::Corrupt } else { Swept::Removed })
+            })?;
+            match outcome {
+                Swept::Removed | Swept::Corrupt => {
+                    self.len.fetch_sub(1, Ordering::Relaxed);
+                    if outcome == Swept::Corrupt {
+                        self.count_corrupt(&id);
+                    }
+                    batch.removed.push(id);
+                }
+                Swept::Dangling => batch.dangling.push(id),
+                Swept::StaleKey => {}
+            }
+        }
+        Ok(batch)
     }
 
     /// Ids of entries whose TTL ended at or before `now_ms`, oldest first.
@@ -213,7 +291,9 @@ impl Store {
     }
 
     /// Removes up to `limit` least recently used entries; returns their ids.
-    /// Index keys that point at nothing are dropped on the way.
+    /// Every access key visited is deleted, so repeated calls always make
+    /// progress: keys that point at nothing, or at an entry accessed since,
+    /// are dropped on the way.
     pub fn evict_least_recently_used(&self, limit: usize) -> Result<Vec<CacheKey>, StoreError> {
         let mut evicted = Vec::new();
         let mut scanned = 0;
@@ -224,7 +304,8 @@ impl Store {
                 self.by_access.remove(&k)?;
                 continue;
             };
-            if self.remove(&id)? {
+            let current = self.hit_stats.get(id.0)?.map(|b| HitStats::decode(&b).last_access_ms);
+            if current.is_none_or(|ms| ms == ms_of_index_key(&k)) && self.remove(&id)? {
                 evicted.push(id);
             }
             self.by_access.remove(&k)?;
@@ -255,7 +336,15 @@ impl Store {
             let (k, _) = kv?;
             let Some(id) = id_of_index_key(&k) else { continue };
             last_key = Some(k.to_vec());
-            let Some(entry) = self.get(&id)? else { continue };
+            let entry = match self.get(&id) {
+                Ok(Some(entry)) => entry,
+                Ok(None) => {
+                    self.drop_dangling_created_key(&id, &k)?;
+                    continue;
+                }
+                Err(StoreError::Corrupt(_)) => continue,
+                Err(e) => return Err(e),
+            };
             if filter.matches(&entry) {
                 let stats = self.hit_stats(&id)?;
                 entries.push((entry, stats));
@@ -266,6 +355,17 @@ impl Store {
         }
         let next_cursor = if entries.len() == limit { last_key.map(|k| encode_cursor(&k)) } else { None };
         Ok(ListPage { entries, next_cursor })
+    }
+
+    /// Drops a listing key whose entry is gone, unless the entry came back.
+    fn drop_dangling_created_key(&self, id: &CacheKey, key: &[u8]) -> Result<(), StoreError> {
+        (&self.entries, &self.by_created).transaction(|(entries, by_created)| {
+            if entries.get(&id.0[..])?.is_none() {
+                by_created.remove(key)?;
+            }
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        })?;
+        Ok(())
     }
 
     /// Ids of every entry matching `filter`.
@@ -352,6 +452,51 @@ fn unindex(
         by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, &old.id)[..])?;
     }
     Ok(())
+}
+
+/// What one expiry key led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Swept {
+    Removed,
+    Corrupt,
+    /// The entry was already gone.
+    Dangling,
+    /// The entry lives on under another expiry.
+    StaleKey,
+}
+
+/// The timestamps of an entry, read leniently from bytes that no longer
+/// decode as a whole [`Entry`], to find its index keys.
+#[derive(serde::Deserialize)]
+struct Times {
+    created_ms: u64,
+    expires_ms: u64,
+}
+
+/// Unindexes the entry stored as `old`. Returns whether it was undecodable;
+/// its keys are then found from whatever can still be read.
+fn unindex_raw(
+    id: &CacheKey,
+    old: &[u8],
+    by_created: &TransactionalTree,
+    by_expiry: &TransactionalTree,
+    by_access: &TransactionalTree,
+    hit_stats: &TransactionalTree,
+) -> Result<bool, ConflictableTransactionError<StoreError>> {
+    if let Ok(old) = serde_json::from_slice::<Entry>(old) {
+        if old.id == *id {
+            unindex(&old, by_created, by_expiry, by_access, hit_stats)?;
+            return Ok(false);
+        }
+    }
+    if let Ok(t) = serde_json::from_slice::<Times>(old) {
+        by_created.remove(&index_key(t.created_ms, id)[..])?;
+        by_expiry.remove(&index_key(t.expires_ms, id)[..])?;
+    }
+    if let Some(stats) = hit_stats.remove(&id.0[..])? {
+        by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, id)[..])?;
+    }
+    Ok(true)
 }
 
 fn read_u64(b: Option<&[u8]>) -> u64 {

@@ -93,3 +93,17 @@ fn counters_and_entries_survive_reopen() {
     assert_eq!(v[0].vector, vec![0.5, -0.5]);
     assert_eq!(v[0].fingerprint, [7; 32]);
 }
+
+#[test]
+fn an_undecodable_entry_can_be_replaced_and_is_counted_once() {
+    let s = Store::temporary().expect("store");
+    let e = entry(4, 1_000, 10_000, "a");
+    s.put(&e, None).expect("put");
+    s.entries.insert(&e.id.0[..], &b"garbage"[..]).expect("damage");
+    assert!(matches!(s.get(&e.id), Err(StoreError::Corrupt(_))));
+    s.put(&e, None).expect("replace");
+    assert_eq!(s.get(&e.id).expect("get"), Some(e.clone()));
+    assert_eq!(s.corrupt_entries(), 1);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.least_recently_used(10).expect("lru"), vec![e.id]);
+}
