@@ -3,19 +3,22 @@
 use crate::counters::{add_u64, Counter, SPENT_BY_MODEL_PREFIX};
 use crate::entry::{Entry, HitStats, ListFilter};
 use crate::error::StoreError;
+use crate::pending::{FlushTrees, Pending};
 use deja_api::CacheKey;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 /// Bumped when the on-disk layout changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Hits inside the same window do not rewrite the access index: LRU order at
-/// one-second resolution is plenty and saves two writes per hit.
-const ACCESS_RESOLUTION_MS: u64 = 1_000;
+/// How often hit counts, access times and counter increments held in memory
+/// are written to sled: what a crash can lose.
+pub const HIT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Store {
     db: sled::Db,
@@ -28,6 +31,44 @@ pub struct Store {
     counters: sled::Tree,
     len: AtomicU64,
     corrupt: AtomicU64,
+    pending: Arc<Pending>,
+    flusher: Option<Flusher>,
+}
+
+/// The thread that writes pending hits every [`HIT_FLUSH_INTERVAL`]; it
+/// flushes once more and ends when the store is dropped.
+struct Flusher {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Flusher {
+    fn spawn(pending: Arc<Pending>, trees: FlushTrees) -> Result<Self, StoreError> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("deja-store-flush".into())
+            .spawn(move || loop {
+                let last = !matches!(stopped.recv_timeout(HIT_FLUSH_INTERVAL), Err(mpsc::RecvTimeoutError::Timeout));
+                if let Err(e) = pending.flush(&trees) {
+                    tracing::warn!(error = %e, "writing hit counts to the store failed");
+                }
+                if last {
+                    return;
+                }
+            })
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        Ok(Self { stop, thread })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(f) = self.flusher.take() {
+            drop(f.stop);
+            let _ = f.thread.join();
+        }
+        let _ = self.db.flush();
+    }
 }
 
 /// A vector as persisted, with the fingerprint it may be matched under.
@@ -54,7 +95,7 @@ pub struct ListPage {
     pub next_cursor: Option<String>,
 }
 
-fn index_key(ms: u64, id: &CacheKey) -> [u8; 40] {
+pub(crate) fn index_key(ms: u64, id: &CacheKey) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..8].copy_from_slice(&ms.to_be_bytes());
     k[8..].copy_from_slice(&id.0[..]);
@@ -99,11 +140,19 @@ impl Store {
         counters.set_merge_operator(add_u64);
         let entries = db.open_tree("entries")?;
         let len = AtomicU64::new(entries.len() as u64);
+        let by_access = db.open_tree("by_access")?;
+        let hit_stats = db.open_tree("hit_stats")?;
+        let pending = Arc::new(Pending::default());
+        let trees =
+            FlushTrees { hit_stats: hit_stats.clone(), by_access: by_access.clone(), counters: counters.clone() };
+        let flusher = Some(Flusher::spawn(pending.clone(), trees)?);
         Ok(Self {
             by_created: db.open_tree("by_created")?,
             by_expiry: db.open_tree("by_expiry")?,
-            by_access: db.open_tree("by_access")?,
-            hit_stats: db.open_tree("hit_stats")?,
+            by_access,
+            hit_stats,
+            pending,
+            flusher,
             vectors: db.open_tree("vectors")?,
             entries,
             counters,
@@ -158,6 +207,7 @@ impl Store {
             Ok((old.is_some(), corrupt))
         })?;
         let (replaced, corrupt) = replaced;
+        self.pending.forget(&id);
         if corrupt {
             self.count_corrupt(&id);
         }
@@ -176,31 +226,25 @@ impl Store {
         }
     }
 
+    /// Hit count and last access, including hits not yet written to sled.
     pub fn hit_stats(&self, id: &CacheKey) -> Result<HitStats, StoreError> {
-        Ok(self.hit_stats.get(id.0)?.map(|b| HitStats::decode(&b)).unwrap_or_default())
+        let _read = self.pending.read();
+        let stored = self.hit_stats.get(id.0)?.map(|b| HitStats::decode(&b)).unwrap_or_default();
+        Ok(match self.pending.hits_of(id) {
+            Some(p) => {
+                HitStats { hits: stored.hits + p.hits, last_access_ms: stored.last_access_ms.max(p.last_access_ms) }
+            }
+            None => stored,
+        })
     }
 
     /// Counts a hit and refreshes the entry's place in the LRU order.
     ///
-    /// Not a transaction: hits are the hot path. The count is an atomic
-    /// single-key update; a crash between the two access-index writes can
-    /// leave a stale index key, which [`Store::evict_least_recently_used`]
-    /// cleans up.
+    /// Hits are the hot path: they are counted in memory and written to sled
+    /// in batches (see [`HIT_FLUSH_INTERVAL`]), so a hit never writes to sled.
     pub fn record_hit(&self, id: &CacheKey, now_ms: u64) -> Result<HitStats, StoreError> {
-        let mut previous = None;
-        let updated = self.hit_stats.update_and_fetch(&id.0[..], |old| {
-            let old = HitStats::decode(old?);
-            previous = Some(old);
-            let moved = now_ms / ACCESS_RESOLUTION_MS != old.last_access_ms / ACCESS_RESOLUTION_MS;
-            let last_access_ms = if moved { now_ms } else { old.last_access_ms };
-            Some(HitStats { hits: old.hits + 1, last_access_ms }.encode().to_vec())
-        })?;
-        let Some(new) = updated.map(|b| HitStats::decode(&b)) else { return Ok(HitStats::default()) };
-        if let Some(old) = previous.filter(|old| old.last_access_ms != new.last_access_ms) {
-            self.by_access.insert(&index_key(new.last_access_ms, id)[..], &[])?;
-            self.by_access.remove(&index_key(old.last_access_ms, id)[..])?;
-        }
-        Ok(new)
+        self.pending.hit(id, now_ms);
+        self.hit_stats(id)
     }
 
     /// Removes an entry and everything that points at it. Returns whether it
@@ -217,6 +261,7 @@ impl Store {
             })?;
         if existed {
             self.len.fetch_sub(1, Ordering::Relaxed);
+            self.pending.forget(id);
         }
         if corrupt {
             self.count_corrupt(id);
@@ -267,6 +312,7 @@ impl Store {
             match outcome {
                 Swept::Removed | Swept::Corrupt => {
                     self.len.fetch_sub(1, Ordering::Relaxed);
+                    self.pending.forget(&id);
                     if outcome == Swept::Corrupt {
                         self.count_corrupt(&id);
                     }
@@ -295,6 +341,7 @@ impl Store {
     /// progress: keys that point at nothing, or at an entry accessed since,
     /// are dropped on the way.
     pub fn evict_least_recently_used(&self, limit: usize) -> Result<Vec<CacheKey>, StoreError> {
+        self.flush_pending()?;
         let mut evicted = Vec::new();
         let mut scanned = 0;
         while evicted.len() < limit && scanned < limit * 4 + 16 {
@@ -315,6 +362,7 @@ impl Store {
 
     /// Ids of the least recently used entries.
     pub fn least_recently_used(&self, limit: usize) -> Result<Vec<CacheKey>, StoreError> {
+        self.flush_pending()?;
         let mut out = Vec::new();
         for kv in self.by_access.iter().take(limit) {
             let (k, _) = kv?;
@@ -399,37 +447,60 @@ impl Store {
         Ok(self.vectors.get(id.0)?.and_then(|v| decode_vector(&v)).map(|(_, v)| v))
     }
 
+    /// Counted in memory, written with the hits (see [`HIT_FLUSH_INTERVAL`]).
     pub fn add(&self, counter: Counter, delta: u64) -> Result<(), StoreError> {
         if delta > 0 {
-            self.counters.merge(counter.key(), delta.to_le_bytes())?;
+            self.pending.add(counter, delta);
         }
         Ok(())
     }
 
     pub fn add_spent_by_model(&self, model: &str, nano_usd: u64) -> Result<(), StoreError> {
-        self.add(Counter::NanoUsdSpent, nano_usd)?;
         if nano_usd > 0 {
-            self.counters.merge(format!("{SPENT_BY_MODEL_PREFIX}{model}"), nano_usd.to_le_bytes())?;
+            self.pending.add(Counter::NanoUsdSpent, nano_usd);
+            self.pending.add_spent_by_model(model, nano_usd);
         }
         Ok(())
     }
 
+    /// The counter's value, increments not yet written included.
     pub fn counter(&self, counter: Counter) -> Result<u64, StoreError> {
-        Ok(read_u64(self.counters.get(counter.key())?.as_deref()))
+        let _read = self.pending.read();
+        Ok(read_u64(self.counters.get(counter.key())?.as_deref()).saturating_add(self.pending.counter(counter)))
     }
 
     /// Nano-USD spent on misses, per model that answered.
     pub fn spent_by_model(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let _read = self.pending.read();
         let mut out = BTreeMap::new();
         for kv in self.counters.scan_prefix(SPENT_BY_MODEL_PREFIX) {
             let (k, v) = kv?;
             let name = String::from_utf8_lossy(&k[SPENT_BY_MODEL_PREFIX.len()..]).into_owned();
             out.insert(name, read_u64(Some(&v)));
         }
+        for (model, nano) in self.pending.spent_by_model() {
+            let total = out.entry(model).or_insert(0);
+            *total = total.saturating_add(nano);
+        }
         Ok(out)
     }
 
+    /// Writes pending hit counts, access times and counter increments to sled.
+    fn flush_pending(&self) -> Result<(), StoreError> {
+        self.pending.flush(&self.flush_trees())
+    }
+
+    fn flush_trees(&self) -> FlushTrees {
+        FlushTrees {
+            hit_stats: self.hit_stats.clone(),
+            by_access: self.by_access.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Writes everything pending and waits until sled has it on disk.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.flush_pending()?;
         self.db.flush()?;
         Ok(())
     }
