@@ -225,7 +225,13 @@ async fn search(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
     let settings = &config.cache.semantic;
     let threshold = settings.threshold_for(&model, None);
     let k = req.k.unwrap_or(5).clamp(1, 100);
-    let query = deja_cache::semantic::Query { fingerprint: &fingerprint, vector: &vector, text: &question, threshold };
+    let query = deja_cache::semantic::Query {
+        namespace: namespace.as_str(),
+        fingerprint: &fingerprint,
+        vector: &vector,
+        text: &question,
+        threshold,
+    };
     let judged = deja_cache::semantic::judge(&state.store, &state.index, &query, settings, k, deja_cache::now_ms())
         .map_err(internal)?;
     let results: Vec<Value> = judged

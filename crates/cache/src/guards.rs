@@ -42,6 +42,9 @@ pub enum Refusal {
     Negation,
     Entities,
     QuestionType,
+    /// The candidate's stored namespace or context fingerprint is not the
+    /// query's: the index was wrong or stale. Never served.
+    Context,
 }
 
 impl Refusal {
@@ -51,6 +54,7 @@ impl Refusal {
             Refusal::Negation => "negation",
             Refusal::Entities => "entities",
             Refusal::QuestionType => "question_type",
+            Refusal::Context => "context",
         }
     }
 }

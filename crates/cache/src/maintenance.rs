@@ -20,20 +20,14 @@ pub fn sweep(
     max_entries: u64,
 ) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
+    // Every batch deletes the expiry keys it visits, so this ends.
     loop {
-        let expired = store.expired(now_ms, BATCH)?;
-        if expired.is_empty() {
-            break;
+        let batch = store.sweep_expired(now_ms, BATCH)?;
+        report.expired += batch.removed.len();
+        if let Some(ix) = index {
+            batch.removed.iter().chain(&batch.dangling).for_each(|id| ix.remove(id));
         }
-        for id in &expired {
-            if store.remove(id)? {
-                report.expired += 1;
-            }
-            if let Some(ix) = index {
-                ix.remove(id);
-            }
-        }
-        if expired.len() < BATCH {
+        if batch.visited < BATCH {
             break;
         }
     }
@@ -50,3 +44,7 @@ pub fn sweep(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+#[path = "maintenance_tests.rs"]
+mod tests;

@@ -53,6 +53,8 @@ pub struct Judged {
 
 /// What a semantic lookup compares: a question, its vector, its context.
 pub struct Query<'a> {
+    /// The tenant asking: only its own entries may be served.
+    pub namespace: &'a str,
     pub fingerprint: &'a ContextFingerprint,
     pub vector: &'a [f32],
     pub text: &'a str,
@@ -69,6 +71,7 @@ pub fn lookup(
     now_ms: u64,
 ) -> Result<(Option<SemanticHit>, Vec<Refusal>), StoreError> {
     let features = Guards::features(query.text);
+    let fingerprint_hex = query.fingerprint.to_hex();
     let mut refusals = Vec::new();
     for cand in index.search(store, query.fingerprint, query.vector, settings.candidates)? {
         if cand.similarity < query.threshold {
@@ -76,6 +79,10 @@ pub fn lookup(
         }
         let Some(entry) = live_entry(store, &cand, now_ms)? else { continue };
         let Some(meta) = &entry.semantic else { continue };
+        if !same_context(&entry, query, &fingerprint_hex) {
+            refusals.push(Refusal::Context);
+            continue;
+        }
         if let Some(r) = Guards::check(&settings.guards, &features, &Guards::features(&meta.text)) {
             refusals.push(r);
             continue;
@@ -96,12 +103,15 @@ pub fn judge(
     now_ms: u64,
 ) -> Result<Vec<Judged>, StoreError> {
     let features = Guards::features(query.text);
+    let fingerprint_hex = query.fingerprint.to_hex();
     let threshold = query.threshold;
     let mut out = Vec::new();
     for cand in index.search(store, query.fingerprint, query.vector, k)? {
         let Some(entry) = live_entry(store, &cand, now_ms)? else { continue };
         let other = entry.semantic.as_ref().map(|m| m.text.clone()).unwrap_or_default();
-        let refused_by = if cand.similarity < threshold {
+        let refused_by = if !same_context(&entry, query, &fingerprint_hex) {
+            Some(Refusal::Context.as_str().to_string())
+        } else if cand.similarity < threshold {
             Some("below_threshold".to_string())
         } else {
             Guards::check(&settings.guards, &features, &Guards::features(&other)).map(|r| r.as_str().to_string())
@@ -111,6 +121,15 @@ pub fn judge(
     Ok(out)
 }
 
+/// Whether the entry read back was stored under the query's namespace and
+/// context fingerprint. The index only suggests candidates: a wrong or stale
+/// index must never serve another tenant's or another context's answer.
+fn same_context(entry: &Entry, query: &Query<'_>, fingerprint_hex: &str) -> bool {
+    let fingerprint_matches =
+        entry.semantic.as_ref().is_some_and(|m| m.fingerprint.eq_ignore_ascii_case(fingerprint_hex));
+    fingerprint_matches && entry.namespace == query.namespace
+}
+
 fn live_entry(store: &Store, cand: &Candidate, now_ms: u64) -> Result<Option<Entry>, StoreError> {
     match store.get(&cand.id) {
         Ok(Some(e)) if !e.is_expired(now_ms) => Ok(Some(e)),
@@ -118,3 +137,7 @@ fn live_entry(store: &Store, cand: &Candidate, now_ms: u64) -> Result<Option<Ent
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+#[path = "semantic/lookup_tests.rs"]
+mod tests;

@@ -152,8 +152,15 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     let now = deja_cache::now_ms();
     // The graph search and store reads run on a blocking thread.
     let (state, fingerprint, vector) = (ctx.state.clone(), ctx.fingerprint, ctx.vector.clone()?);
+    let namespace = ctx.namespace.clone();
     let lookup = tokio::task::spawn_blocking(move || {
-        let query = semantic::Query { fingerprint: &fingerprint, vector: &vector, text: &question, threshold };
+        let query = semantic::Query {
+            namespace: namespace.as_str(),
+            fingerprint: &fingerprint,
+            vector: &vector,
+            text: &question,
+            threshold,
+        };
         semantic::lookup(&state.store, &state.index, &query, &config.cache.semantic, now)
     })
     .await;

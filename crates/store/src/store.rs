@@ -3,19 +3,22 @@
 use crate::counters::{add_u64, Counter, SPENT_BY_MODEL_PREFIX};
 use crate::entry::{Entry, HitStats, ListFilter};
 use crate::error::StoreError;
+use crate::pending::{FlushTrees, Pending};
 use deja_api::CacheKey;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 /// Bumped when the on-disk layout changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Hits inside the same window do not rewrite the access index: LRU order at
-/// one-second resolution is plenty and saves two writes per hit.
-const ACCESS_RESOLUTION_MS: u64 = 1_000;
+/// How often hit counts, access times and counter increments held in memory
+/// are written to sled: what a crash can lose.
+pub const HIT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Store {
     db: sled::Db,
@@ -27,6 +30,45 @@ pub struct Store {
     vectors: sled::Tree,
     counters: sled::Tree,
     len: AtomicU64,
+    corrupt: AtomicU64,
+    pending: Arc<Pending>,
+    flusher: Option<Flusher>,
+}
+
+/// The thread that writes pending hits every [`HIT_FLUSH_INTERVAL`]; it
+/// flushes once more and ends when the store is dropped.
+struct Flusher {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Flusher {
+    fn spawn(pending: Arc<Pending>, trees: FlushTrees) -> Result<Self, StoreError> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("deja-store-flush".into())
+            .spawn(move || loop {
+                let last = !matches!(stopped.recv_timeout(HIT_FLUSH_INTERVAL), Err(mpsc::RecvTimeoutError::Timeout));
+                if let Err(e) = pending.flush(&trees) {
+                    tracing::warn!(error = %e, "writing hit counts to the store failed");
+                }
+                if last {
+                    return;
+                }
+            })
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        Ok(Self { stop, thread })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(f) = self.flusher.take() {
+            drop(f.stop);
+            let _ = f.thread.join();
+        }
+        let _ = self.db.flush();
+    }
 }
 
 /// A vector as persisted, with the fingerprint it may be matched under.
@@ -36,25 +78,36 @@ pub struct StoredVector {
     pub vector: Vec<f32>,
 }
 
+/// One batch of [`Store::sweep_expired`].
+#[derive(Debug, Default)]
+pub struct SweptBatch {
+    /// Expiry keys visited (and deleted); fewer than asked means none are left.
+    pub visited: usize,
+    /// Entries removed, undecodable ones included.
+    pub removed: Vec<CacheKey>,
+    /// Ids whose entry was already gone: nothing to remove but their vectors in an index.
+    pub dangling: Vec<CacheKey>,
+}
+
 pub struct ListPage {
     pub entries: Vec<(Entry, HitStats)>,
     /// Pass back to continue after the last entry.
     pub next_cursor: Option<String>,
 }
 
-fn index_key(ms: u64, id: &CacheKey) -> [u8; 40] {
+pub(crate) fn index_key(ms: u64, id: &CacheKey) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..8].copy_from_slice(&ms.to_be_bytes());
     k[8..].copy_from_slice(&id.0[..]);
     k
 }
 
-fn id_of_index_key(k: &[u8]) -> Option<CacheKey> {
-    k.get(8..40).and_then(|s| s.try_into().ok()).map(CacheKey)
+fn ms_of_index_key(k: &[u8]) -> u64 {
+    k.get(..8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_be_bytes)
 }
 
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
+fn id_of_index_key(k: &[u8]) -> Option<CacheKey> {
+    k.get(8..40).and_then(|s| s.try_into().ok()).map(CacheKey)
 }
 
 impl Store {
@@ -87,21 +140,35 @@ impl Store {
         counters.set_merge_operator(add_u64);
         let entries = db.open_tree("entries")?;
         let len = AtomicU64::new(entries.len() as u64);
+        let by_access = db.open_tree("by_access")?;
+        let hit_stats = db.open_tree("hit_stats")?;
+        let pending = Arc::new(Pending::default());
+        let trees =
+            FlushTrees { hit_stats: hit_stats.clone(), by_access: by_access.clone(), counters: counters.clone() };
+        let flusher = Some(Flusher::spawn(pending.clone(), trees)?);
         Ok(Self {
             by_created: db.open_tree("by_created")?,
             by_expiry: db.open_tree("by_expiry")?,
-            by_access: db.open_tree("by_access")?,
-            hit_stats: db.open_tree("hit_stats")?,
+            by_access,
+            hit_stats,
+            pending,
+            flusher,
             vectors: db.open_tree("vectors")?,
             entries,
             counters,
             db,
             len,
+            corrupt: AtomicU64::new(0),
         })
     }
 
     pub fn len(&self) -> u64 {
         self.len.load(Ordering::Relaxed)
+    }
+
+    /// Undecodable entries dropped since the store was opened.
+    pub fn corrupt_entries(&self) -> u64 {
+        self.corrupt.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -120,10 +187,10 @@ impl Store {
         let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
         let replaced = trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
             let old = entries.insert(&id.0[..], bytes.as_slice())?;
-            if let Some(old) = &old {
-                let old: Entry = serde_json::from_slice(old).map_err(|_| abort(StoreError::Corrupt(id.to_hex())))?;
-                unindex(&old, by_created, by_expiry, by_access, hit_stats)?;
-            }
+            let corrupt = match &old {
+                Some(old) => unindex_raw(&id, old, by_created, by_expiry, by_access, hit_stats)?,
+                None => false,
+            };
             by_created.insert(&index_key(entry.created_ms, &id)[..], &[])?;
             by_expiry.insert(&index_key(entry.expires_ms, &id)[..], &[])?;
             by_access.insert(&index_key(entry.created_ms, &id)[..], &[])?;
@@ -137,8 +204,13 @@ impl Store {
                     vectors.remove(&id.0[..])?;
                 }
             }
-            Ok(old.is_some())
+            Ok((old.is_some(), corrupt))
         })?;
+        let (replaced, corrupt) = replaced;
+        self.pending.forget(&id);
+        if corrupt {
+            self.count_corrupt(&id);
+        }
         if !replaced {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
@@ -154,51 +226,103 @@ impl Store {
         }
     }
 
+    /// Hit count and last access, including hits not yet written to sled.
     pub fn hit_stats(&self, id: &CacheKey) -> Result<HitStats, StoreError> {
-        Ok(self.hit_stats.get(id.0)?.map(|b| HitStats::decode(&b)).unwrap_or_default())
+        let _read = self.pending.read();
+        let stored = self.hit_stats.get(id.0)?.map(|b| HitStats::decode(&b)).unwrap_or_default();
+        Ok(match self.pending.hits_of(id) {
+            Some(p) => {
+                HitStats { hits: stored.hits + p.hits, last_access_ms: stored.last_access_ms.max(p.last_access_ms) }
+            }
+            None => stored,
+        })
     }
 
     /// Counts a hit and refreshes the entry's place in the LRU order.
     ///
-    /// Not a transaction: hits are the hot path. The count is an atomic
-    /// single-key update; a crash between the two access-index writes can
-    /// leave a stale index key, which [`Store::evict_least_recently_used`]
-    /// cleans up.
+    /// Hits are the hot path: they are counted in memory and written to sled
+    /// in batches (see [`HIT_FLUSH_INTERVAL`]), so a hit never writes to sled.
     pub fn record_hit(&self, id: &CacheKey, now_ms: u64) -> Result<HitStats, StoreError> {
-        let mut previous = None;
-        let updated = self.hit_stats.update_and_fetch(&id.0[..], |old| {
-            let old = HitStats::decode(old?);
-            previous = Some(old);
-            let moved = now_ms / ACCESS_RESOLUTION_MS != old.last_access_ms / ACCESS_RESOLUTION_MS;
-            let last_access_ms = if moved { now_ms } else { old.last_access_ms };
-            Some(HitStats { hits: old.hits + 1, last_access_ms }.encode().to_vec())
-        })?;
-        let Some(new) = updated.map(|b| HitStats::decode(&b)) else { return Ok(HitStats::default()) };
-        if let Some(old) = previous.filter(|old| old.last_access_ms != new.last_access_ms) {
-            self.by_access.insert(&index_key(new.last_access_ms, id)[..], &[])?;
-            self.by_access.remove(&index_key(old.last_access_ms, id)[..])?;
-        }
-        Ok(new)
+        self.pending.hit(id, now_ms);
+        self.hit_stats(id)
     }
 
-    /// Removes an entry and everything that points at it. Returns whether it existed.
+    /// Removes an entry and everything that points at it. Returns whether it
+    /// existed. An entry that cannot be decoded goes too, with whatever index
+    /// keys can still be found for it, and is counted in [`Store::corrupt_entries`].
     pub fn remove(&self, id: &CacheKey) -> Result<bool, StoreError> {
         let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
-        let existed = trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
-            let Some(old) = entries.remove(&id.0[..])? else { return Ok(false) };
-            vectors.remove(&id.0[..])?;
-            // An undecodable entry still goes; its index keys are found by id below.
-            if let Ok(old) = serde_json::from_slice::<Entry>(&old) {
-                unindex(&old, by_created, by_expiry, by_access, hit_stats)?;
-            } else {
-                hit_stats.remove(&id.0[..])?;
-            }
-            Ok(true)
-        })?;
+        let (existed, corrupt) =
+            trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
+                let Some(old) = entries.remove(&id.0[..])? else { return Ok((false, false)) };
+                vectors.remove(&id.0[..])?;
+                let corrupt = unindex_raw(id, &old, by_created, by_expiry, by_access, hit_stats)?;
+                Ok((true, corrupt))
+            })?;
         if existed {
             self.len.fetch_sub(1, Ordering::Relaxed);
+            self.pending.forget(id);
+        }
+        if corrupt {
+            self.count_corrupt(id);
         }
         Ok(existed)
+    }
+
+    fn count_corrupt(&self, id: &CacheKey) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(entry = %id.to_hex(), "dropped an undecodable cache entry");
+    }
+
+    /// Removes up to `limit` entries whose TTL ended at or before `now_ms`,
+    /// oldest first. Every expiry key visited is deleted, whatever it points
+    /// at, so repeated calls always make progress: keys of entries that are
+    /// gone, undecodable or since given another expiry are dropped on the way.
+    pub fn sweep_expired(&self, now_ms: u64, limit: usize) -> Result<SweptBatch, StoreError> {
+        let end = index_key(now_ms, &CacheKey([0xff; 32]));
+        let keys: Vec<sled::IVec> =
+            self.by_expiry.range(..=end.as_slice()).keys().take(limit).collect::<Result<_, _>>()?;
+        let mut batch = SweptBatch { visited: keys.len(), ..Default::default() };
+        let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
+        for key in keys {
+            let Some(id) = id_of_index_key(&key) else {
+                self.by_expiry.remove(&key)?;
+                continue;
+            };
+            let key_ms = ms_of_index_key(&key);
+            let outcome = trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
+                by_expiry.remove(&key)?;
+                let Some(bytes) = entries.get(&id.0[..])? else {
+                    // The entry is gone: only its access key can still be found.
+                    if let Some(stats) = hit_stats.remove(&id.0[..])? {
+                        by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, &id)[..])?;
+                    }
+                    return Ok(Swept::Dangling);
+                };
+                if let Ok(e) = serde_json::from_slice::<Entry>(&bytes) {
+                    if e.expires_ms != key_ms {
+                        return Ok(Swept::StaleKey);
+                    }
+                }
+                entries.remove(&id.0[..])?;
+                vectors.remove(&id.0[..])?;
+                let corrupt = unindex_raw(&id, &bytes, by_created, by_expiry, by_access, hit_stats)?;
+                Ok(if corrupt { Swept::Corrupt } else { Swept::Removed })
+            })?;
+            match outcome {
+                Swept::Removed | Swept::Corrupt => {
+                    self.len.fetch_sub(1, Ordering::Relaxed);
+                    self.pending.forget(&id);
+                    if outcome == Swept::Corrupt {
+                        self.count_corrupt(&id);
+                    }
+                    batch.removed.push(id);
+                }
+                Swept::Dangling => batch.dangling.push(id),
+                Swept::StaleKey => {}
+            }
+        }
+        Ok(batch)
     }
 
     /// Ids of entries whose TTL ended at or before `now_ms`, oldest first.
@@ -213,8 +337,11 @@ impl Store {
     }
 
     /// Removes up to `limit` least recently used entries; returns their ids.
-    /// Index keys that point at nothing are dropped on the way.
+    /// Every access key visited is deleted, so repeated calls always make
+    /// progress: keys that point at nothing, or at an entry accessed since,
+    /// are dropped on the way.
     pub fn evict_least_recently_used(&self, limit: usize) -> Result<Vec<CacheKey>, StoreError> {
+        self.flush_pending()?;
         let mut evicted = Vec::new();
         let mut scanned = 0;
         while evicted.len() < limit && scanned < limit * 4 + 16 {
@@ -224,7 +351,8 @@ impl Store {
                 self.by_access.remove(&k)?;
                 continue;
             };
-            if self.remove(&id)? {
+            let current = self.hit_stats.get(id.0)?.map(|b| HitStats::decode(&b).last_access_ms);
+            if current.is_none_or(|ms| ms == ms_of_index_key(&k)) && self.remove(&id)? {
                 evicted.push(id);
             }
             self.by_access.remove(&k)?;
@@ -234,6 +362,7 @@ impl Store {
 
     /// Ids of the least recently used entries.
     pub fn least_recently_used(&self, limit: usize) -> Result<Vec<CacheKey>, StoreError> {
+        self.flush_pending()?;
         let mut out = Vec::new();
         for kv in self.by_access.iter().take(limit) {
             let (k, _) = kv?;
@@ -255,7 +384,15 @@ impl Store {
             let (k, _) = kv?;
             let Some(id) = id_of_index_key(&k) else { continue };
             last_key = Some(k.to_vec());
-            let Some(entry) = self.get(&id)? else { continue };
+            let entry = match self.get(&id) {
+                Ok(Some(entry)) => entry,
+                Ok(None) => {
+                    self.drop_dangling_created_key(&id, &k)?;
+                    continue;
+                }
+                Err(StoreError::Corrupt(_)) => continue,
+                Err(e) => return Err(e),
+            };
             if filter.matches(&entry) {
                 let stats = self.hit_stats(&id)?;
                 entries.push((entry, stats));
@@ -266,6 +403,17 @@ impl Store {
         }
         let next_cursor = if entries.len() == limit { last_key.map(|k| encode_cursor(&k)) } else { None };
         Ok(ListPage { entries, next_cursor })
+    }
+
+    /// Drops a listing key whose entry is gone, unless the entry came back.
+    fn drop_dangling_created_key(&self, id: &CacheKey, key: &[u8]) -> Result<(), StoreError> {
+        (&self.entries, &self.by_created).transaction(|(entries, by_created)| {
+            if entries.get(&id.0[..])?.is_none() {
+                by_created.remove(key)?;
+            }
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        })?;
+        Ok(())
     }
 
     /// Ids of every entry matching `filter`.
@@ -299,37 +447,60 @@ impl Store {
         Ok(self.vectors.get(id.0)?.and_then(|v| decode_vector(&v)).map(|(_, v)| v))
     }
 
+    /// Counted in memory, written with the hits (see [`HIT_FLUSH_INTERVAL`]).
     pub fn add(&self, counter: Counter, delta: u64) -> Result<(), StoreError> {
         if delta > 0 {
-            self.counters.merge(counter.key(), delta.to_le_bytes())?;
+            self.pending.add(counter, delta);
         }
         Ok(())
     }
 
     pub fn add_spent_by_model(&self, model: &str, nano_usd: u64) -> Result<(), StoreError> {
-        self.add(Counter::NanoUsdSpent, nano_usd)?;
         if nano_usd > 0 {
-            self.counters.merge(format!("{SPENT_BY_MODEL_PREFIX}{model}"), nano_usd.to_le_bytes())?;
+            self.pending.add(Counter::NanoUsdSpent, nano_usd);
+            self.pending.add_spent_by_model(model, nano_usd);
         }
         Ok(())
     }
 
+    /// The counter's value, increments not yet written included.
     pub fn counter(&self, counter: Counter) -> Result<u64, StoreError> {
-        Ok(read_u64(self.counters.get(counter.key())?.as_deref()))
+        let _read = self.pending.read();
+        Ok(read_u64(self.counters.get(counter.key())?.as_deref()).saturating_add(self.pending.counter(counter)))
     }
 
     /// Nano-USD spent on misses, per model that answered.
     pub fn spent_by_model(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let _read = self.pending.read();
         let mut out = BTreeMap::new();
         for kv in self.counters.scan_prefix(SPENT_BY_MODEL_PREFIX) {
             let (k, v) = kv?;
             let name = String::from_utf8_lossy(&k[SPENT_BY_MODEL_PREFIX.len()..]).into_owned();
             out.insert(name, read_u64(Some(&v)));
         }
+        for (model, nano) in self.pending.spent_by_model() {
+            let total = out.entry(model).or_insert(0);
+            *total = total.saturating_add(nano);
+        }
         Ok(out)
     }
 
+    /// Writes pending hit counts, access times and counter increments to sled.
+    fn flush_pending(&self) -> Result<(), StoreError> {
+        self.pending.flush(&self.flush_trees())
+    }
+
+    fn flush_trees(&self) -> FlushTrees {
+        FlushTrees {
+            hit_stats: self.hit_stats.clone(),
+            by_access: self.by_access.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Writes everything pending and waits until sled has it on disk.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.flush_pending()?;
         self.db.flush()?;
         Ok(())
     }
@@ -352,6 +523,51 @@ fn unindex(
         by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, &old.id)[..])?;
     }
     Ok(())
+}
+
+/// What one expiry key led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Swept {
+    Removed,
+    Corrupt,
+    /// The entry was already gone.
+    Dangling,
+    /// The entry lives on under another expiry.
+    StaleKey,
+}
+
+/// The timestamps of an entry, read leniently from bytes that no longer
+/// decode as a whole [`Entry`], to find its index keys.
+#[derive(serde::Deserialize)]
+struct Times {
+    created_ms: u64,
+    expires_ms: u64,
+}
+
+/// Unindexes the entry stored as `old`. Returns whether it was undecodable;
+/// its keys are then found from whatever can still be read.
+fn unindex_raw(
+    id: &CacheKey,
+    old: &[u8],
+    by_created: &TransactionalTree,
+    by_expiry: &TransactionalTree,
+    by_access: &TransactionalTree,
+    hit_stats: &TransactionalTree,
+) -> Result<bool, ConflictableTransactionError<StoreError>> {
+    if let Ok(old) = serde_json::from_slice::<Entry>(old) {
+        if old.id == *id {
+            unindex(&old, by_created, by_expiry, by_access, hit_stats)?;
+            return Ok(false);
+        }
+    }
+    if let Ok(t) = serde_json::from_slice::<Times>(old) {
+        by_created.remove(&index_key(t.created_ms, id)[..])?;
+        by_expiry.remove(&index_key(t.expires_ms, id)[..])?;
+    }
+    if let Some(stats) = hit_stats.remove(&id.0[..])? {
+        by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, id)[..])?;
+    }
+    Ok(true)
 }
 
 fn read_u64(b: Option<&[u8]>) -> u64 {

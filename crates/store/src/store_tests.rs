@@ -93,3 +93,81 @@ fn counters_and_entries_survive_reopen() {
     assert_eq!(v[0].vector, vec![0.5, -0.5]);
     assert_eq!(v[0].fingerprint, [7; 32]);
 }
+
+#[test]
+fn an_undecodable_entry_can_be_replaced_and_is_counted_once() {
+    let s = Store::temporary().expect("store");
+    let e = entry(4, 1_000, 10_000, "a");
+    s.put(&e, None).expect("put");
+    s.entries.insert(&e.id.0[..], &b"garbage"[..]).expect("damage");
+    assert!(matches!(s.get(&e.id), Err(StoreError::Corrupt(_))));
+    s.put(&e, None).expect("replace");
+    assert_eq!(s.get(&e.id).expect("get"), Some(e.clone()));
+    assert_eq!(s.corrupt_entries(), 1);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.least_recently_used(10).expect("lru"), vec![e.id]);
+}
+
+#[test]
+fn hits_and_counters_stay_in_memory_until_a_flush_and_reads_include_them() {
+    let s = Store::temporary().expect("store");
+    let e = entry(1, 1_000, 1_000_000, "a");
+    s.put(&e, None).expect("put");
+    for t in 0..3 {
+        s.record_hit(&e.id, 5_000 + t).expect("hit");
+    }
+    s.add(Counter::ExactHits, 3).expect("add");
+    s.add_spent_by_model("cheap", 1_500).expect("spent");
+    // Nothing reached sled yet...
+    let on_disk = |s: &Store| s.hit_stats.get(e.id.0).expect("read").map(|b| HitStats::decode(&b)).unwrap_or_default();
+    assert_eq!(on_disk(&s), HitStats { hits: 0, last_access_ms: 1_000 });
+    assert!(s.counters.get(Counter::ExactHits.key()).expect("read").is_none());
+    // ...but every read sees it.
+    assert_eq!(s.hit_stats(&e.id).expect("stats"), HitStats { hits: 3, last_access_ms: 5_002 });
+    assert_eq!(s.counter(Counter::ExactHits).expect("counter"), 3);
+    assert_eq!(s.counter(Counter::NanoUsdSpent).expect("counter"), 1_500);
+    assert_eq!(s.spent_by_model().expect("by model").get("cheap"), Some(&1_500));
+    s.flush().expect("flush");
+    assert_eq!(on_disk(&s), HitStats { hits: 3, last_access_ms: 5_002 });
+    assert_eq!(s.hit_stats(&e.id).expect("stats").hits, 3, "flushed deltas are not counted twice");
+    assert_eq!(s.counter(Counter::ExactHits).expect("counter"), 3);
+    assert_eq!(s.spent_by_model().expect("by model").get("cheap"), Some(&1_500));
+}
+
+#[test]
+fn eviction_sees_hits_not_yet_flushed() {
+    let s = Store::temporary().expect("store");
+    for n in 1..=3 {
+        s.put(&entry(n, 1_000 * n as u64, 1_000_000, "a"), None).expect("put");
+    }
+    s.record_hit(&CacheKey([1; 32]), 10_000).expect("hit");
+    assert_eq!(s.evict_least_recently_used(1).expect("evict"), vec![CacheKey([2; 32])]);
+    assert_eq!(s.hit_stats(&CacheKey([1; 32])).expect("stats").hits, 1);
+}
+
+#[test]
+fn pending_hits_of_a_removed_entry_are_dropped_with_it() {
+    let s = Store::temporary().expect("store");
+    let e = entry(1, 1_000, 1_000_000, "a");
+    s.put(&e, None).expect("put");
+    s.record_hit(&e.id, 5_000).expect("hit");
+    assert!(s.remove(&e.id).expect("remove"));
+    s.flush().expect("flush");
+    assert_eq!(s.hit_stats(&e.id).expect("stats"), HitStats::default());
+    assert!(s.least_recently_used(10).expect("lru").is_empty());
+}
+
+#[test]
+fn counts_survive_closing_without_an_explicit_flush() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = entry(2, 1_000, 1_000_000, "a");
+    {
+        let s = Store::open(dir.path()).expect("open");
+        s.put(&e, None).expect("put");
+        s.record_hit(&e.id, 2_000).expect("hit");
+        s.add(Counter::Requests, 2).expect("add");
+    }
+    let s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(s.counter(Counter::Requests).expect("counter"), 2);
+    assert_eq!(s.hit_stats(&e.id).expect("stats").hits, 1);
+}

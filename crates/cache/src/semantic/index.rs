@@ -6,13 +6,17 @@ use deja_store::{Store, StoreError};
 use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::hnsw::Hnsw;
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Groups this small are scanned exactly; larger ones get their own graph.
 const EXACT_SCAN_MAX: usize = 128;
 const MAX_CONNECTIONS: usize = 16;
 const MAX_LAYERS: usize = 16;
 const EF_CONSTRUCTION: usize = 64;
+/// Changes kept for replay while a rebuild runs. Past this many, the rebuild
+/// is abandoned (the current index has every change) and another is asked for.
+const PENDING_LIMIT: usize = 20_000;
 
 /// Cosine distance for unit vectors: `1 - dot`, clamped at 0 so rounding on
 /// identical vectors never goes negative.
@@ -37,80 +41,99 @@ pub struct Candidate {
     pub similarity: f32,
 }
 
-enum Pending {
+enum Change {
     Insert(CacheKey, [u8; 32], Vec<f32>),
     Remove(CacheKey),
+}
+
+/// Changes made while a rebuild runs, replayed on the new index.
+#[derive(Default)]
+struct ChangeLog {
+    changes: Vec<Change>,
+    overflowed: bool,
 }
 
 /// The entries one context fingerprint may match: a list while small, with
 /// an HNSW graph of their own once large. A graph per fingerprint means a
 /// search never wades through other tenants' or other contexts' vectors.
+///
+/// Slots are HNSW data ids. A slot is live while `slot_of[ids[slot]] == slot`;
+/// replaced and removed slots stay in the graph as tombstones until a
+/// rebuild. Without a graph there are no tombstones: `ids` holds live ids only.
 #[derive(Default)]
 struct Group {
-    members: Vec<usize>,
-    graph: Option<Graph>,
-}
-
-/// Slots are HNSW data ids. A slot is live while `slot_of[ids[slot]] == slot`;
-/// replaced and removed slots stay in their graph as tombstones until a rebuild.
-#[derive(Default)]
-struct Inner {
     ids: Vec<CacheKey>,
-    fingerprints: Vec<[u8; 32]>,
-    groups: HashMap<[u8; 32], Group>,
     slot_of: HashMap<CacheKey, usize>,
+    graph: Option<Graph>,
+    /// Taken out of the index while empty: whoever still holds it must look again.
+    retired: bool,
 }
 
-impl Inner {
+impl Group {
     fn is_live(&self, slot: usize) -> bool {
         self.slot_of.get(&self.ids[slot]) == Some(&slot)
     }
 
     /// Returns whether an older slot of the same id became a tombstone.
-    fn insert(&mut self, store: &Store, id: CacheKey, fp: [u8; 32], vector: &[f32]) -> Result<bool, StoreError> {
+    fn insert(&mut self, store: &Store, id: CacheKey, vector: &[f32]) -> Result<bool, StoreError> {
         let replaced = self.remove(&id);
         let slot = self.ids.len();
         self.ids.push(id);
-        self.fingerprints.push(fp);
         self.slot_of.insert(id, slot);
-        let group = self.groups.entry(fp).or_default();
-        group.members.push(slot);
-        match &group.graph {
+        match &self.graph {
             Some(graph) => graph.insert_slice((vector, slot)),
-            None if group.members.len() > EXACT_SCAN_MAX => {
-                let graph = new_graph(group.members.len() * 2);
-                for &m in &group.members {
+            None if self.slot_of.len() > EXACT_SCAN_MAX => {
+                let graph = new_graph(self.slot_of.len() * 2);
+                for (m, member) in self.ids.iter().enumerate() {
                     if m == slot {
                         graph.insert_slice((vector, slot));
-                    } else if let Some(v) = store.vector(&self.ids[m])? {
+                    } else if let Some(v) = store.vector(member)? {
                         graph.insert_slice((&v, m));
                     }
                 }
-                group.graph = Some(graph);
+                self.graph = Some(graph);
             }
             None => {}
         }
         Ok(replaced)
     }
 
+    /// Returns whether a slot became a tombstone.
     fn remove(&mut self, id: &CacheKey) -> bool {
         let Some(slot) = self.slot_of.remove(id) else { return false };
-        let fp = self.fingerprints[slot];
-        if let Some(group) = self.groups.get_mut(&fp) {
-            group.members.retain(|s| *s != slot);
-            if group.members.is_empty() {
-                self.groups.remove(&fp);
-            }
+        if self.graph.is_some() {
+            return true;
         }
-        true
+        self.ids.swap_remove(slot);
+        if let Some(moved) = self.ids.get(slot) {
+            self.slot_of.insert(*moved, slot);
+        }
+        false
     }
 }
 
+type Groups = HashMap<[u8; 32], Arc<RwLock<Group>>>;
+
+/// The semantic index: one [`Group`] per context fingerprint, each behind its
+/// own lock, so building or searching one context's graph never waits on
+/// another's. The map of groups is locked only to look a group up or add one.
 pub struct SemanticIndex {
-    inner: RwLock<Inner>,
-    tombstones: std::sync::atomic::AtomicUsize,
-    /// `Some` while a rebuild runs: changes to replay on the new index.
-    pending: Mutex<Option<Vec<Pending>>>,
+    groups: RwLock<Groups>,
+    /// The fingerprint each live id is indexed under, to remove it by id.
+    located: Mutex<HashMap<CacheKey, [u8; 32]>>,
+    tombstones: AtomicUsize,
+    /// Held for reading by each change while it is applied and logged, and
+    /// for writing by a rebuild while it replays the log and swaps the
+    /// groups: a change lands in the old index and the log, or in the new
+    /// index, never in neither. Searches do not take it.
+    changes: RwLock<()>,
+    /// `Some` while a rebuild runs.
+    pending: Mutex<Option<ChangeLog>>,
+    pending_limit: usize,
+    /// Set when a rebuild was abandoned.
+    rebuild_wanted: AtomicBool,
+    /// One rebuild at a time.
+    rebuilding: Mutex<()>,
 }
 
 impl Default for SemanticIndex {
@@ -119,22 +142,65 @@ impl Default for SemanticIndex {
     }
 }
 
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl SemanticIndex {
     pub fn new() -> Self {
-        Self { inner: RwLock::new(Inner::default()), tombstones: Default::default(), pending: Mutex::new(None) }
+        Self::with_pending_limit(PENDING_LIMIT)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    /// An index that keeps at most `limit` changes for replay during a rebuild.
+    pub fn with_pending_limit(limit: usize) -> Self {
+        Self {
+            groups: RwLock::default(),
+            located: Mutex::default(),
+            tombstones: AtomicUsize::new(0),
+            changes: RwLock::new(()),
+            pending: Mutex::new(None),
+            pending_limit: limit,
+            rebuild_wanted: AtomicBool::new(false),
+            rebuilding: Mutex::new(()),
+        }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    fn log(&self, change: Change) {
+        let mut pending = lock(&self.pending);
+        let Some(log) = pending.as_mut() else { return };
+        if log.overflowed {
+            return;
+        }
+        if log.changes.len() >= self.pending_limit {
+            log.overflowed = true;
+            log.changes = Vec::new();
+        } else {
+            log.changes.push(change);
+        }
     }
 
-    fn log(&self, op: Pending) {
-        if let Some(ops) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            ops.push(op);
+    fn group(&self, fp: &[u8; 32]) -> Option<Arc<RwLock<Group>>> {
+        read(&self.groups).get(fp).cloned()
+    }
+
+    fn group_or_new(&self, fp: [u8; 32]) -> Arc<RwLock<Group>> {
+        if let Some(g) = self.group(&fp) {
+            return g;
+        }
+        write(&self.groups).entry(fp).or_default().clone()
+    }
+
+    fn tombstone(&self, dead: bool) {
+        if dead {
+            self.tombstones.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -147,23 +213,57 @@ impl SemanticIndex {
         fingerprint: &ContextFingerprint,
         vector: &[f32],
     ) -> Result<(), StoreError> {
-        if self.write().insert(store, id, fingerprint.0, vector)? {
-            self.tombstones.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _change = read(&self.changes);
+        self.log(Change::Insert(id, fingerprint.0, vector.to_vec()));
+        let previous = lock(&self.located).insert(id, fingerprint.0);
+        if let Some(previous) = previous.filter(|p| *p != fingerprint.0) {
+            self.remove_from_group(&previous, &id);
         }
-        self.log(Pending::Insert(id, fingerprint.0, vector.to_vec()));
-        Ok(())
+        loop {
+            let group = self.group_or_new(fingerprint.0);
+            let mut g = write(&group);
+            if g.retired {
+                continue;
+            }
+            let dead = g.insert(store, id, vector)?;
+            self.tombstone(dead);
+            return Ok(());
+        }
     }
 
     pub fn remove(&self, id: &CacheKey) {
-        if self.write().remove(id) {
-            self.tombstones.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _change = read(&self.changes);
+        self.log(Change::Remove(*id));
+        let Some(fp) = lock(&self.located).remove(id) else { return };
+        self.remove_from_group(&fp, id);
+    }
+
+    fn remove_from_group(&self, fp: &[u8; 32], id: &CacheKey) {
+        let Some(group) = self.group(fp) else { return };
+        let emptied = {
+            let mut g = write(&group);
+            let dead = g.remove(id);
+            self.tombstone(dead);
+            g.slot_of.is_empty()
+        };
+        if emptied {
+            // An empty group leaves the map, unless someone is using it right now.
+            let mut groups = write(&self.groups);
+            let retire = groups.get(fp).is_some_and(|g| {
+                g.try_write().is_ok_and(|mut g| {
+                    g.retired = g.slot_of.is_empty();
+                    g.retired
+                })
+            });
+            if retire {
+                groups.remove(fp);
+            }
         }
-        self.log(Pending::Remove(*id));
     }
 
     /// Live entries in the index.
     pub fn len(&self) -> usize {
-        self.read().slot_of.len()
+        lock(&self.located).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -171,13 +271,14 @@ impl SemanticIndex {
     }
 
     pub fn tombstones(&self) -> usize {
-        self.tombstones.load(std::sync::atomic::Ordering::Relaxed)
+        self.tombstones.load(Ordering::Relaxed)
     }
 
-    /// True when dead slots are a quarter of the graph (and more than a few).
+    /// True when dead slots are a quarter of the graph (and more than a few),
+    /// or when the last rebuild had to be abandoned.
     pub fn needs_rebuild(&self) -> bool {
         let dead = self.tombstones();
-        dead > 1024 && dead * 4 > self.len()
+        self.rebuild_wanted.load(Ordering::Relaxed) || (dead > 1024 && dead * 4 > self.len())
     }
 
     /// Nearest live slots with this fingerprint, most similar first.
@@ -188,15 +289,14 @@ impl SemanticIndex {
         vector: &[f32],
         k: usize,
     ) -> Result<Vec<Candidate>, StoreError> {
-        let inner = self.read();
-        let Some(group) = inner.groups.get(&fingerprint.0) else { return Ok(Vec::new()) };
+        let Some(group) = self.group(&fingerprint.0) else { return Ok(Vec::new()) };
+        let g = read(&group);
         let mut out = Vec::with_capacity(k);
-        match &group.graph {
+        match &g.graph {
             None => {
-                for &slot in &group.members {
-                    let id = inner.ids[slot];
-                    if let Some(v) = store.vector(&id)? {
-                        out.push(Candidate { id, similarity: cosine(vector, &v) });
+                for id in &g.ids {
+                    if let Some(v) = store.vector(id)? {
+                        out.push(Candidate { id: *id, similarity: cosine(vector, &v) });
                     }
                 }
             }
@@ -204,8 +304,8 @@ impl SemanticIndex {
                 // Ask for a few extra: tombstones are dropped after the search.
                 let want = k * 2 + 4;
                 for n in graph.search(vector, want, want.max(64)) {
-                    if inner.is_live(n.d_id) {
-                        out.push(Candidate { id: inner.ids[n.d_id], similarity: 1.0 - n.distance });
+                    if g.is_live(n.d_id) {
+                        out.push(Candidate { id: g.ids[n.d_id], similarity: 1.0 - n.distance });
                     }
                 }
             }
@@ -216,44 +316,76 @@ impl SemanticIndex {
     }
 
     /// Replaces the index with one built from the store's vectors, replaying
-    /// whatever changed while it was being built. Returns the live size.
+    /// whatever changed while it was being built. Lookups go on meanwhile;
+    /// changes wait only for the replay and the swap. If more changed than
+    /// can be kept for replay, the current index (which has every change) is
+    /// kept and [`SemanticIndex::needs_rebuild`] asks for another. Returns the
+    /// live size.
     pub fn rebuild_from(&self, store: &Store) -> Result<usize, StoreError> {
-        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+        let _one = lock(&self.rebuilding);
+        *lock(&self.pending) = Some(ChangeLog::default());
         let built = Self::build(store);
-        let ops = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
-        let mut fresh = built?;
-        for op in ops {
-            match op {
-                Pending::Insert(id, fp, v) => {
-                    fresh.insert(store, id, fp, &v)?;
+        let _changes = write(&self.changes);
+        let log = lock(&self.pending).take().unwrap_or_default();
+        let (mut groups, mut located) = built?;
+        if log.overflowed {
+            self.rebuild_wanted.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                limit = self.pending_limit,
+                "the semantic index changed too much while rebuilding; keeping the current one"
+            );
+            return Ok(self.len());
+        }
+        let mut dead = 0;
+        for change in log.changes {
+            match change {
+                Change::Insert(id, fp, v) => {
+                    if let Some(previous) = located.insert(id, fp).filter(|p| *p != fp) {
+                        dead += usize::from(groups.get_mut(&previous).is_some_and(|g| g.remove(&id)));
+                    }
+                    dead += usize::from(groups.entry(fp).or_default().insert(store, id, &v)?);
                 }
-                Pending::Remove(id) => {
-                    fresh.remove(&id);
+                Change::Remove(id) => {
+                    if let Some(fp) = located.remove(&id) {
+                        dead += usize::from(groups.get_mut(&fp).is_some_and(|g| g.remove(&id)));
+                    }
                 }
             }
         }
-        let live = fresh.slot_of.len();
-        *self.write() = fresh;
-        self.tombstones.store(0, std::sync::atomic::Ordering::Relaxed);
+        groups.retain(|_, g| !g.slot_of.is_empty());
+        let live = located.len();
+        *write(&self.groups) = groups.into_iter().map(|(fp, g)| (fp, Arc::new(RwLock::new(g)))).collect();
+        *lock(&self.located) = located;
+        self.tombstones.store(dead, Ordering::Relaxed);
+        self.rebuild_wanted.store(false, Ordering::Relaxed);
         Ok(live)
     }
 
-    fn build(store: &Store) -> Result<Inner, StoreError> {
-        let vectors: Vec<_> = store.vectors().collect::<Result<_, _>>()?;
-        let mut inner = Inner::default();
-        for (slot, v) in vectors.iter().enumerate() {
-            inner.ids.push(v.id);
-            inner.fingerprints.push(v.fingerprint);
-            inner.groups.entry(v.fingerprint).or_default().members.push(slot);
-            inner.slot_of.insert(v.id, slot);
+    #[allow(clippy::type_complexity)]
+    fn build(store: &Store) -> Result<(HashMap<[u8; 32], Group>, HashMap<CacheKey, [u8; 32]>), StoreError> {
+        let mut by_fp: HashMap<[u8; 32], Vec<(CacheKey, Vec<f32>)>> = HashMap::new();
+        for v in store.vectors() {
+            let v = v?;
+            by_fp.entry(v.fingerprint).or_default().push((v.id, v.vector));
         }
-        for group in inner.groups.values_mut().filter(|g| g.members.len() > EXACT_SCAN_MAX) {
-            let graph = new_graph(group.members.len() * 2);
-            let data: Vec<(&Vec<f32>, usize)> = group.members.iter().map(|&s| (&vectors[s].vector, s)).collect();
-            graph.parallel_insert(&data);
-            group.graph = Some(graph);
+        let mut groups = HashMap::with_capacity(by_fp.len());
+        let mut located = HashMap::new();
+        for (fp, members) in by_fp {
+            let mut group = Group::default();
+            for (slot, (id, _)) in members.iter().enumerate() {
+                group.ids.push(*id);
+                group.slot_of.insert(*id, slot);
+                located.insert(*id, fp);
+            }
+            if members.len() > EXACT_SCAN_MAX {
+                let graph = new_graph(members.len() * 2);
+                let data: Vec<(&Vec<f32>, usize)> = members.iter().enumerate().map(|(s, (_, v))| (v, s)).collect();
+                graph.parallel_insert(&data);
+                group.graph = Some(graph);
+            }
+            groups.insert(fp, group);
         }
-        Ok(inner)
+        Ok((groups, located))
     }
 }
 

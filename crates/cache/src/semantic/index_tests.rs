@@ -1,5 +1,7 @@
 use super::*;
 use deja_store::{Entry, EntryKind, EntryUsage, SemanticMeta};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 fn unit(seed: u32, dim: usize) -> Vec<f32> {
     let mut x = seed.wrapping_mul(2_654_435_761).max(1);
@@ -79,4 +81,103 @@ fn removed_entries_are_never_returned_and_rebuild_restores_state() {
     assert_eq!(rebuilt.rebuild_from(&store).expect("rebuild"), 299);
     let hits = rebuilt.search(&store, &fp, &unit(6, 16), 1).expect("search");
     assert_eq!(hits[0].id, ids[6]);
+}
+
+/// Inserts as the server makes them (store, then index) from another thread
+/// until `stop`, returning what was inserted.
+fn insert_until(
+    store: Arc<Store>,
+    index: Arc<SemanticIndex>,
+    stop: Arc<AtomicBool>,
+    started: Arc<AtomicUsize>,
+    fps: Vec<ContextFingerprint>,
+) -> std::thread::JoinHandle<Vec<(CacheKey, ContextFingerprint, Vec<f32>)>> {
+    std::thread::spawn(move || {
+        let mut inserted = Vec::new();
+        let mut n = 100_000u32;
+        while !stop.load(Ordering::SeqCst) {
+            let fp = fps[n as usize % fps.len()];
+            let v = unit(n, 32);
+            inserted.push((put(&store, &index, n, &fp, &v), fp, v));
+            started.fetch_add(1, Ordering::SeqCst);
+            n += 1;
+        }
+        inserted
+    })
+}
+
+fn wait_for(started: &AtomicUsize, n: usize) {
+    while started.load(Ordering::SeqCst) < n {
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn inserts_during_a_rebuild_are_never_lost() {
+    let store = Arc::new(Store::temporary().expect("store"));
+    let index = Arc::new(SemanticIndex::new());
+    let fps: Vec<ContextFingerprint> = (1..=3).map(|b| ContextFingerprint([b; 32])).collect();
+    for n in 0..3_000u32 {
+        put(&store, &index, n, &fps[n as usize % 3], &unit(n, 32));
+    }
+    let (stop, started) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let inserter = insert_until(store.clone(), index.clone(), stop.clone(), started.clone(), fps.clone());
+    for round in 1..=2 {
+        wait_for(&started, round * 20);
+        index.rebuild_from(&store).expect("rebuild");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let inserted = inserter.join().expect("inserter");
+    assert_eq!(index.len(), 3_000 + inserted.len());
+    let lost: Vec<CacheKey> = inserted
+        .iter()
+        .filter(|(id, fp, v)| !index.search(&store, fp, v, 4).expect("search").iter().any(|c| c.id == *id))
+        .map(|(id, _, _)| *id)
+        .collect();
+    assert!(lost.is_empty(), "{} of {} inserts made during rebuilds were lost", lost.len(), inserted.len());
+}
+
+#[test]
+fn an_overflowing_change_log_keeps_the_index_whole_and_asks_for_another_rebuild() {
+    let store = Arc::new(Store::temporary().expect("store"));
+    let index = Arc::new(SemanticIndex::with_pending_limit(0));
+    let fps = vec![ContextFingerprint([1; 32])];
+    for n in 0..2_000u32 {
+        put(&store, &index, n, &fps[0], &unit(n, 32));
+    }
+    let (stop, started) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let inserter = insert_until(store.clone(), index.clone(), stop.clone(), started.clone(), fps.clone());
+    wait_for(&started, 20);
+    index.rebuild_from(&store).expect("rebuild");
+    let during = started.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    let inserted = inserter.join().expect("inserter");
+    assert!(during > 20);
+    assert!(index.needs_rebuild(), "a rebuild that could not replay every change asks for another");
+    for (id, fp, v) in &inserted {
+        assert!(index.search(&store, fp, v, 4).expect("search").iter().any(|c| c.id == *id));
+    }
+    assert_eq!(index.rebuild_from(&store).expect("rebuild"), 2_000 + inserted.len());
+    assert!(!index.needs_rebuild());
+}
+
+#[test]
+fn a_context_busy_building_its_graph_does_not_hold_up_the_others() {
+    let store = Arc::new(Store::temporary().expect("store"));
+    let index = Arc::new(SemanticIndex::new());
+    let (busy, other) = (ContextFingerprint([1; 32]), ContextFingerprint([2; 32]));
+    put(&store, &index, 1, &busy, &unit(1, 16));
+    let other_id = put(&store, &index, 2, &other, &unit(2, 16));
+    // What a graph build holds while it runs: its own group, for writing.
+    let group = index.group(&busy.0).expect("group");
+    let _building = write(&group);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (s, ix) = (store.clone(), index.clone());
+    std::thread::spawn(move || {
+        let found = ix.search(&s, &other, &unit(2, 16), 1).map(|c| c.first().map(|c| c.id));
+        let inserted = put(&s, &ix, 3, &other, &unit(3, 16));
+        let _ = tx.send((found.ok().flatten(), inserted));
+    });
+    let (found, _) = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("not held up");
+    assert_eq!(found, Some(other_id));
 }

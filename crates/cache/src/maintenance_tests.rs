@@ -1,0 +1,110 @@
+use super::*;
+use deja_api::CacheKey;
+use deja_store::{Entry, EntryKind, EntryUsage};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn index_key(ms: u64, id: &[u8; 32]) -> Vec<u8> {
+    let mut k = ms.to_be_bytes().to_vec();
+    k.extend_from_slice(id);
+    k
+}
+
+fn id(n: u32, tag: u8) -> [u8; 32] {
+    let mut b = [tag; 32];
+    b[..4].copy_from_slice(&n.to_be_bytes());
+    b
+}
+
+fn live_entry(n: u32) -> Entry {
+    Entry {
+        id: CacheKey(id(n, 0xaa)),
+        kind: EntryKind::Chat,
+        namespace: "default".into(),
+        requested_model: "m".into(),
+        answered_by: "m".into(),
+        request: serde_json::json!([]),
+        response: serde_json::json!({}),
+        usage: EntryUsage::default(),
+        cost_usd: 0.0,
+        created_ms: 5,
+        expires_ms: u64::MAX,
+        semantic: None,
+    }
+}
+
+/// Writes what a damaged store can hold, straight into sled: entries that
+/// cannot be decoded, with every index key an entry has, and expiry keys
+/// whose entry is gone altogether.
+fn plant_damage(dir: &std::path::Path, corrupt: u32, orphaned: u32) {
+    let db = sled::open(dir).expect("raw open");
+    let entries = db.open_tree("entries").expect("tree");
+    let by_created = db.open_tree("by_created").expect("tree");
+    let by_expiry = db.open_tree("by_expiry").expect("tree");
+    let by_access = db.open_tree("by_access").expect("tree");
+    let hit_stats = db.open_tree("hit_stats").expect("tree");
+    for n in 0..corrupt {
+        let id = id(n, 1);
+        entries.insert(id, &b"{\"not an entry"[..]).expect("insert");
+        by_created.insert(index_key(5, &id), &[]).expect("insert");
+        by_expiry.insert(index_key(10, &id), &[]).expect("insert");
+        by_access.insert(index_key(3, &id), &[]).expect("insert");
+        let mut stats = [0u8; 16];
+        stats[8..].copy_from_slice(&3u64.to_be_bytes());
+        hit_stats.insert(id, &stats[..]).expect("insert");
+    }
+    for n in 0..orphaned {
+        by_expiry.insert(index_key(10, &id(n, 2)), &[]).expect("insert");
+    }
+    db.flush().expect("flush");
+}
+
+#[test]
+fn sweeps_finish_and_clear_undecodable_and_missing_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        for n in 0..3 {
+            store.put(&live_entry(n), None).expect("put");
+        }
+        store.flush().expect("flush");
+    }
+    plant_damage(dir.path(), 1_500, 700);
+    let store = std::sync::Arc::new(Store::open(dir.path()).expect("reopen"));
+    let (tx, rx) = mpsc::channel();
+    let s = store.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(sweep(&s, None, 1_000, u64::MAX));
+    });
+    let report = rx.recv_timeout(Duration::from_secs(30)).expect("the sweep finishes").expect("sweep");
+    assert_eq!(report.expired, 1_500);
+    assert_eq!(store.len(), 3);
+    assert_eq!(store.corrupt_entries(), 1_500);
+    assert!(store.expired(u64::MAX - 1, 10).expect("expired").is_empty(), "every planted expiry key is gone");
+    let lru = store.least_recently_used(10).expect("lru");
+    assert_eq!(lru.len(), 3, "access keys of the dropped entries are gone: {lru:?}");
+    let page = store.list(&deja_store::ListFilter::default(), None, 10).expect("list");
+    assert_eq!(page.entries.len(), 3);
+    // A second pass has nothing left to do.
+    assert_eq!(sweep(&store, None, 1_000, u64::MAX).expect("sweep"), SweepReport::default());
+}
+
+#[test]
+fn eviction_gets_past_undecodable_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        for n in 0..3 {
+            store.put(&live_entry(n), None).expect("put");
+        }
+        store.flush().expect("flush");
+    }
+    plant_damage(dir.path(), 1_200, 0);
+    let store = Store::open(dir.path()).expect("reopen");
+    // Nothing has expired yet: only eviction can bring the store down to
+    // size, and the undecodable entries were used least recently.
+    let report = sweep(&store, None, 1, 2).expect("sweep");
+    assert_eq!(store.len(), 2);
+    assert_eq!(report.evicted, 1_201);
+    assert_eq!(store.corrupt_entries(), 1_200);
+}
