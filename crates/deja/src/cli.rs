@@ -66,12 +66,15 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct CacheArgs {
+    // These options are global: they may be typed before the action
+    // (`deja cache --json stats`) or after it (`deja cache stats --json`).
     /// Base URL of the running Deja.
-    #[arg(long, env = "DEJA_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "DEJA_URL", default_value = "http://127.0.0.1:8080", global = true)]
     pub url: String,
     /// Admin token (the value of the variable `server.admin_token_env` names).
-    #[arg(long, env = "DEJA_ADMIN_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// Prefer the environment variable: a flag shows in the process list.
+    #[arg(long, env = "DEJA_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -122,4 +125,71 @@ pub enum CacheAction {
     },
     /// Re-read the configuration file of the running Deja.
     Reload,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_args(argv: &[&str]) -> CacheArgs {
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Cache(args)) => args,
+            other => panic!("{argv:?} did not parse as `deja cache`: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cache_options_parse_before_and_after_the_action() {
+        let url = "http://10.0.0.1:9000";
+        let before = cache_args(&["deja", "cache", "--json", "--url", url, "--token", "t1", "stats"]);
+        let after = cache_args(&["deja", "cache", "stats", "--json", "--url", url, "--token", "t1"]);
+        let mixed = cache_args(&["deja", "cache", "--url", url, "stats", "--token", "t1", "--json"]);
+        for args in [before, after, mixed] {
+            assert!(args.json);
+            assert_eq!(args.url, url);
+            assert_eq!(args.token.as_deref(), Some("t1"));
+            assert!(matches!(args.action, CacheAction::Stats));
+        }
+    }
+
+    #[test]
+    fn every_cache_action_takes_the_cache_options_after_it() {
+        let actions: [&[&str]; 7] = [
+            &["stats"],
+            &["ls", "--limit", "3"],
+            &["show", "abc"],
+            &["rm", "abc"],
+            &["purge", "--all"],
+            &["search", "what is rust", "--k", "2"],
+            &["reload"],
+        ];
+        for action in actions {
+            let mut argv = vec!["deja", "cache"];
+            argv.extend_from_slice(action);
+            argv.extend_from_slice(&["--json", "--url", "http://h:1", "--token", "t2"]);
+            let args = cache_args(&argv);
+            assert!(args.json, "{argv:?}");
+            assert_eq!(args.url, "http://h:1", "{argv:?}");
+            assert_eq!(args.token.as_deref(), Some("t2"), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn action_options_still_belong_to_their_action() {
+        let args = cache_args(&["deja", "cache", "--url", "http://h:1", "ls", "--limit", "3", "--model", "m"]);
+        match args.action {
+            CacheAction::Ls { limit, model, .. } => {
+                assert_eq!(limit, 3);
+                assert_eq!(model.as_deref(), Some("m"));
+            }
+            other => panic!("expected ls, got {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["deja", "cache", "--limit", "3", "ls"]).is_err());
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -6,7 +6,7 @@
 
 use clap::Parser;
 use deja::cli::{CacheAction, CacheArgs, Cli, Command, EvalArgs};
-use deja::config::Config;
+use deja::config::{Config, LogFormat};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,13 +14,17 @@ mod admin_client;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // `serve` takes its log format from the config file, so it is read
+    // before logging starts; its errors are reported below like any other.
+    let loaded = match &cli.command {
+        Command::Serve { config } => Some(Config::load(config)),
+        _ => None,
+    };
+    let format = match &loaded {
+        Some(Ok(config)) => config.server.log_format,
+        _ => LogFormat::Text,
+    };
+    init_logging(format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -30,7 +34,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config } => serve(config).await,
+            Command::Serve { config } => match loaded {
+                Some(Ok(loaded)) => serve(&config, loaded).await,
+                Some(Err(e)) => Err(e.into()),
+                None => Err("the configuration was not read".into()),
+            },
             Command::CheckConfig { path } => check_config(&path),
             Command::Eval(args) => eval(args),
             Command::MockUpstream { listen } => mock_upstream(&listen).await,
@@ -48,8 +56,26 @@ fn main() -> ExitCode {
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
-async fn serve(path: std::path::PathBuf) -> Result<(), AnyError> {
-    let config = Config::load(&path)?;
+/// Log lines go to stderr, at the level `RUST_LOG` sets (default info).
+/// Colour only when stderr is a terminal and `NO_COLOR` is unset, so files
+/// and log shippers never see escape codes.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init();
+        }
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).with_ansi(false).init()
+        }
+    }
+}
+
+async fn serve(path: &std::path::Path, config: Config) -> Result<(), AnyError> {
     if config.admin_token().is_none() {
         tracing::info!(variable = ?config.server.admin_token_env, "admin API disabled: its token variable is unset");
     }
@@ -169,7 +195,10 @@ async fn mock_upstream(listen: &str) -> Result<(), AnyError> {
 }
 
 async fn cache(args: CacheArgs) -> Result<(), AnyError> {
-    let client = admin_client::AdminClient::new(&args.url, &args.token);
+    let Some(token) = args.token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err("no admin token: set DEJA_ADMIN_TOKEN (or pass --token)".into());
+    };
+    let client = admin_client::AdminClient::new(&args.url, token);
     let json = args.json;
     let value = match &args.action {
         CacheAction::Stats => client.get("/admin/stats").await?,

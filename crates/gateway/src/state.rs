@@ -120,6 +120,9 @@ impl AppState {
         if old.server.listen != new.server.listen {
             needs_restart.push("server.listen");
         }
+        if old.server.log_format != new.server.log_format {
+            needs_restart.push("server.log_format");
+        }
         if old.store_path != new.store_path {
             needs_restart.push("store.path");
         }

@@ -49,6 +49,18 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub metrics: bool,
     pub tls: Option<TlsFiles>,
+    /// Read at start-up only: a reload reports it as needing a restart.
+    pub log_format: LogFormat,
+}
+
+/// How `deja serve` writes its log lines to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured only when stderr is a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +210,11 @@ impl Config {
         if raw.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", "must be greater than 0"));
         }
+        let log_format = match raw.server.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("server.log_format", format!("`{other}` is not one of \"text\", \"json\""))),
+        };
         let dur = |path: &str, v: &str| parse_duration(v).map_err(|m| invalid(path, m));
         let sem = &raw.cache.semantic;
         let check_threshold = |path: String, t: f32| {
@@ -295,6 +312,7 @@ impl Config {
             max_body_bytes: raw.server.max_body_bytes as usize,
             metrics: raw.server.metrics,
             tls: raw.server.tls.map(|t| TlsFiles { cert: t.cert, key: t.key }),
+            log_format,
         };
         let limits = validate_limits(raw.limits)?;
         let secrets = Secrets::from_env(&server, &providers, &limits);

@@ -42,8 +42,13 @@ pub struct RawServer {
     pub metrics: bool,
     #[serde(default)]
     pub tls: Option<RawTls>,
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
 }
 
+fn default_log_format() -> String {
+    "text".into()
+}
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }

@@ -106,3 +106,12 @@ fn a_key_override_inherits_what_it_does_not_set() {
     let text = text.replace(&var, "DEJA_CONFIG_TEST_UNSET_VARIABLE");
     assert_eq!(error_path(&text), "limits.rate.keys[0].key_env");
 }
+
+#[test]
+fn log_format_defaults_to_text_and_names_its_field_when_wrong() {
+    assert_eq!(Config::parse(MINIMAL).expect("valid").server.log_format, LogFormat::Text);
+    let json = MINIMAL.replace("[server]", "[server]\nlog_format = \"json\"");
+    assert_eq!(Config::parse(&json).expect("valid").server.log_format, LogFormat::Json);
+    let wrong = MINIMAL.replace("[server]", "[server]\nlog_format = \"xml\"");
+    assert_eq!(error_path(&wrong), "server.log_format");
+}
