@@ -1,6 +1,7 @@
-//! The operator surface: the admin API under `/admin/`, the Prometheus
-//! `/metrics` page and `/readyz`. Every call here has already been authorised
-//! by the listener.
+//! The operator surface: the admin API under `/admin/`, the dashboard at
+//! `/admin/ui`, the Prometheus `/metrics` page and `/readyz`. Every admin API
+//! call here has already been authorised by the listener; the dashboard's
+//! static files need no token (they hold no data).
 
 // A panic on the request path drops the client's connection: these crates
 // may not index, slice strings, `expect` or `panic!` outside tests.
@@ -8,6 +9,7 @@
 
 pub mod api;
 pub mod observe;
+pub mod ui;
 
 pub use api::handle;
 pub use observe::{metrics, readyz};

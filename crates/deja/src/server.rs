@@ -235,6 +235,7 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
             };
             (endpoint, outcome)
         }
+        (&Method::GET, p) if deja_admin::ui::is_ui_path(p) => ("admin_ui", plain(deja_admin::ui::serve(p))),
         (_, p) if p.starts_with("/admin/") => {
             let outcome = match auth::admin(&parts, config.admin_token()) {
                 Err(e) => err(e),
