@@ -134,6 +134,16 @@ async fn below_verify_from_the_judge_is_never_called() {
 }
 
 #[tokio::test]
+async fn a_client_raised_threshold_is_never_undercut_by_the_verifier() {
+    let h = spawn_proxy(config(true)).await;
+    h.mock.control.set_judge_verdict("1");
+    assert_eq!(chat(&h, &ask(ORIGINAL)).await.cache(), "miss");
+    let strict = chat_with(&h, &ask(PARAPHRASE), &[("x-deja-threshold", "0.9")]).await;
+    assert_eq!(strict.cache(), "miss");
+    assert_eq!(judge_calls(&h), 0);
+}
+
+#[tokio::test]
 async fn without_a_verifier_the_grey_band_is_a_miss() {
     let h = spawn_proxy(config(false)).await;
     h.mock.control.set_judge_verdict("1");

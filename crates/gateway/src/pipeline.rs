@@ -154,7 +154,9 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     // The graph search and store reads run on a blocking thread.
     let (state, fingerprint, vector) = (ctx.state.clone(), ctx.fingerprint, ctx.vector.clone()?);
     let namespace = ctx.namespace.clone();
-    let verify = config.cache.verifier.as_ref().map(|v| (settings.verify_from, v.max_candidates));
+    // A client that raised the threshold is served nothing below its floor, verified or not.
+    let verify_from = settings.verify_from.max(floor.unwrap_or(0.0).min(1.0));
+    let verify = config.cache.verifier.as_ref().map(|v| (verify_from, v.max_candidates));
     let text = question.clone();
     let lookup = tokio::task::spawn_blocking(move || {
         let query = semantic::Query {
