@@ -66,6 +66,12 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
     let lookups = exact + semantic + misses;
     let spent_by_model: serde_json::Map<String, Value> =
         s.spent_by_model().map_err(internal)?.into_iter().map(|(m, n)| (m, json!(nano_to_usd(n)))).collect();
+    let mut verifier = (0u64, 0u64, serde_json::Map::new());
+    for (namespace, v) in s.verifications_by_namespace().map_err(internal)? {
+        verifier.0 += v.calls;
+        verifier.1 += v.nano_usd;
+        verifier.2.insert(namespace, json!({"verifications": v.calls, "verification_usd": nano_to_usd(v.nano_usd)}));
+    }
     let now = std::time::Instant::now();
     let cooling: Vec<Value> = state
         .health
@@ -84,6 +90,11 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
         "usd_saved": nano_to_usd(c(Counter::NanoUsdSaved)?),
         "usd_spent": nano_to_usd(c(Counter::NanoUsdSpent)?),
         "usd_spent_by_model": spent_by_model,
+        "verifier": {
+            "verifications": verifier.0,
+            "verification_usd": nano_to_usd(verifier.1),
+            "by_namespace": verifier.2,
+        },
         "entries": s.len(),
         "index_size": state.index.len(),
         "index_tombstones": state.index.tombstones(),

@@ -22,3 +22,36 @@ pub fn lookup(store: &Store, key: &CacheKey, now_ms: u64) -> Result<Option<(Entr
     let stats = store.record_hit(key, now_ms)?;
     Ok(Some((entry, stats)))
 }
+
+/// How an exact hit was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The entry stored under the request's own key.
+    Key,
+    /// A learned alias: a paraphrase the verifier accepted, pointing at its entry.
+    Alias,
+}
+
+/// [`lookup`], then, on a miss, the entry the key is a learned alias of, if
+/// that entry still exists, is unexpired and belongs to `namespace`.
+pub fn lookup_or_alias(
+    store: &Store,
+    key: &CacheKey,
+    namespace: &str,
+    now_ms: u64,
+) -> Result<Option<(Entry, HitStats, Via)>, StoreError> {
+    if let Some((entry, stats)) = lookup(store, key, now_ms)? {
+        return Ok(Some((entry, stats, Via::Key)));
+    }
+    let Some(id) = store.alias(key)? else { return Ok(None) };
+    let entry = match store.get(&id) {
+        Ok(Some(e)) => e,
+        Ok(None) | Err(StoreError::Corrupt(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if entry.is_expired(now_ms) || entry.namespace != namespace {
+        return Ok(None);
+    }
+    let stats = store.record_hit(&id, now_ms)?;
+    Ok(Some((entry, stats, Via::Alias)))
+}

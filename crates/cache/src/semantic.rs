@@ -19,7 +19,11 @@ use std::collections::HashMap;
 /// Thresholds are cosine similarities in [0, 1]: 1 means identical direction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SemanticSettings {
+    /// At or above: served directly (after the guards).
     pub threshold: f32,
+    /// From here up to the threshold a candidate that passes the guards is
+    /// only served if the verifier agrees; below it, never.
+    pub verify_from: f32,
     pub ladder_thresholds: HashMap<String, f32>,
     pub guards: GuardSettings,
     /// Candidates examined per lookup.
@@ -61,6 +65,27 @@ pub struct Query<'a> {
     pub threshold: f32,
 }
 
+/// A live candidate in the grey band (`verify_from ≤ similarity < threshold`)
+/// that passed the guards: served only if the verifier says so.
+#[derive(Debug, Clone)]
+pub struct GreyCandidate {
+    pub entry: Entry,
+    /// The cached question, verbatim.
+    pub text: String,
+    pub similarity: f32,
+}
+
+/// What one semantic lookup found.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    /// A candidate at or above the threshold that passed the guards.
+    pub hit: Option<SemanticHit>,
+    /// Best first; empty when there is a hit or nothing to verify.
+    pub grey: Vec<GreyCandidate>,
+    /// Guards that refused better-scoring candidates on the way.
+    pub refusals: Vec<Refusal>,
+}
+
 /// The best live entry above the threshold that passes the guards, and the
 /// guards that refused better-scoring candidates on the way.
 pub fn lookup(
@@ -70,11 +95,29 @@ pub fn lookup(
     settings: &SemanticSettings,
     now_ms: u64,
 ) -> Result<(Option<SemanticHit>, Vec<Refusal>), StoreError> {
+    let found = lookup_banded(store, index, query, settings, None, now_ms)?;
+    Ok((found.hit, found.refusals))
+}
+
+/// [`lookup`], and, with `verify` = `Some((verify_from, max))` and no direct
+/// hit, up to `max` grey-band candidates that passed the guards, best first.
+/// Grey candidates are not counted as hits.
+pub fn lookup_banded(
+    store: &Store,
+    index: &SemanticIndex,
+    query: &Query<'_>,
+    settings: &SemanticSettings,
+    verify: Option<(f32, usize)>,
+    now_ms: u64,
+) -> Result<Lookup, StoreError> {
     let features = Guards::features(query.text);
     let fingerprint_hex = query.fingerprint.to_hex();
     let mut refusals = Vec::new();
+    let mut grey = Vec::new();
+    let floor = verify.map_or(query.threshold, |(from, _)| from.min(query.threshold));
+    let max_grey = verify.map_or(0, |(_, max)| max);
     for cand in index.search(store, query.fingerprint, query.vector, settings.candidates)? {
-        if cand.similarity < query.threshold {
+        if cand.similarity < floor || (cand.similarity < query.threshold && grey.len() >= max_grey) {
             break;
         }
         let Some(entry) = live_entry(store, &cand, now_ms)? else { continue };
@@ -87,10 +130,16 @@ pub fn lookup(
             refusals.push(r);
             continue;
         }
+        if cand.similarity < query.threshold {
+            let text = meta.text.clone();
+            grey.push(GreyCandidate { entry, text, similarity: cand.similarity });
+            continue;
+        }
         let stats = store.record_hit(&entry.id, now_ms)?;
-        return Ok((Some(SemanticHit { entry, stats, similarity: cand.similarity }), refusals));
+        let hit = Some(SemanticHit { entry, stats, similarity: cand.similarity });
+        return Ok(Lookup { hit, grey: Vec::new(), refusals });
     }
-    Ok((None, refusals))
+    Ok(Lookup { hit: None, grey, refusals })
 }
 
 /// The nearest live entries with the verdict each would get, without counting hits.

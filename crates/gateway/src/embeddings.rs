@@ -57,7 +57,7 @@ async fn run(
     if policy.reads() {
         let now = deja_cache::now_ms();
         if let Ok(Some((entry, _))) = exact::lookup(&state.store, &key, now) {
-            count_hit(&state, false, &entry);
+            count_hit(&state, false, &entry, entry.cost_usd);
             let mut r = reply::json(StatusCode::OK, &entry.response);
             respond::hit_headers(&mut r, HitKind::Exact, &entry, now);
             return Ok(Outcome { response: r, cache: "exact" });

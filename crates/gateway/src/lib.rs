@@ -20,6 +20,7 @@ pub mod remember;
 pub mod reply;
 pub mod respond;
 pub mod state;
+pub mod verify;
 pub mod walker;
 
 pub use config::Config;

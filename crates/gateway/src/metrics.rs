@@ -35,6 +35,11 @@ pub struct ModelErrorLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
 type FloatCounter = Counter<f64, AtomicU64>;
 
 pub struct Metrics {
@@ -52,6 +57,8 @@ pub struct Metrics {
     pub index_entries: Gauge,
     pub cooldowns: Family<ModelLabels, Gauge>,
     pub guard_refusals: Family<KindLabels, Counter>,
+    pub verifications: Family<NamespaceLabels, Counter>,
+    pub verification_usd: Family<NamespaceLabels, FloatCounter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -114,6 +121,18 @@ impl Metrics {
             "Semantic candidates above the threshold refused by a guard",
             guard_refusals.clone(),
         );
+        let verifications = Family::<NamespaceLabels, Counter>::default();
+        registry.register(
+            "semantic_verifications",
+            "Verifier calls made for grey-band semantic candidates, by namespace",
+            verifications.clone(),
+        );
+        let verification_usd = Family::<NamespaceLabels, FloatCounter>::default();
+        registry.register(
+            "semantic_verification_usd",
+            "USD spent on verifier calls, by namespace",
+            verification_usd.clone(),
+        );
         Self {
             registry,
             requests,
@@ -129,6 +148,8 @@ impl Metrics {
             index_entries,
             cooldowns,
             guard_refusals,
+            verifications,
+            verification_usd,
         }
     }
 

@@ -5,7 +5,7 @@ use crate::answer::Shared;
 use crate::cache_control::{CacheMode, CachePolicy};
 use crate::config::Config;
 use crate::ctx::{header, ChatCtx};
-use crate::remember::count_hit;
+use crate::remember::{count_hit, count_verification};
 use crate::reply::{self, Outcome};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
@@ -82,8 +82,9 @@ async fn chat_inner(
     // Exact cache.
     if ctx.policy.reads() {
         let now = deja_cache::now_ms();
-        match exact::lookup(&ctx.state.store, &ctx.key, now) {
-            Ok(Some((entry, _))) => return Ok(serve_entry(&ctx, HitKind::Exact, &entry, now)),
+        // The request's own key, then a learned alias (a verified paraphrase).
+        match exact::lookup_or_alias(&ctx.state.store, &ctx.key, ctx.namespace.as_str(), now) {
+            Ok(Some((entry, _, _))) => return Ok(serve_entry(&ctx, HitKind::Exact, &entry, now, None)),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "exact lookup failed; treating as a miss"),
         }
@@ -153,36 +154,91 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     // The graph search and store reads run on a blocking thread.
     let (state, fingerprint, vector) = (ctx.state.clone(), ctx.fingerprint, ctx.vector.clone()?);
     let namespace = ctx.namespace.clone();
+    // A client that raised the threshold is served nothing below its floor, verified or not.
+    let verify_from = settings.verify_from.max(floor.unwrap_or(0.0).min(1.0));
+    let verify = config.cache.verifier.as_ref().map(|v| (verify_from, v.max_candidates));
+    let text = question.clone();
     let lookup = tokio::task::spawn_blocking(move || {
         let query = semantic::Query {
             namespace: namespace.as_str(),
             fingerprint: &fingerprint,
             vector: &vector,
-            text: &question,
+            text: &text,
             threshold,
         };
-        semantic::lookup(&state.store, &state.index, &query, &config.cache.semantic, now)
+        semantic::lookup_banded(&state.store, &state.index, &query, &config.cache.semantic, verify, now)
     })
     .await;
-    match lookup.unwrap_or_else(|e| Err(deja_store::StoreError::Corrupt(format!("semantic lookup task: {e}")))) {
-        Ok((hit, refusals)) => {
-            for r in refusals {
-                ctx.state
-                    .metrics
-                    .guard_refusals
-                    .get_or_create(&crate::metrics::KindLabels { kind: r.as_str().into() })
-                    .inc();
+    let found =
+        match lookup.unwrap_or_else(|e| Err(deja_store::StoreError::Corrupt(format!("semantic lookup task: {e}")))) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "semantic lookup failed; treating as a miss");
+                return None;
             }
-            hit.map(|hit| serve_entry(ctx, HitKind::Semantic { similarity: hit.similarity }, &hit.entry, now))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "semantic lookup failed; treating as a miss");
-            None
-        }
+        };
+    for r in found.refusals {
+        ctx.state.metrics.guard_refusals.get_or_create(&crate::metrics::KindLabels { kind: r.as_str().into() }).inc();
     }
+    if let Some(hit) = found.hit {
+        return Some(serve_entry(ctx, HitKind::Semantic { similarity: hit.similarity }, &hit.entry, now, None));
+    }
+    verify_stage(ctx, &question, found.grey).await
 }
 
-fn serve_entry(ctx: &ChatCtx, kind: HitKind, entry: &deja_store::Entry, now_ms: u64) -> Outcome {
+/// Asks the verifier about grey-band candidates not already rejected for
+/// this request. A yes is served, remembered as an alias and counted; a no
+/// is remembered; a failure is a miss.
+async fn verify_stage(ctx: &ChatCtx, question: &str, grey: Vec<semantic::GreyCandidate>) -> Option<Outcome> {
+    let config = ctx.config.clone();
+    let settings = config.cache.verifier.as_ref()?;
+    let asked: Vec<semantic::GreyCandidate> = grey
+        .into_iter()
+        .filter(|c| !ctx.state.rejections.contains(&ctx.key, &c.entry.id))
+        .take(settings.max_candidates)
+        .collect();
+    if asked.is_empty() {
+        return None;
+    }
+    let texts: Vec<&str> = asked.iter().map(|c| c.text.as_str()).collect();
+    let verdict = match crate::verify::verify(&ctx.state, &config, settings, question, &texts).await {
+        Ok(v) => v,
+        Err(e) => {
+            count_verification(&ctx.state, ctx.namespace.as_str(), 0.0);
+            tracing::warn!(error = %e, "verification failed; treating as a miss");
+            return None;
+        }
+    };
+    count_verification(&ctx.state, ctx.namespace.as_str(), verdict.cost_usd);
+    let Some(chosen) = verdict.chosen.and_then(|i| asked.get(i)) else {
+        for c in &asked {
+            ctx.state.rejections.insert(ctx.key, c.entry.id);
+        }
+        return None;
+    };
+    let now = deja_cache::now_ms();
+    if let Err(e) = ctx.state.store.record_hit(&chosen.entry.id, now) {
+        tracing::warn!(error = %e, "could not count a verified hit");
+    }
+    // A cache-control that forbids storing also forbids learning an alias.
+    if ctx.policy.writes() {
+        if let Err(e) = ctx.state.store.add_alias(&ctx.key, &chosen.entry.id) {
+            tracing::warn!(error = %e, "could not remember a verified paraphrase");
+        }
+    }
+    let kind = HitKind::Semantic { similarity: chosen.similarity };
+    Some(serve_entry(ctx, kind, &chosen.entry, now, Some(verdict.cost_usd)))
+}
+
+/// Answers with a cached entry. `verification_usd` is what verifying it cost,
+/// when it was served on the verifier's word.
+fn serve_entry(
+    ctx: &ChatCtx,
+    kind: HitKind,
+    entry: &deja_store::Entry,
+    now_ms: u64,
+    verification_usd: Option<f64>,
+) -> Outcome {
     let mut response = if ctx.req.is_stream() {
         match serde_json::from_value::<ChatCompletion>(entry.response.clone()) {
             Ok(c) => respond::completion(&c, true, ctx.req.wants_usage_chunk()),
@@ -194,10 +250,16 @@ fn serve_entry(ctx: &ChatCtx, kind: HitKind, entry: &deja_store::Entry, now_ms: 
         // Stored as the completion a client receives: no need to rebuild it.
         reply::json_bytes(http::StatusCode::OK, serde_json::to_vec(&entry.response).unwrap_or_default())
     };
-    count_hit(&ctx.state, matches!(kind, HitKind::Semantic { .. }), entry);
+    let saved_usd = (entry.cost_usd - verification_usd.unwrap_or(0.0)).max(0.0);
+    count_hit(&ctx.state, matches!(kind, HitKind::Semantic { .. }), entry, saved_usd);
     // A hit is all Deja's own time.
     ctx.state.metrics.overhead.observe(ctx.started.elapsed().as_secs_f64());
     respond::hit_headers(&mut response, kind, entry, now_ms);
+    if verification_usd.is_some() {
+        reply::set_header(&mut response, "x-deja-verified", "llm");
+        reply::set_header(&mut response, "x-deja-cost-usd", &respond::format_usd(verification_usd.unwrap_or(0.0)));
+        reply::set_header(&mut response, "x-deja-saved-usd", &respond::format_usd(saved_usd));
+    }
     Outcome { response, cache: kind.label() }
 }
 

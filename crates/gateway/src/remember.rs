@@ -96,21 +96,30 @@ pub async fn store_off_runtime(state: &std::sync::Arc<AppState>, max_entries: u6
     tokio::task::spawn_blocking(move || store(&state, max_entries, new)).await.ok().flatten()
 }
 
-/// Counts a served hit: what the entry cost when first answered is what it saved.
-pub fn count_hit(state: &AppState, semantic: bool, entry: &Entry) {
+/// Counts a served hit: what the entry cost when first answered, less what
+/// verifying it cost (never below zero), is what it saved.
+pub fn count_hit(state: &AppState, semantic: bool, entry: &Entry, saved_usd: f64) {
     let counter = if semantic { Counter::SemanticHits } else { Counter::ExactHits };
     let tokens = entry.usage.prompt_tokens + entry.usage.completion_tokens;
     let results = [
         state.store.add(counter, 1),
         state.store.add(Counter::TokensSaved, tokens),
-        state.store.add(Counter::NanoUsdSaved, usd_to_nano(entry.cost_usd)),
+        state.store.add(Counter::NanoUsdSaved, usd_to_nano(saved_usd)),
     ];
     if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
         tracing::warn!(error = %e, "could not count a hit");
     }
     let kind = if semantic { "semantic" } else { "exact" };
     state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc();
-    state.metrics.saved_usd.inc_by(entry.cost_usd);
+    state.metrics.saved_usd.inc_by(saved_usd.max(0.0));
+}
+
+/// Counts one verifier call made for `namespace` and what it cost.
+pub fn count_verification(state: &AppState, namespace: &str, cost_usd: f64) {
+    state.store.add_verification(namespace, usd_to_nano(cost_usd));
+    let labels = crate::metrics::NamespaceLabels { namespace: namespace.to_string() };
+    state.metrics.verifications.get_or_create(&labels).inc();
+    state.metrics.verification_usd.get_or_create(&labels).inc_by(cost_usd.max(0.0));
 }
 
 /// Builds the entry for an answer and stores it, if the policy and the answer allow.

@@ -32,7 +32,12 @@ pub struct AppState {
     pub index_ready: std::sync::atomic::AtomicBool,
     /// Tells background tasks to let go of the state.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Grey-band pairs the verifier rejected, never asked twice.
+    pub rejections: crate::verify::Rejections,
 }
+
+/// How many rejected (request, entry) pairs are remembered.
+const REJECTIONS_REMEMBERED: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -104,6 +109,7 @@ impl AppState {
             sweep_now: tokio::sync::Notify::new(),
             index_ready: std::sync::atomic::AtomicBool::new(index_ready),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            rejections: crate::verify::Rejections::new(REJECTIONS_REMEMBERED),
         }))
     }
 
@@ -152,6 +158,11 @@ fn seed_metrics(metrics: &Metrics, store: &Store) -> Result<(), deja_store::Stor
     metrics.saved_usd.inc_by(deja_store::nano_to_usd(store.counter(Counter::NanoUsdSaved)?));
     for (model, nano) in store.spent_by_model()? {
         metrics.spent_usd.get_or_create(&ModelLabels { model }).inc_by(deja_store::nano_to_usd(nano));
+    }
+    for (namespace, v) in store.verifications_by_namespace()? {
+        let labels = crate::metrics::NamespaceLabels { namespace };
+        metrics.verifications.get_or_create(&labels).inc_by(v.calls);
+        metrics.verification_usd.get_or_create(&labels).inc_by(deja_store::nano_to_usd(v.nano_usd));
     }
     metrics.entries.set(store.len() as i64);
     Ok(())

@@ -70,7 +70,12 @@ struct Inner {
     authorization: HashMap<String, Option<String>>,
     requests: Vec<serde_json::Value>,
     stream_style: StreamStyle,
+    judge_verdict: Option<String>,
 }
+
+/// Requests to this model are answered by the judge: the verdict set with
+/// [`MockControl::set_judge_verdict`] ("none" until set).
+pub const JUDGE_MODEL: &str = "judge";
 
 /// Shared handle to the mock's behaviour and its call log.
 #[derive(Clone, Default)]
@@ -126,6 +131,15 @@ impl MockControl {
 
     pub fn stream_style(&self) -> StreamStyle {
         self.lock().stream_style
+    }
+
+    /// What the judge ([`JUDGE_MODEL`]) answers from now on: "yes", "no", "1", "none", ...
+    pub fn set_judge_verdict(&self, verdict: &str) {
+        self.lock().judge_verdict = Some(verdict.to_string());
+    }
+
+    pub fn judge_verdict(&self) -> String {
+        self.lock().judge_verdict.clone().unwrap_or_else(|| "none".into())
     }
 
     pub fn calls(&self, model: &str) -> u64 {

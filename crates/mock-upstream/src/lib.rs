@@ -15,5 +15,5 @@ mod control;
 mod frame;
 mod server;
 
-pub use control::{Fault, MockControl, StreamStyle, UsageStyle};
+pub use control::{Fault, MockControl, StreamStyle, UsageStyle, JUDGE_MODEL};
 pub use server::{serve, MockUpstream};

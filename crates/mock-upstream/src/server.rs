@@ -169,6 +169,9 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
         Ok(call) => call,
         Err(r) => return r,
     };
+    if req["model"] == crate::control::JUDGE_MODEL {
+        return json_response(StatusCode::OK, &judge_completion(&control.judge_verdict(), &req));
+    }
     let answer = Answer::for_request(&req);
     if req["stream"].as_bool() != Some(true) {
         return json_response(StatusCode::OK, &answer.completion());
@@ -223,6 +226,19 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
     r
+}
+
+/// The judge's answer: the scripted verdict, whatever it was asked.
+fn judge_completion(verdict: &str, req: &Value) -> Value {
+    let prompt_tokens = (req["messages"].to_string().len() as u64).div_ceil(4);
+    json!({
+        "id": "chatcmpl-mockjudge",
+        "object": "chat.completion",
+        "created": 1_700_000_000u64,
+        "model": crate::control::JUDGE_MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": verdict}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1, "total_tokens": prompt_tokens + 1},
+    })
 }
 
 /// Writes one event, piece by piece. False once the client has gone.

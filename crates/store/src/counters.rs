@@ -44,6 +44,17 @@ impl Counter {
 }
 
 pub(crate) const SPENT_BY_MODEL_PREFIX: &str = "nano_usd_spent/";
+pub(crate) const VERIFICATIONS_PREFIX: &str = "verifications/";
+pub(crate) const VERIFICATION_NANO_USD_PREFIX: &str = "verification_nano_usd/";
+
+/// Semantic candidates sent to the verifier, in one namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verifications {
+    /// Verifier calls made.
+    pub calls: u64,
+    /// What they cost, in nano-USD.
+    pub nano_usd: u64,
+}
 
 pub(crate) fn add_u64(_key: &[u8], old: Option<&[u8]>, delta: &[u8]) -> Option<Vec<u8>> {
     let read = |b: Option<&[u8]>| b.and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);

@@ -28,6 +28,8 @@ pub(crate) struct PendingHit {
 pub(crate) struct Pending {
     counters: [AtomicU64; Counter::ALL.len()],
     spent_by_model: Mutex<HashMap<String, u64>>,
+    /// Counters under a key of their own (`verifications/<namespace>`, ...).
+    keyed: Mutex<HashMap<String, u64>>,
     hits: Mutex<HashMap<CacheKey, PendingHit>>,
     gate: RwLock<()>,
 }
@@ -57,6 +59,17 @@ impl Pending {
                 map.insert(model.to_string(), nano);
             }
         }
+    }
+
+    pub fn add_keyed(&self, key: String, delta: u64) {
+        let mut map = lock(&self.keyed);
+        let n = map.entry(key).or_insert(0);
+        *n = n.saturating_add(delta);
+    }
+
+    /// Pending keyed counters whose key starts with `prefix`.
+    pub fn keyed_with_prefix(&self, prefix: &str) -> Vec<(String, u64)> {
+        lock(&self.keyed).iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     pub fn hit(&self, id: &CacheKey, now_ms: u64) {
@@ -94,6 +107,7 @@ impl Pending {
         let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
         let hits = std::mem::take(&mut *lock(&self.hits));
         let spent = std::mem::take(&mut *lock(&self.spent_by_model));
+        let keyed = std::mem::take(&mut *lock(&self.keyed));
         let mut batch = sled::Batch::default();
         let mut touched = false;
         for counter in Counter::ALL {
@@ -105,6 +119,9 @@ impl Pending {
         }
         for (model, nano) in spent {
             trees.counters.merge(format!("{SPENT_BY_MODEL_PREFIX}{model}"), nano.to_le_bytes())?;
+        }
+        for (key, n) in keyed {
+            trees.counters.merge(key, n.to_le_bytes())?;
         }
         for (id, p) in hits {
             let mut previous = None;

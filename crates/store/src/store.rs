@@ -1,6 +1,8 @@
 //! The sled database and its trees.
 
-use crate::counters::{add_u64, Counter, SPENT_BY_MODEL_PREFIX};
+use crate::counters::{
+    add_u64, Counter, Verifications, SPENT_BY_MODEL_PREFIX, VERIFICATIONS_PREFIX, VERIFICATION_NANO_USD_PREFIX,
+};
 use crate::entry::{Entry, HitStats, ListFilter};
 use crate::error::StoreError;
 use crate::pending::{FlushTrees, Pending};
@@ -28,6 +30,10 @@ pub struct Store {
     by_access: sled::Tree,
     hit_stats: sled::Tree,
     vectors: sled::Tree,
+    /// A learned paraphrase's exact key → the id of the entry it is served.
+    aliases: sled::Tree,
+    /// An entry's id → its aliases' keys, concatenated: removed with the entry.
+    alias_of: sled::Tree,
     counters: sled::Tree,
     len: AtomicU64,
     corrupt: AtomicU64,
@@ -154,6 +160,8 @@ impl Store {
             pending,
             flusher,
             vectors: db.open_tree("vectors")?,
+            aliases: db.open_tree("aliases")?,
+            alias_of: db.open_tree("alias_of")?,
             entries,
             counters,
             db,
@@ -184,28 +192,33 @@ impl Store {
             (Some(v), Some(meta)) => Some(encode_vector(&meta.fingerprint, v)),
             _ => None,
         };
-        let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
-        let replaced = trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
-            let old = entries.insert(&id.0[..], bytes.as_slice())?;
-            let corrupt = match &old {
-                Some(old) => unindex_raw(&id, old, by_created, by_expiry, by_access, hit_stats)?,
-                None => false,
-            };
-            by_created.insert(&index_key(entry.created_ms, &id)[..], &[])?;
-            by_expiry.insert(&index_key(entry.expires_ms, &id)[..], &[])?;
-            by_access.insert(&index_key(entry.created_ms, &id)[..], &[])?;
-            let stats = HitStats { hits: 0, last_access_ms: entry.created_ms };
-            hit_stats.insert(&id.0[..], &stats.encode())?;
-            match &vector_bytes {
-                Some(v) => {
-                    vectors.insert(&id.0[..], v.as_slice())?;
+        let replaced = self.all_trees().transaction(
+            |(entries, by_created, by_expiry, by_access, hit_stats, vectors, aliases, alias_of)| {
+                let old = entries.insert(&id.0[..], bytes.as_slice())?;
+                let corrupt = match &old {
+                    Some(old) => {
+                        // A new answer under the same key: what was verified against the old one no longer holds.
+                        drop_aliases(&id, aliases, alias_of)?;
+                        unindex_raw(&id, old, by_created, by_expiry, by_access, hit_stats)?
+                    }
+                    None => false,
+                };
+                by_created.insert(&index_key(entry.created_ms, &id)[..], &[])?;
+                by_expiry.insert(&index_key(entry.expires_ms, &id)[..], &[])?;
+                by_access.insert(&index_key(entry.created_ms, &id)[..], &[])?;
+                let stats = HitStats { hits: 0, last_access_ms: entry.created_ms };
+                hit_stats.insert(&id.0[..], &stats.encode())?;
+                match &vector_bytes {
+                    Some(v) => {
+                        vectors.insert(&id.0[..], v.as_slice())?;
+                    }
+                    None => {
+                        vectors.remove(&id.0[..])?;
+                    }
                 }
-                None => {
-                    vectors.remove(&id.0[..])?;
-                }
-            }
-            Ok((old.is_some(), corrupt))
-        })?;
+                Ok((old.is_some(), corrupt))
+            },
+        )?;
         let (replaced, corrupt) = replaced;
         self.pending.forget(&id);
         if corrupt {
@@ -251,14 +264,15 @@ impl Store {
     /// existed. An entry that cannot be decoded goes too, with whatever index
     /// keys can still be found for it, and is counted in [`Store::corrupt_entries`].
     pub fn remove(&self, id: &CacheKey) -> Result<bool, StoreError> {
-        let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
-        let (existed, corrupt) =
-            trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
+        let (existed, corrupt) = self.all_trees().transaction(
+            |(entries, by_created, by_expiry, by_access, hit_stats, vectors, aliases, alias_of)| {
                 let Some(old) = entries.remove(&id.0[..])? else { return Ok((false, false)) };
                 vectors.remove(&id.0[..])?;
+                drop_aliases(id, aliases, alias_of)?;
                 let corrupt = unindex_raw(id, &old, by_created, by_expiry, by_access, hit_stats)?;
                 Ok((true, corrupt))
-            })?;
+            },
+        )?;
         if existed {
             self.len.fetch_sub(1, Ordering::Relaxed);
             self.pending.forget(id);
@@ -283,32 +297,36 @@ impl Store {
         let keys: Vec<sled::IVec> =
             self.by_expiry.range(..=end.as_slice()).keys().take(limit).collect::<Result<_, _>>()?;
         let mut batch = SweptBatch { visited: keys.len(), ..Default::default() };
-        let trees = (&self.entries, &self.by_created, &self.by_expiry, &self.by_access, &self.hit_stats, &self.vectors);
+        let trees = self.all_trees();
         for key in keys {
             let Some(id) = id_of_index_key(&key) else {
                 self.by_expiry.remove(&key)?;
                 continue;
             };
             let key_ms = ms_of_index_key(&key);
-            let outcome = trees.transaction(|(entries, by_created, by_expiry, by_access, hit_stats, vectors)| {
-                by_expiry.remove(&key)?;
-                let Some(bytes) = entries.get(&id.0[..])? else {
-                    // The entry is gone: only its access key can still be found.
-                    if let Some(stats) = hit_stats.remove(&id.0[..])? {
-                        by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, &id)[..])?;
+            let outcome = trees.transaction(
+                |(entries, by_created, by_expiry, by_access, hit_stats, vectors, aliases, alias_of)| {
+                    by_expiry.remove(&key)?;
+                    let Some(bytes) = entries.get(&id.0[..])? else {
+                        drop_aliases(&id, aliases, alias_of)?;
+                        // The entry is gone: only its access key can still be found.
+                        if let Some(stats) = hit_stats.remove(&id.0[..])? {
+                            by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, &id)[..])?;
+                        }
+                        return Ok(Swept::Dangling);
+                    };
+                    if let Ok(e) = serde_json::from_slice::<Entry>(&bytes) {
+                        if e.expires_ms != key_ms {
+                            return Ok(Swept::StaleKey);
+                        }
                     }
-                    return Ok(Swept::Dangling);
-                };
-                if let Ok(e) = serde_json::from_slice::<Entry>(&bytes) {
-                    if e.expires_ms != key_ms {
-                        return Ok(Swept::StaleKey);
-                    }
-                }
-                entries.remove(&id.0[..])?;
-                vectors.remove(&id.0[..])?;
-                let corrupt = unindex_raw(&id, &bytes, by_created, by_expiry, by_access, hit_stats)?;
-                Ok(if corrupt { Swept::Corrupt } else { Swept::Removed })
-            })?;
+                    entries.remove(&id.0[..])?;
+                    vectors.remove(&id.0[..])?;
+                    drop_aliases(&id, aliases, alias_of)?;
+                    let corrupt = unindex_raw(&id, &bytes, by_created, by_expiry, by_access, hit_stats)?;
+                    Ok(if corrupt { Swept::Corrupt } else { Swept::Removed })
+                },
+            )?;
             match outcome {
                 Swept::Removed | Swept::Corrupt => {
                     self.len.fetch_sub(1, Ordering::Relaxed);
@@ -323,6 +341,57 @@ impl Store {
             }
         }
         Ok(batch)
+    }
+
+    /// Every tree an entry lives in, for the transactions that write or remove one.
+    fn all_trees(&self) -> AllTrees<'_> {
+        (
+            &self.entries,
+            &self.by_created,
+            &self.by_expiry,
+            &self.by_access,
+            &self.hit_stats,
+            &self.vectors,
+            &self.aliases,
+            &self.alias_of,
+        )
+    }
+
+    /// Makes `alias` (a request's exact key) an alias of entry `id`, if the
+    /// entry exists. Returns whether it was written. The alias goes when the
+    /// entry goes: TTL sweeps, deletion, purges and replacement remove it.
+    pub fn add_alias(&self, alias: &CacheKey, id: &CacheKey) -> Result<bool, StoreError> {
+        if alias == id {
+            return Ok(false);
+        }
+        let written = (&self.entries, &self.aliases, &self.alias_of).transaction(|(entries, aliases, alias_of)| {
+            if entries.get(&id.0[..])?.is_none() {
+                return Ok(false);
+            }
+            aliases.insert(&alias.0[..], &id.0[..])?;
+            let mut list = alias_of.get(&id.0[..])?.map(|v| v.to_vec()).unwrap_or_default();
+            if !list.chunks_exact(32).any(|k| k == &alias.0[..]) {
+                list.extend_from_slice(&alias.0[..]);
+                alias_of.insert(&id.0[..], list)?;
+            }
+            Ok::<_, ConflictableTransactionError<StoreError>>(true)
+        })?;
+        Ok(written)
+    }
+
+    /// The entry id `key` is an alias of, if any. The entry itself may be
+    /// gone or expired: callers check.
+    pub fn alias(&self, key: &CacheKey) -> Result<Option<CacheKey>, StoreError> {
+        Ok(self.aliases.get(key.0)?.and_then(|v| v.as_ref().try_into().ok()).map(CacheKey))
+    }
+
+    /// The aliases of entry `id`.
+    pub fn aliases_of(&self, id: &CacheKey) -> Result<Vec<CacheKey>, StoreError> {
+        Ok(self
+            .alias_of
+            .get(id.0)?
+            .map(|v| v.chunks_exact(32).filter_map(|c| c.try_into().ok()).map(CacheKey).collect())
+            .unwrap_or_default())
     }
 
     /// Ids of entries whose TTL ended at or before `now_ms`, oldest first.
@@ -485,6 +554,36 @@ impl Store {
         Ok(out)
     }
 
+    /// Counts one verifier call made for `namespace` and what it cost.
+    pub fn add_verification(&self, namespace: &str, nano_usd: u64) {
+        self.pending.add_keyed(format!("{VERIFICATIONS_PREFIX}{namespace}"), 1);
+        if nano_usd > 0 {
+            self.pending.add_keyed(format!("{VERIFICATION_NANO_USD_PREFIX}{namespace}"), nano_usd);
+        }
+    }
+
+    /// Verifier calls and their cost, per namespace.
+    pub fn verifications_by_namespace(&self) -> Result<BTreeMap<String, Verifications>, StoreError> {
+        let _read = self.pending.read();
+        let mut out: BTreeMap<String, Verifications> = BTreeMap::new();
+        for (prefix, is_calls) in [(VERIFICATIONS_PREFIX, true), (VERIFICATION_NANO_USD_PREFIX, false)] {
+            let mut add = |key: &str, n: u64| {
+                let ns = key.get(prefix.len()..).unwrap_or_default().to_string();
+                let v = out.entry(ns).or_default();
+                let slot = if is_calls { &mut v.calls } else { &mut v.nano_usd };
+                *slot = slot.saturating_add(n);
+            };
+            for kv in self.counters.scan_prefix(prefix) {
+                let (k, v) = kv?;
+                add(&String::from_utf8_lossy(&k), read_u64(Some(&v)));
+            }
+            for (k, n) in self.pending.keyed_with_prefix(prefix) {
+                add(&k, n);
+            }
+        }
+        Ok(out)
+    }
+
     /// Writes pending hit counts, access times and counter increments to sled.
     fn flush_pending(&self) -> Result<(), StoreError> {
         self.pending.flush(&self.flush_trees())
@@ -508,6 +607,32 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+}
+
+type AllTrees<'a> = (
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+);
+
+/// Removes the aliases of entry `id`; an alias since pointed at another entry stays.
+fn drop_aliases(
+    id: &CacheKey,
+    aliases: &TransactionalTree,
+    alias_of: &TransactionalTree,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let Some(list) = alias_of.remove(&id.0[..])? else { return Ok(()) };
+    for alias in list.chunks_exact(32) {
+        if aliases.get(alias)?.is_some_and(|target| target.as_ref() == &id.0[..]) {
+            aliases.remove(alias)?;
+        }
+    }
+    Ok(())
 }
 
 fn unindex(

@@ -171,3 +171,35 @@ fn counts_survive_closing_without_an_explicit_flush() {
     assert_eq!(s.counter(Counter::Requests).expect("counter"), 2);
     assert_eq!(s.hit_stats(&e.id).expect("stats").hits, 1);
 }
+
+#[test]
+fn aliases_die_with_their_entry_on_sweep_and_replacement() {
+    let s = Store::temporary().expect("store");
+    let (a, b) = (entry(1, 10, 100, "default"), entry(2, 10, 10_000, "default"));
+    s.put(&a, None).expect("put");
+    s.put(&b, None).expect("put");
+    let (x, y, z) = (CacheKey([7; 32]), CacheKey([8; 32]), CacheKey([9; 32]));
+    assert!(s.add_alias(&x, &a.id).expect("alias"));
+    assert!(s.add_alias(&y, &a.id).expect("alias"));
+    assert!(s.add_alias(&z, &b.id).expect("alias"));
+    assert!(!s.add_alias(&x, &CacheKey([3; 32])).expect("alias of nothing"), "no alias of a missing entry");
+    assert_eq!(s.aliases_of(&a.id).expect("aliases"), vec![x, y]);
+    let swept = s.sweep_expired(1_000, 10).expect("sweep");
+    assert_eq!(swept.removed, vec![a.id]);
+    assert_eq!((s.alias(&x).expect("x"), s.alias(&y).expect("y")), (None, None));
+    assert_eq!(s.alias(&z).expect("z"), Some(b.id));
+    s.put(&b, None).expect("replace");
+    assert_eq!(s.alias(&z).expect("z"), None, "a new answer under the key drops what was verified");
+}
+
+#[test]
+fn verifications_are_counted_per_namespace_across_a_flush() {
+    let s = Store::temporary().expect("store");
+    s.add_verification("default", 1_500);
+    s.flush().expect("flush");
+    s.add_verification("default", 500);
+    s.add_verification("key-abc", 0);
+    let by_ns = s.verifications_by_namespace().expect("read");
+    assert_eq!(by_ns.get("default"), Some(&crate::Verifications { calls: 2, nano_usd: 2_000 }));
+    assert_eq!(by_ns.get("key-abc"), Some(&crate::Verifications { calls: 1, nano_usd: 0 }));
+}

@@ -27,6 +27,8 @@ pub enum Embedding {
 pub struct TestConfig {
     pub embedding: Embedding,
     pub threshold: f32,
+    /// `cache.semantic.verify_from`; the default (0.80, or the threshold when lower) when `None`.
+    pub verify_from: Option<f32>,
     pub default_ttl: String,
     pub max_entries: u64,
     pub first_byte_timeout: String,
@@ -50,6 +52,7 @@ impl Default for TestConfig {
         Self {
             embedding: Embedding::Hash,
             threshold: 0.90,
+            verify_from: None,
             default_ttl: "1h".into(),
             max_entries: 100_000,
             first_byte_timeout: "2s".into(),
@@ -128,6 +131,7 @@ sweep_interval = "200ms"
 [cache.semantic]
 enabled = {semantic}
 threshold = {threshold}
+verify_from = {verify_from}
 
 [embedding]
 backend = "{backend}"
@@ -188,6 +192,7 @@ reasoning = "top"
             ttl = self.default_ttl,
             max_entries = self.max_entries,
             threshold = self.threshold,
+            verify_from = self.verify_from.unwrap_or(0.80_f32.min(self.threshold)),
             models = models_dir().display(),
             fbt = self.first_byte_timeout,
             at = self.attempt_timeout,

@@ -22,6 +22,7 @@ fn entry(n: u8, namespace: &str, fingerprint: &ContextFingerprint) -> Entry {
 fn settings() -> SemanticSettings {
     SemanticSettings {
         threshold: 0.9,
+        verify_from: 0.8,
         ladder_thresholds: HashMap::new(),
         guards: GuardSettings::default(),
         candidates: 4,
@@ -66,4 +67,41 @@ fn an_entry_of_another_namespace_is_never_served() {
     assert_eq!(refusals, vec![Refusal::Context]);
     let (hit, _) = lookup(&store, &index, &query("key-aaaa", &fp), &settings(), 10).expect("lookup");
     assert_eq!(hit.map(|h| h.entry.id), Some(CacheKey([1; 32])), "its own tenant is served");
+}
+
+#[test]
+fn a_grey_band_candidate_is_offered_for_verification_and_not_counted() {
+    let store = Store::temporary().expect("store");
+    let index = SemanticIndex::new();
+    let fp = ContextFingerprint([1; 32]);
+    plant(&store, &index, &entry(1, "default", &fp), &fp);
+    // cos = 0.85: between verify_from (0.8) and the threshold (0.9).
+    let grey_vector = [0.85, (1.0f32 - 0.85 * 0.85).sqrt(), 0.0, 0.0];
+    let q = Query { vector: &grey_vector, ..query("default", &fp) };
+    let found = lookup_banded(&store, &index, &q, &settings(), Some((0.8, 3)), 10).expect("lookup");
+    assert!(found.hit.is_none());
+    assert_eq!(found.grey.len(), 1);
+    assert_eq!(found.grey[0].text, "when do you open?");
+    assert_eq!(store.hit_stats(&CacheKey([1; 32])).expect("stats").hits, 0);
+    // Without a verifier the grey band is a miss, and below verify_from too.
+    let (hit, _) = lookup(&store, &index, &q, &settings(), 10).expect("lookup");
+    assert!(hit.is_none());
+    let found = lookup_banded(&store, &index, &q, &settings(), Some((0.86, 3)), 10).expect("lookup");
+    assert!(found.hit.is_none() && found.grey.is_empty());
+}
+
+#[test]
+fn an_alias_serves_its_entry_only_while_it_lives_in_the_same_namespace() {
+    let store = Store::temporary().expect("store");
+    let fp = ContextFingerprint([1; 32]);
+    let e = entry(1, "default", &fp);
+    store.put(&e, Some(&V)).expect("put");
+    let alias = CacheKey([9; 32]);
+    assert!(store.add_alias(&alias, &e.id).expect("alias"));
+    let found = crate::exact::lookup_or_alias(&store, &alias, "default", 10).expect("lookup");
+    assert_eq!(found.map(|(e, _, via)| (e.id, via)), Some((e.id, crate::exact::Via::Alias)));
+    assert!(crate::exact::lookup_or_alias(&store, &alias, "key-other", 10).expect("lookup").is_none());
+    assert!(store.remove(&e.id).expect("remove"));
+    assert!(store.alias(&alias).expect("alias").is_none(), "the alias died with its entry");
+    assert!(crate::exact::lookup_or_alias(&store, &alias, "default", 10).expect("lookup").is_none());
 }

@@ -71,6 +71,19 @@ pub struct CacheSettings {
     pub sweep_interval: Duration,
     pub semantic_enabled: bool,
     pub semantic: SemanticSettings,
+    /// `None`: grey-band candidates are misses.
+    pub verifier: Option<VerifierSettings>,
+}
+
+/// The model that settles grey-band candidates (`[cache.semantic.verifier]`).
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    /// A model or ladder name from the catalog.
+    pub model: String,
+    pub max_candidates: usize,
+    pub timeout: Duration,
+    /// The system message; the texts follow in the user message.
+    pub prompt: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +241,13 @@ impl Config {
         for (ladder, t) in &sem.ladder_thresholds {
             check_threshold(format!("cache.semantic.ladder_thresholds.{ladder}"), *t)?;
         }
+        check_threshold("cache.semantic.verify_from".into(), sem.verify_from)?;
+        if sem.verify_from > sem.threshold {
+            return Err(invalid(
+                "cache.semantic.verify_from",
+                format!("{} is above the threshold ({})", sem.verify_from, sem.threshold),
+            ));
+        }
         if sem.candidates == 0 {
             return Err(invalid("cache.semantic.candidates", "must be at least 1"));
         }
@@ -305,6 +325,24 @@ impl Config {
             }
         }
 
+        let verifier = match &sem.verifier {
+            None => None,
+            Some(v) => {
+                if catalog.resolve(&v.model).is_none() {
+                    return Err(invalid("cache.semantic.verifier.model", format!("no ladder or model `{}`", v.model)));
+                }
+                if v.max_candidates == 0 || v.max_candidates > 9 {
+                    return Err(invalid("cache.semantic.verifier.max_candidates", "must be between 1 and 9"));
+                }
+                let timeout = dur("cache.semantic.verifier.timeout", &v.timeout)?;
+                if timeout.is_zero() {
+                    return Err(invalid("cache.semantic.verifier.timeout", "must be greater than 0"));
+                }
+                let prompt = v.prompt.clone().unwrap_or_else(|| crate::verify::DEFAULT_PROMPT.to_string());
+                Some(VerifierSettings { model: v.model.clone(), max_candidates: v.max_candidates, timeout, prompt })
+            }
+        };
+
         let server = ServerSettings {
             listen,
             admin_token_env: raw.server.admin_token_env,
@@ -336,8 +374,10 @@ impl Config {
                 max_entries: raw.cache.max_entries,
                 sweep_interval: dur("cache.sweep_interval", &raw.cache.sweep_interval)?,
                 semantic_enabled: sem.enabled,
+                verifier,
                 semantic: SemanticSettings {
                     threshold: sem.threshold,
+                    verify_from: sem.verify_from,
                     ladder_thresholds: sem.ladder_thresholds.clone(),
                     guards: sem.guards,
                     candidates: sem.candidates,

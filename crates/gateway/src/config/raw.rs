@@ -127,12 +127,43 @@ pub struct RawSemantic {
     pub enabled: bool,
     #[serde(default = "default_threshold")]
     pub threshold: f32,
+    #[serde(default = "default_verify_from")]
+    pub verify_from: f32,
     #[serde(default)]
     pub ladder_thresholds: HashMap<String, f32>,
     #[serde(default = "default_candidates")]
     pub candidates: usize,
     #[serde(default)]
     pub guards: deja_cache::GuardSettings,
+    /// Off unless the table is present.
+    #[serde(default)]
+    pub verifier: Option<RawVerifier>,
+}
+
+/// `[cache.semantic.verifier]`: a model asked whether a grey-band candidate
+/// has the same answer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerifier {
+    /// A model or ladder name from the catalog.
+    pub model: String,
+    #[serde(default = "default_max_candidates")]
+    pub max_candidates: usize,
+    #[serde(default = "default_verifier_timeout")]
+    pub timeout: String,
+    /// Instructions sent as the system message; the texts follow in the user message.
+    #[serde(default)]
+    pub prompt: Option<String>,
+}
+
+fn default_verify_from() -> f32 {
+    0.80
+}
+fn default_max_candidates() -> usize {
+    3
+}
+fn default_verifier_timeout() -> String {
+    "2s".into()
 }
 
 impl Default for RawSemantic {
@@ -140,9 +171,11 @@ impl Default for RawSemantic {
         Self {
             enabled: true,
             threshold: default_threshold(),
+            verify_from: default_verify_from(),
             ladder_thresholds: HashMap::new(),
             candidates: default_candidates(),
             guards: deja_cache::GuardSettings::default(),
+            verifier: None,
         }
     }
 }

@@ -115,3 +115,27 @@ fn log_format_defaults_to_text_and_names_its_field_when_wrong() {
     let wrong = MINIMAL.replace("[server]", "[server]\nlog_format = \"xml\"");
     assert_eq!(error_path(&wrong), "server.log_format");
 }
+
+#[test]
+fn the_verifier_is_off_by_default_and_verify_from_defaults_below_the_threshold() {
+    let c = Config::parse(MINIMAL).expect("valid");
+    assert!(c.cache.verifier.is_none());
+    assert!((c.cache.semantic.verify_from - 0.80).abs() < 1e-6);
+    let text = format!("{MINIMAL}\n[cache.semantic.verifier]\nmodel = \"auto\"\n");
+    let v = Config::parse(&text).expect("valid").cache.verifier.expect("verifier on");
+    assert_eq!((v.model.as_str(), v.max_candidates, v.timeout), ("auto", 3, Duration::from_secs(2)));
+    assert!(v.prompt.contains("none"));
+}
+
+#[test]
+fn verifier_settings_are_checked_with_their_path() {
+    for (table, path) in [
+        ("[cache.semantic]\nverify_from = 1.5\n", "cache.semantic.verify_from"),
+        ("[cache.semantic]\nthreshold = 0.9\nverify_from = 0.95\n", "cache.semantic.verify_from"),
+        ("[cache.semantic.verifier]\nmodel = \"nope\"\n", "cache.semantic.verifier.model"),
+        ("[cache.semantic.verifier]\nmodel = \"a\"\nmax_candidates = 0\n", "cache.semantic.verifier.max_candidates"),
+        ("[cache.semantic.verifier]\nmodel = \"a\"\ntimeout = \"soon\"\n", "cache.semantic.verifier.timeout"),
+    ] {
+        assert_eq!(error_path(&format!("{MINIMAL}\n{table}")), path, "{table}");
+    }
+}

@@ -1,0 +1,197 @@
+//! The verifier: a language model asked, rarely, whether a grey-band
+//! semantic candidate (`verify_from ≤ similarity < threshold`) has the same
+//! correct answer as the new request.
+//!
+//! The question goes through Deja's own upstream path (a routing plan for the
+//! verifier model, walked by [`Walker`]), never through the cache, and is not
+//! counted as a client miss. Its cost is counted per namespace. A timeout, an
+//! error or an answer that cannot be read is a "no": a verification never
+//! turns a failure into a hit.
+
+use crate::config::{Config, VerifierSettings};
+use crate::state::AppState;
+use crate::walker::{classify, Walker};
+use deja_api::{ApiError, CacheKey, ChatCompletion, ErrorKind};
+use deja_router::{cost_usd, estimate_tokens, plan, FailureKind, RouteInput};
+use serde_json::json;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The system message unless `[cache.semantic.verifier] prompt` replaces it.
+pub const DEFAULT_PROMPT: &str = "You decide whether a cached answer may be reused. You are given a new request \
+and one or more numbered cached requests, all in the same conversation context. A cached request matches only \
+if its correct answer is exactly the correct answer to the new request: a different object, number, name, time, \
+negation or intent means no match. Reply with only the number of the matching cached request, or with none.";
+
+/// Largest upstream answer read from the verifier: a number or "none".
+const MAX_VERDICT_BYTES: usize = 64 * 1024;
+
+/// What the verifier said, and what asking cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// The index of the candidate with the same answer; `None` for "none"
+    /// and for anything that could not be read.
+    pub chosen: Option<usize>,
+    pub cost_usd: f64,
+}
+
+/// The verifier's messages: instructions, then both texts verbatim.
+pub fn messages(prompt: &str, question: &str, candidates: &[&str]) -> serde_json::Value {
+    let mut user = format!("New request:\n<<<\n{question}\n>>>\n\nCached requests:\n");
+    for (i, text) in candidates.iter().enumerate() {
+        user.push_str(&format!("{}.\n<<<\n{text}\n>>>\n", i + 1));
+    }
+    user.push_str(&format!(
+        "\nAnswer with the number (1 to {}) of the cached request whose correct answer is the same, or none.",
+        candidates.len()
+    ));
+    json!([{"role": "system", "content": prompt}, {"role": "user", "content": user}])
+}
+
+/// Reads the verifier's reply strictly: a candidate number in range, or
+/// "yes" when there was one candidate. Anything else is no match.
+pub fn parse_verdict(reply: &str, candidates: usize) -> Option<usize> {
+    let word = reply.trim().trim_end_matches(['.', '!']).trim().to_ascii_lowercase();
+    if word == "yes" && candidates == 1 {
+        return Some(0);
+    }
+    let n: usize = word.parse().ok()?;
+    (1..=candidates).contains(&n).then(|| n - 1)
+}
+
+/// Asks the verifier model about `candidates` (best first), within its timeout.
+pub async fn verify(
+    state: &Arc<AppState>,
+    config: &Arc<Config>,
+    settings: &VerifierSettings,
+    question: &str,
+    candidates: &[&str],
+) -> Result<Verdict, ApiError> {
+    match tokio::time::timeout(settings.timeout, ask(state, config, settings, question, candidates)).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::new(ErrorKind::GatewayTimeout, "the verifier did not answer in time")),
+    }
+}
+
+async fn ask(
+    state: &Arc<AppState>,
+    config: &Arc<Config>,
+    settings: &VerifierSettings,
+    question: &str,
+    candidates: &[&str],
+) -> Result<Verdict, ApiError> {
+    let messages = messages(&settings.prompt, question, candidates);
+    let route =
+        RouteInput { target: &settings.model, prompt_tokens: estimate_tokens(messages.to_string().len()), task: None };
+    let plan = plan(&config.catalog, route, &state.health, Instant::now(), 1 + config.routing.model_retries)
+        .map_err(|e| ApiError::new(ErrorKind::BadGateway, format!("verifier: {e}")))?;
+    let body = json!({
+        "model": settings.model,
+        "messages": messages,
+        "temperature": 0,
+        "max_tokens": 5,
+        "stream": false,
+    });
+    let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/chat/completions", body);
+    let (completion, model) = loop {
+        let mut opened = walker.open().await?;
+        let raw = match opened.response.collect(MAX_VERDICT_BYTES).await {
+            Ok(b) => b,
+            Err(e) => {
+                let (kind, _, detail) = classify(&e);
+                walker.fail(opened.model, kind, None, detail);
+                continue;
+            }
+        };
+        match serde_json::from_slice::<ChatCompletion>(&raw) {
+            Ok(c) if !c.choices.is_empty() => break (c, opened.model),
+            _ => {
+                walker.fail(opened.model, FailureKind::Malformed, None, "the response was not a chat completion".into())
+            }
+        }
+    };
+    walker.succeeded(model);
+    let usage = completion.usage.clone().unwrap_or_default();
+    let cost = config
+        .catalog
+        .models
+        .get(model)
+        .map_or(0.0, |spec| cost_usd(spec, usage.prompt_tokens, usage.completion_tokens));
+    let reply = completion
+        .choices
+        .first()
+        .and_then(|c| c.message.get("content"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    Ok(Verdict { chosen: parse_verdict(reply, candidates.len()), cost_usd: cost })
+}
+
+/// (this request's exact key, the entry id the verifier refused for it).
+type Pair = (CacheKey, CacheKey);
+
+/// Pairs (request key, entry id) the verifier said no to, so none is asked
+/// twice. Bounded and in memory: the oldest verdicts are forgotten first, and
+/// a restart forgets them all (at worst one more verifier call per pair).
+pub struct Rejections {
+    capacity: usize,
+    inner: Mutex<(HashSet<Pair>, VecDeque<Pair>)>,
+}
+
+impl Rejections {
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), inner: Mutex::new((HashSet::new(), VecDeque::new())) }
+    }
+
+    pub fn contains(&self, key: &CacheKey, entry: &CacheKey) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.contains(&(*key, *entry))
+    }
+
+    pub fn insert(&self, key: CacheKey, entry: CacheKey) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (set, order) = &mut *guard;
+        if !set.insert((key, entry)) {
+            return;
+        }
+        order.push_back((key, entry));
+        while order.len() > self.capacity {
+            if let Some(old) = order.pop_front() {
+                set.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_are_read_strictly() {
+        assert_eq!(parse_verdict(" 2.\n", 3), Some(1));
+        assert_eq!(parse_verdict("1", 1), Some(0));
+        assert_eq!(parse_verdict("Yes", 1), Some(0));
+        for unreadable in ["none", "no", "yes", "4", "0", "1 or 2", "", "maybe", "-1"] {
+            assert_eq!(parse_verdict(unreadable, 3), None, "{unreadable:?}");
+        }
+    }
+
+    #[test]
+    fn the_request_carries_both_texts_verbatim() {
+        let m = messages("judge", "cancel my order", &["cancel my subscription", "stop my order"]);
+        let user = m[1]["content"].as_str().unwrap_or_default();
+        assert!(user.contains("cancel my order") && user.contains("cancel my subscription"));
+        assert!(user.contains("2.\n<<<\nstop my order\n>>>"));
+    }
+
+    #[test]
+    fn rejections_forget_the_oldest_beyond_their_capacity() {
+        let r = Rejections::new(2);
+        let k = |n| CacheKey([n; 32]);
+        r.insert(k(1), k(9));
+        r.insert(k(2), k(9));
+        r.insert(k(3), k(9));
+        assert!(!r.contains(&k(1), &k(9)));
+        assert!(r.contains(&k(2), &k(9)) && r.contains(&k(3), &k(9)));
+    }
+}
