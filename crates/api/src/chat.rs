@@ -106,7 +106,7 @@ impl ChatRequest {
         if idx + 1 != self.messages.len() {
             return None;
         }
-        message_text(&self.messages[idx])
+        message_text(self.messages.get(idx)?)
     }
 
     /// All message text, for prompt-size estimates.

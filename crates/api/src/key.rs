@@ -65,7 +65,8 @@ pub struct Namespace(String);
 impl Namespace {
     pub fn new(client_key: Option<&str>, narrowing: Option<&str>) -> Self {
         let mut ns = match client_key {
-            Some(k) => format!("key-{}", &hex::encode(blake3::hash(k.as_bytes()).as_bytes())[..12]),
+            // The first six bytes of the hash: twelve hex digits.
+            Some(k) => format!("key-{}", hex::encode(&blake3::hash(k.as_bytes()).as_bytes()[..6])),
             None => "default".to_string(),
         };
         if let Some(sub) = narrowing.map(str::trim).filter(|s| !s.is_empty()) {
@@ -291,15 +292,16 @@ pub fn routed_chat_keys(ns: &Namespace, req: &ChatRequest, task: Option<&str>) -
         params.str(task);
     }
 
-    let last = req.last_user_index().filter(|i| i + 1 == messages.len());
+    // A trailing user message is the question; what comes before is context.
+    let split = req.last_user_index().filter(|i| i + 1 == messages.len()).and_then(|_| messages.split_last());
     let mut context = Canonical(params.0.clone());
     context.str("context");
-    match last {
-        Some(i) => {
-            context.values(&messages[..i]);
+    match split {
+        Some((question, earlier)) => {
+            context.values(earlier);
             // The question counts whole, but for the text the embedding compares.
             context.str("question");
-            context.question(&messages[i]);
+            context.question(question);
         }
         None => {
             context.values(messages);

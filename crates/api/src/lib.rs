@@ -3,6 +3,10 @@
 //! Requests keep every field they arrived with (unknown ones in `extra`), so
 //! Deja forwards what it does not understand and keys the cache on it too.
 
+// A panic on the request path drops the client's connection: these crates
+// may not index, slice strings, `expect` or `panic!` outside tests.
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
+
 pub mod assemble;
 pub mod chat;
 pub mod embeddings;

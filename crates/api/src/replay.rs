@@ -22,10 +22,13 @@ pub fn completion_to_sse(c: &ChatCompletion, include_usage: bool) -> Vec<Bytes> 
             "system_fingerprint": fp,
             "choices": choices,
         });
-        if let Some(u) = usage {
-            v["usage"] = u;
-        } else if include_usage {
-            v["usage"] = Value::Null;
+        let usage = match usage {
+            Some(u) => Some(u),
+            None if include_usage => Some(Value::Null),
+            None => None,
+        };
+        if let (Some(u), Some(fields)) = (usage, v.as_object_mut()) {
+            fields.insert("usage".to_string(), u);
         }
         sse::frame(&v.to_string())
     };
@@ -51,7 +54,9 @@ pub fn completion_to_sse(c: &ChatCompletion, include_usage: bool) -> Vec<Bytes> 
                 .enumerate()
                 .map(|(i, call)| {
                     let mut call = call.clone();
-                    call["index"] = json!(i);
+                    if let Some(fields) = call.as_object_mut() {
+                        fields.insert("index".to_string(), json!(i));
+                    }
                     call
                 })
                 .collect();
@@ -72,20 +77,32 @@ pub fn completion_to_sse(c: &ChatCompletion, include_usage: bool) -> Vec<Bytes> 
     out
 }
 
+/// Splits `text` into pieces of `max` characters (at least one), the last
+/// one shorter.
 fn split_chars(text: &str, max: usize) -> Vec<&str> {
+    let max = max.max(1);
     let mut pieces = Vec::new();
-    let mut start = 0;
-    let mut count = 0;
-    for (i, _) in text.char_indices() {
-        if count == max {
-            pieces.push(&text[start..i]);
-            start = i;
-            count = 0;
-        }
-        count += 1;
+    let mut rest = text;
+    // `char_indices` yields boundaries, so the split always succeeds.
+    while let Some((piece, tail)) = rest.char_indices().nth(max).and_then(|(i, _)| rest.split_at_checked(i)) {
+        pieces.push(piece);
+        rest = tail;
     }
-    if start < text.len() {
-        pieces.push(&text[start..]);
+    if !rest.is_empty() {
+        pieces.push(rest);
     }
     pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_chars;
+
+    #[test]
+    fn pieces_hold_whole_characters() {
+        assert_eq!(split_chars("", 3), Vec::<&str>::new());
+        assert_eq!(split_chars("abc", 3), vec!["abc"]);
+        assert_eq!(split_chars("abcdefg", 3), vec!["abc", "def", "g"]);
+        assert_eq!(split_chars("héllo wörld", 4), vec!["héll", "o wö", "rld"]);
+    }
 }

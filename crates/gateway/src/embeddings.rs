@@ -69,13 +69,13 @@ async fn run(
         .map_err(|e| ApiError::new(ErrorKind::NotFound, e.to_string()))?;
     let body = serde_json::to_value(&req).unwrap_or_default();
     let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/embeddings", body);
-    let (value, raw, model) = loop {
+    let (value, raw, spec) = loop {
         let mut opened = walker.open().await?;
         match opened.response.collect(MAX_RESPONSE_BYTES).await {
             Ok(raw) => match serde_json::from_slice::<Value>(&raw) {
-                Ok(v) if v["data"].is_array() => break (v, raw, opened.model),
+                Ok(v) if v.get("data").is_some_and(Value::is_array) => break (v, raw, opened.model),
                 _ => walker.fail(
-                    opened.model,
+                    &opened.model,
                     FailureKind::Malformed,
                     None,
                     "the response was not an embeddings list".into(),
@@ -83,14 +83,13 @@ async fn run(
             },
             Err(e) => {
                 let (kind, _, detail) = classify(&e);
-                walker.fail(opened.model, kind, None, detail);
+                walker.fail(&opened.model, kind, None, detail);
             }
         }
     };
-    walker.succeeded(model);
-    let spec = &config.catalog.models[model];
-    let prompt_tokens = value["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-    let cost = cost_usd(spec, prompt_tokens, 0);
+    walker.succeeded(&spec);
+    let prompt_tokens = value.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(Value::as_u64).unwrap_or(0);
+    let cost = cost_usd(&spec, prompt_tokens, 0);
     remember::count_upstream_answer(&state, policy.mode);
     count_spend(&state, &spec.name, cost);
     if policy.writes() {

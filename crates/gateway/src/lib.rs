@@ -3,6 +3,10 @@
 //!
 //! Read [`pipeline`] first: it is the request's life in one file.
 
+// A panic on the request path drops the client's connection: these crates
+// may not index, slice strings, `expect` or `panic!` outside tests.
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
+
 pub mod answer;
 pub mod auth;
 pub mod cache_control;

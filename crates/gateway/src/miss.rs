@@ -46,32 +46,34 @@ pub async fn unary_miss(ctx: ChatCtx, plan: Plan, leader: Option<Leader<Shared>>
 async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes), ApiError> {
     let config = ctx.config.clone();
     let mut body = serde_json::to_value(&ctx.req).unwrap_or_default();
-    body["stream"] = serde_json::Value::Bool(false);
     if let Some(o) = body.as_object_mut() {
+        o.insert("stream".to_string(), serde_json::Value::Bool(false));
         o.remove("stream_options");
     }
     let mut walker = Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body);
-    let (completion, raw, model) = loop {
+    let (completion, raw, spec) = loop {
         let mut opened = walker.open().await?;
         let raw = match opened.response.collect(MAX_RESPONSE_BYTES).await {
             Ok(b) => b,
             Err(e) => {
                 let (kind, _, detail) = classify(&e);
-                walker.fail(opened.model, kind, None, detail);
+                walker.fail(&opened.model, kind, None, detail);
                 continue;
             }
         };
         match serde_json::from_slice::<ChatCompletion>(&raw) {
             Ok(c) if !c.choices.is_empty() => break (c, raw, opened.model),
-            _ => {
-                walker.fail(opened.model, FailureKind::Malformed, None, "the response was not a chat completion".into())
-            }
+            _ => walker.fail(
+                &opened.model,
+                FailureKind::Malformed,
+                None,
+                "the response was not a chat completion".into(),
+            ),
         }
     };
-    walker.succeeded(model);
-    let spec = &config.catalog.models[model];
+    walker.succeeded(&spec);
     let usage = completion.usage.clone().unwrap_or_default();
-    let cost = cost_usd(spec, usage.prompt_tokens, usage.completion_tokens);
+    let cost = cost_usd(&spec, usage.prompt_tokens, usage.completion_tokens);
     count_miss(ctx);
     count_spend(&ctx.state, &spec.name, cost);
     let answer =

@@ -17,7 +17,7 @@ use deja_api::{ApiError, ErrorKind, StreamAssembler};
 use deja_cache::coalesce::Leader;
 use deja_router::{cost_usd, FailureKind, Plan};
 use http::Response;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -93,8 +93,13 @@ async fn run(
 ) {
     let config = ctx.config.clone();
     let mut body = serde_json::to_value(&ctx.req).unwrap_or_default();
-    body["stream"] = Value::Bool(true);
-    body["stream_options"]["include_usage"] = Value::Bool(true);
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("stream".to_string(), Value::Bool(true));
+        let options = fields.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+        if let Some(options) = options.as_object_mut() {
+            options.insert("include_usage".to_string(), Value::Bool(true));
+        }
+    }
     let mut walker = Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body);
     let mut fwd = Forwarder { tx, client_gone: false, include_usage: ctx.req.wants_usage_chunk() };
     let mut started_tx = Some(started_tx);
@@ -119,7 +124,7 @@ async fn run(
             None => continue,
         }
     };
-    let model = config.catalog.models[opened.model].name.clone();
+    let model = opened.model.name.clone();
     if let Some(s) = started_tx.take() {
         let _ = s.send(Ok(Started { model: model.clone(), attempts: walker.tries() }));
     }
@@ -187,8 +192,8 @@ async fn run(
     match end {
         Some(StreamEnd::Done) => match asm.finish() {
             Some(completion) => {
-                walker.succeeded(opened.model);
-                let spec = &config.catalog.models[opened.model];
+                walker.succeeded(&opened.model);
+                let spec = &opened.model;
                 let usage = completion.usage.clone().unwrap_or_default();
                 let cost = cost_usd(spec, usage.prompt_tokens, usage.completion_tokens);
                 count_miss(&ctx);
@@ -230,7 +235,7 @@ async fn fail_stream(
     kind: FailureKind,
     detail: String,
 ) {
-    walker.fail(opened.model, kind, None, detail.clone());
+    walker.fail(&opened.model, kind, None, detail.clone());
     let err = ApiError::new(ErrorKind::BadGateway, detail).with_code("stream_interrupted");
     fwd.send(sse::frame(&err.to_json().to_string())).await;
     tracing::warn!(request_id = %ctx.request_id, error = %err, "stream ended with an error");
@@ -243,7 +248,7 @@ async fn fail_stream(
 /// the failure) means: try the next attempt.
 async fn first_events(walker: &mut Walker, opened: &mut Opened, parser: &mut SseParser) -> Option<Vec<String>> {
     if !opened.response.is_event_stream() {
-        walker.fail(opened.model, FailureKind::Malformed, None, "expected an event stream".into());
+        walker.fail(&opened.model, FailureKind::Malformed, None, "expected an event stream".into());
         return None;
     }
     let idle = walker.first_byte_timeout();
@@ -253,7 +258,7 @@ async fn first_events(walker: &mut Walker, opened: &mut Opened, parser: &mut Sse
                 let events = match parser.push(&chunk) {
                     Ok(events) => events,
                     Err(e) => {
-                        walker.fail(opened.model, FailureKind::Malformed, None, e.to_string());
+                        walker.fail(&opened.model, FailureKind::Malformed, None, e.to_string());
                         return None;
                     }
                 };
@@ -261,18 +266,18 @@ async fn first_events(walker: &mut Walker, opened: &mut Opened, parser: &mut Sse
                 // Nothing has reached the client yet: a bad first event can still fall back.
                 let valid = serde_json::from_str::<Value>(first).is_ok_and(|v| v.get("error").is_none());
                 if !valid {
-                    walker.fail(opened.model, FailureKind::Malformed, None, "the first event was not a chunk".into());
+                    walker.fail(&opened.model, FailureKind::Malformed, None, "the first event was not a chunk".into());
                     return None;
                 }
                 return Some(events);
             }
             Ok(None) => {
-                walker.fail(opened.model, FailureKind::Malformed, None, "the stream ended before any event".into());
+                walker.fail(&opened.model, FailureKind::Malformed, None, "the stream ended before any event".into());
                 return None;
             }
             Err(e) => {
                 let (kind, _, detail) = classify(&e);
-                walker.fail(opened.model, kind, None, detail);
+                walker.fail(&opened.model, kind, None, detail);
                 return None;
             }
         }

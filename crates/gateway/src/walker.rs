@@ -10,7 +10,7 @@ use crate::metrics::{ModelErrorLabels, ModelLabels};
 use crate::state::AppState;
 use bytes::Bytes;
 use deja_api::{ApiError, ErrorKind};
-use deja_router::{failure_decision, Decision, FailureKind, Plan};
+use deja_router::{failure_decision, Decision, FailureKind, ModelSpec, Plan};
 use deja_upstream::{Attempt, UpstreamError, UpstreamResponse};
 use serde_json::Value;
 use std::sync::Arc;
@@ -21,7 +21,8 @@ pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 pub struct Opened {
     pub response: UpstreamResponse,
-    pub model: usize,
+    /// The model that answered.
+    pub model: ModelSpec,
 }
 
 pub struct Walker {
@@ -65,12 +66,17 @@ impl Walker {
     pub async fn open(&mut self) -> Result<Opened, ApiError> {
         // A handle of our own, so borrows of it outlive `self.fail(..)`.
         let config = self.config.clone();
-        while self.pos < self.attempts.len() {
-            let m = self.attempts[self.pos];
+        while let Some(&m) = self.attempts.get(self.pos) {
             self.pos += 1;
-            let spec = &config.catalog.models[m];
+            // Plans are made from the catalog of this same config snapshot.
+            let Some(spec) = config.catalog.model(m) else {
+                return Err(ApiError::new(
+                    ErrorKind::Internal,
+                    format!("the routing plan names model #{m}, which the configuration lacks"),
+                ));
+            };
             let Some(provider) = config.providers.get(&spec.provider) else {
-                self.fail(m, FailureKind::NoCredentials, None, "provider missing".into());
+                self.fail(spec, FailureKind::NoCredentials, None, "provider missing".into());
                 continue;
             };
             let api_key = match &provider.api_key_env {
@@ -78,12 +84,14 @@ impl Walker {
                 Some(var) => match config.api_key(&provider.name) {
                     Some(k) => Some(k),
                     None => {
-                        self.fail(m, FailureKind::NoCredentials, None, format!("no API key (${var} is unset)"));
+                        self.fail(spec, FailureKind::NoCredentials, None, format!("no API key (${var} is unset)"));
                         continue;
                     }
                 },
             };
-            self.body["model"] = Value::String(spec.upstream_name.clone());
+            if let Some(fields) = self.body.as_object_mut() {
+                fields.insert("model".to_string(), Value::String(spec.upstream_name.clone()));
+            }
             let body = Bytes::from(self.body.to_string());
             let routing = &config.routing;
             let started = Instant::now();
@@ -107,13 +115,13 @@ impl Walker {
                 .get_or_create(&ModelLabels { model: spec.name.clone() })
                 .observe(took.as_secs_f64());
             match result {
-                Ok(response) => return Ok(Opened { response, model: m }),
+                Ok(response) => return Ok(Opened { response, model: spec.clone() }),
                 Err(e) => {
                     let (kind, retry_after, detail) = classify(&e);
                     let retry_after = retry_after.map(|d| d.min(routing.retry_after_cap));
-                    self.fail(m, kind, retry_after, detail);
+                    self.fail(spec, kind, retry_after, detail);
                     if failure_decision(kind) == Decision::Return {
-                        return Err(self.client_error(m, &e));
+                        return Err(self.client_error(spec, &e));
                     }
                     // Retrying the same model: wait as long as it asked (capped).
                     if let (Some(wait), Some(&next)) = (retry_after, self.attempts.get(self.pos)) {
@@ -127,11 +135,11 @@ impl Walker {
         Err(self.exhausted())
     }
 
-    /// Records a failed attempt on model `m`.
-    pub fn fail(&mut self, m: usize, kind: FailureKind, retry_after: Option<Duration>, detail: String) {
-        let name = self.config.catalog.models[m].name.clone();
+    /// Records a failed attempt on `model`.
+    pub fn fail(&mut self, model: &ModelSpec, kind: FailureKind, retry_after: Option<Duration>, detail: String) {
+        let name = &model.name;
         if kind.counts_against_health() {
-            self.state.health.record_failure(&name, Instant::now(), retry_after);
+            self.state.health.record_failure(name, Instant::now(), retry_after);
         }
         self.state
             .metrics
@@ -143,8 +151,8 @@ impl Walker {
         self.kinds.push(kind);
     }
 
-    pub fn succeeded(&self, m: usize) {
-        self.state.health.record_success(&self.config.catalog.models[m].name);
+    pub fn succeeded(&self, model: &ModelSpec) {
+        self.state.health.record_success(&model.name);
     }
 
     /// The error for a plan with no attempt left.
@@ -164,24 +172,23 @@ impl Walker {
     }
 
     /// A 4xx that is the request's own fault, normalized to OpenAI's shape.
-    fn client_error(&self, m: usize, e: &UpstreamError) -> ApiError {
-        let name = &self.config.catalog.models[m].name;
+    fn client_error(&self, model: &ModelSpec, e: &UpstreamError) -> ApiError {
+        let name = &model.name;
         let UpstreamError::Status { status, body, .. } = e else {
             return ApiError::new(ErrorKind::BadGateway, format!("{name}: {e}"));
         };
         let upstream: Option<Value> = serde_json::from_slice(body).ok();
-        let message = upstream
-            .as_ref()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("the upstream refused the request with status {status}"));
+        let field = |key: &str| upstream.as_ref().and_then(|v| v.get("error")?.get(key)?.as_str()).map(str::to_string);
+        let message =
+            field("message").unwrap_or_else(|| format!("the upstream refused the request with status {status}"));
         let kind = match status {
             404 => ErrorKind::NotFound,
             413 => ErrorKind::PayloadTooLarge,
             _ => ErrorKind::InvalidRequest,
         };
         let mut err = ApiError::new(kind, format!("{name}: {message}")).with_status(*status);
-        err.code = upstream.as_ref().and_then(|v| v["error"]["code"].as_str().map(str::to_string));
-        err.param = upstream.as_ref().and_then(|v| v["error"]["param"].as_str().map(str::to_string));
+        err.code = field("code");
+        err.param = field("param");
         err
     }
 }

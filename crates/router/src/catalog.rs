@@ -108,4 +108,14 @@ impl Catalog {
             _ => None,
         }
     }
+
+    /// The model at index `i` (from [`Target::Model`] or a [`crate::Plan`]).
+    pub fn model(&self, i: usize) -> Option<&ModelSpec> {
+        self.models.get(i)
+    }
+
+    /// The ladder at index `i` (from [`Target::Ladder`]).
+    pub fn ladder(&self, i: usize) -> Option<&LadderSpec> {
+        self.ladders.get(i)
+    }
 }

@@ -3,6 +3,10 @@
 //! Pure code: no IO, no clock. Callers pass `now` in, so every decision is
 //! reproducible in unit tests.
 
+// A panic on the request path drops the client's connection: these crates
+// may not index, slice strings, `expect` or `panic!` outside tests.
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
+
 pub mod catalog;
 pub mod health;
 pub mod plan;

@@ -1,7 +1,7 @@
 //! Turning a request into an ordered list of attempts, and deciding what a
 //! failed attempt means for the rest of that list.
 
-use crate::catalog::{Catalog, Target};
+use crate::catalog::{Catalog, LadderSpec, ModelSpec, Target};
 use crate::health::Health;
 use std::time::Instant;
 
@@ -68,18 +68,22 @@ pub fn plan(
         Some(Target::Model(i)) => {
             Ok(Plan { attempts: vec![i; model_attempts.max(1) as usize], skipped: Vec::new(), ladder: None })
         }
-        Some(Target::Ladder(l)) => plan_ladder(catalog, l, input, health, now),
+        Some(Target::Ladder(l)) => match catalog.ladder(l) {
+            Some(ladder) => plan_ladder(catalog, l, ladder, input, health, now),
+            // `resolve` only hands out indexes of this catalog's ladders.
+            None => Err(PlanError::NotFound(input.target.to_string())),
+        },
     }
 }
 
 fn plan_ladder(
     catalog: &Catalog,
     ladder_idx: usize,
+    ladder: &LadderSpec,
     input: RouteInput<'_>,
     health: &Health,
     now: Instant,
 ) -> Result<Plan, PlanError> {
-    let ladder = &catalog.ladders[ladder_idx];
     let rung_pos = |name: &str| ladder.rungs.iter().position(|r| r == name).unwrap_or(0);
     let by_size = ladder
         .start_rules
@@ -95,25 +99,27 @@ fn plan_ladder(
     let mut skipped = Vec::new();
     for (pos, rung) in ladder.rungs.iter().enumerate() {
         let Some(m) = catalog.model_index(rung) else { continue };
+        let Some(spec) = catalog.model(m) else { continue };
         if pos < start {
             skipped.push((m, SkipReason::BelowStart));
-        } else if catalog.models[m].context_window < input.prompt_tokens {
+        } else if spec.context_window < input.prompt_tokens {
             skipped.push((m, SkipReason::ContextTooSmall));
         } else {
-            fitting.push(m);
+            fitting.push((m, spec));
         }
     }
     if fitting.is_empty() {
         return Err(PlanError::PromptTooLarge { ladder: ladder.name.clone(), tokens: input.prompt_tokens });
     }
-    let (healthy, cooling): (Vec<usize>, Vec<usize>) =
-        fitting.iter().partition(|&&m| !health.is_cooling(&catalog.models[m].name, now));
+    let (healthy, cooling): (Vec<_>, Vec<_>) =
+        fitting.into_iter().partition(|(_, spec)| !health.is_cooling(&spec.name, now));
+    let indexes = |rungs: Vec<(usize, &ModelSpec)>| -> Vec<usize> { rungs.into_iter().map(|(m, _)| m).collect() };
     // When every fitting rung is cooling, trying them beats refusing outright.
     let attempts = if healthy.is_empty() {
-        cooling
+        indexes(cooling)
     } else {
-        skipped.extend(cooling.into_iter().map(|m| (m, SkipReason::CoolingDown)));
-        healthy
+        skipped.extend(indexes(cooling).into_iter().map(|m| (m, SkipReason::CoolingDown)));
+        indexes(healthy)
     };
     Ok(Plan { attempts, skipped, ladder: Some(ladder_idx) })
 }

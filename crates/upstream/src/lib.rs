@@ -4,6 +4,10 @@
 //! It acts, it does not decide: which provider, which model and whether to
 //! fall back are the router's calls.
 
+// A panic on the request path drops the client's connection: these crates
+// may not index, slice strings, `expect` or `panic!` outside tests.
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
+
 mod client;
 mod error;
 mod response;
