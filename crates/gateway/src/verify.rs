@@ -100,24 +100,23 @@ async fn ask(
             Ok(b) => b,
             Err(e) => {
                 let (kind, _, detail) = classify(&e);
-                walker.fail(opened.model, kind, None, detail);
+                walker.fail(&opened.model, kind, None, detail);
                 continue;
             }
         };
         match serde_json::from_slice::<ChatCompletion>(&raw) {
             Ok(c) if !c.choices.is_empty() => break (c, opened.model),
-            _ => {
-                walker.fail(opened.model, FailureKind::Malformed, None, "the response was not a chat completion".into())
-            }
+            _ => walker.fail(
+                &opened.model,
+                FailureKind::Malformed,
+                None,
+                "the response was not a chat completion".into(),
+            ),
         }
     };
-    walker.succeeded(model);
+    walker.succeeded(&model);
     let usage = completion.usage.clone().unwrap_or_default();
-    let cost = config
-        .catalog
-        .models
-        .get(model)
-        .map_or(0.0, |spec| cost_usd(spec, usage.prompt_tokens, usage.completion_tokens));
+    let cost = cost_usd(&model, usage.prompt_tokens, usage.completion_tokens);
     let reply = completion
         .choices
         .first()
