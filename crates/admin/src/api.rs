@@ -172,6 +172,9 @@ struct PurgeRequest {
     older_than_s: Option<u64>,
     #[serde(default)]
     all: bool,
+    /// Count what would go, remove nothing.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 fn purge(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
@@ -190,6 +193,9 @@ fn purge(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
         created_before_ms: req.older_than_s.map(|s| deja_cache::now_ms().saturating_sub(s * 1000)),
     };
     let ids = state.store.matching(&filter).map_err(internal)?;
+    if req.dry_run {
+        return Ok(json!({"would_remove": ids.len()}));
+    }
     let mut removed = 0u64;
     for id in &ids {
         if remove(state, id)? {

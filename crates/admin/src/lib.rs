@@ -8,6 +8,8 @@
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
 
 pub mod api;
+pub mod dashboard;
+pub mod history;
 pub mod observe;
 pub mod ui;
 

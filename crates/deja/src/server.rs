@@ -36,6 +36,7 @@ static BOOT: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| deja_cache::
 struct Edge {
     state: Arc<AppState>,
     rates: RateLimits,
+    dashboard: deja_admin::dashboard::Dashboard,
 }
 
 /// Connections over the cap that are being told so at once; past this many
@@ -56,7 +57,8 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let places = Arc::new(Semaphore::new(state.config().limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
-    let edge = Arc::new(Edge { state, rates: RateLimits::default() });
+    let dashboard = deja_admin::dashboard::Dashboard::start(&state);
+    let edge = Arc::new(Edge { state, rates: RateLimits::default(), dashboard });
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -242,7 +244,7 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
                 Ok(()) => {
                     match read_body(&parts, body, config.server.max_body_bytes, config.limits.body_read_timeout).await {
                         Err(e) => err(e),
-                        Ok(bytes) => plain(deja_admin::handle(state, &parts, &bytes).await),
+                        Ok(bytes) => plain(deja_admin::dashboard::handle(state, &edge.dashboard, &parts, &bytes).await),
                     }
                 }
             };

@@ -1,0 +1,281 @@
+//! The dashboard in a real browser: Debian's `chromium`, headless, driven
+//! through `chromedriver` against the real proxy while traffic flows. An
+//! operator signs in, watches the hit rate move, finds an entry, reads it,
+//! deletes it (the next request misses), asks "what would this hit?" and
+//! purges by filter after seeing how many entries would go. A screenshot of
+//! each page lands in `target/dashboard-screenshots/`.
+//!
+//! Needs `chromium` and `chromedriver` (Debian: `chromium`, `chromium-driver`;
+//! `.ci/run` installs them). Without them the test fails and says so.
+
+mod common;
+
+use common::*;
+use deja_testkit::{spawn_proxy, TestConfig};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `$name` if set, else the first of `candidates` that exists.
+fn find_program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in candidates {
+        let direct = PathBuf::from(name);
+        if direct.is_absolute() && direct.is_file() {
+            return Some(direct);
+        }
+        if let Some(found) = std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// A chromedriver we started; killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts chromedriver on a free port (it has no `--port=0`: a port seen free
+/// may be taken before it binds, so a few ports are tried).
+async fn start_driver(program: &Path, dir: &Path) -> Driver {
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = Command::new(program)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", dir.join("chromedriver.log").display()))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("could not start {}: {e} (Debian: apt-get install chromium-driver)", program.display())
+            });
+        let mut driver = Driver { child, url: format!("http://127.0.0.1:{port}") };
+        let status = format!("{}/status", driver.url);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = driver.child.try_wait() {
+                break; // exited: most likely the port was taken
+            }
+            if let Ok(r) = client().get(&status).send().await {
+                if r.status().is_success() {
+                    return driver;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(driver);
+    }
+    panic!("chromedriver did not come up on any of 5 ports");
+}
+
+async fn open_browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium.display().to_string(),
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("chromedriver opens a chromium session")
+}
+
+/// Runs `script` in the page and returns its value.
+async fn js(b: &Client, script: &str) -> Value {
+    b.execute(script, vec![]).await.expect("script runs")
+}
+
+/// The text of element `#id` (hidden or not).
+async fn text_of(b: &Client, id: &str) -> String {
+    let v = b
+        .execute("const e = document.getElementById(arguments[0]); return e ? e.textContent : null;", vec![json!(id)])
+        .await
+        .expect("script runs");
+    v.as_str().unwrap_or("").to_string()
+}
+
+/// Waits until `#id`'s text satisfies `ok`, or fails saying what it saw.
+async fn wait_text(b: &Client, id: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let t = text_of(b, id).await;
+        if ok(&t) {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "#{id}: waited for {what}, it reads {t:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_js(b: &Client, what: &str, script: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while js(b, script).await != json!(true) {
+        assert!(Instant::now() < deadline, "waited for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn click(b: &Client, id: &str) {
+    b.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}")).click().await.expect("click");
+}
+
+async fn type_into(b: &Client, id: &str, text: &str) {
+    let e = b.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"));
+    e.clear().await.expect("clear");
+    e.send_keys(text).await.expect("type");
+}
+
+fn screenshot_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/dashboard-screenshots"))
+}
+
+async fn screenshot(b: &Client, name: &str) {
+    let png = b.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+#[tokio::test]
+async fn an_operator_tunes_the_cache_from_the_dashboard_in_chromium() {
+    let missing = "the dashboard test needs chromium and chromedriver: on Debian \
+        `apt-get install chromium chromium-driver` (or set CHROMIUM and CHROMEDRIVER)";
+    let chromium = find_program("CHROMIUM", &["/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"])
+        .unwrap_or_else(|| panic!("{missing}"));
+    let chromedriver =
+        find_program("CHROMEDRIVER", &["/usr/bin/chromedriver", "chromedriver"]).unwrap_or_else(|| panic!("{missing}"));
+
+    // The deterministic hashed embedder: the semantic stage is on, its verdicts stable.
+    let h = spawn_proxy(TestConfig::default()).await;
+    let sunday = ask("When do you open on Sunday?");
+    assert_eq!(chat(&h, &sunday).await.cache(), "miss");
+    assert_eq!(chat(&h, &ask("Do you ship to Norway?")).await.cache(), "miss");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let driver = start_driver(&chromedriver, dir.path()).await;
+    let b = open_browser(&driver, &chromium, &dir.path().join("profile")).await;
+    // Drive in a task so that a failed check still closes the browser and
+    // stops chromedriver before the failure is reported.
+    let outcome = tokio::spawn({
+        let b = b.clone();
+        async move { drive(&b, &h, &sunday).await }
+    })
+    .await;
+    let _ = b.close().await;
+    drop(driver);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn drive(b: &Client, h: &deja_testkit::Harness, sunday: &Value) {
+    b.set_window_size(1280, 1000).await.expect("window size");
+    b.goto(&h.url("/admin/ui")).await.expect("the dashboard loads");
+
+    // A wrong token is refused and leaves nothing behind.
+    type_into(b, "token", "not-the-token").await;
+    screenshot(b, "login").await;
+    b.find(Locator::Css("#login button[type=submit]")).await.expect("sign-in button").click().await.expect("click");
+    wait_text(b, "login-error", "a refusal", |t| t.contains("refused")).await;
+    assert_eq!(js(b, "return sessionStorage.length").await, json!(0));
+
+    // The right one opens the overview; it is kept in sessionStorage only.
+    type_into(b, "token", "test-admin-token").await;
+    b.find(Locator::Css("#login button[type=submit]")).await.expect("sign-in button").click().await.expect("click");
+    wait_text(b, "requests", "two requests", |t| t == "2").await;
+    assert_eq!(text_of(b, "hit-rate").await, "0.0%");
+    assert_eq!(js(b, "return localStorage.length").await, json!(0));
+    assert_eq!(js(b, "return sessionStorage.getItem('deja-admin-token')").await, json!("test-admin-token"));
+
+    // Traffic flows: three exact hits move the hit rate to 3 of 5.
+    for _ in 0..3 {
+        assert_eq!(chat(h, sunday).await.cache(), "exact");
+    }
+    click(b, "tab-overview").await;
+    wait_text(b, "hit-rate", "60% hit rate", |t| t == "60.0%").await;
+    assert_eq!(text_of(b, "exact").await, "3 (60.0%)");
+    wait_js(
+        b,
+        "the lookups chart to draw bars",
+        "return document.querySelectorAll('#chart-lookups rect.exact').length > 0",
+    )
+    .await;
+    wait_js(b, "ladder health for every model", "return document.querySelectorAll('#health tr').length === 4").await;
+    let health = text_of(b, "health").await;
+    assert!(health.contains("cheap") && health.contains("ok"), "{health}");
+    assert!(text_of(b, "window-totals").await.contains("5 requests"));
+    screenshot(b, "overview").await;
+
+    // Entries: find one by search and read its request and answer.
+    click(b, "tab-entries").await;
+    wait_js(b, "two entries listed", "return document.querySelectorAll('#entries tr').length === 2").await;
+    type_into(b, "search", "sunday").await;
+    wait_js(b, "the search to narrow to one", "return document.querySelectorAll('#entries tr').length === 1").await;
+    b.find(Locator::Css("#entries tr")).await.expect("a row").click().await.expect("open the entry");
+    wait_text(b, "entry-request", "the stored request", |t| t.contains("When do you open on Sunday?")).await;
+    let answer = text_of(b, "entry-answer").await;
+    assert!(answer.contains("chat.completion"), "{answer}");
+    assert!(text_of(b, "entry-facts").await.contains("cheap"));
+    screenshot(b, "entry").await;
+
+    // Delete it (two clicks): the next identical request misses.
+    click(b, "entry-delete").await;
+    click(b, "entry-delete-confirm").await;
+    wait_text(b, "entries-flash", "the deletion", |t| t.starts_with("Deleted entry")).await;
+    wait_js(b, "one entry left", "return document.querySelectorAll('#entries tr').length === 0").await;
+    assert_eq!(chat(h, sunday).await.cache(), "miss");
+
+    // What would this hit? The stored question is served, another is not.
+    click(b, "tab-probe").await;
+    wait_js(b, "the model list", "return document.getElementById('probe-model').value === 'auto'").await;
+    type_into(b, "probe-prompt", "Do you ship to Norway?").await;
+    b.find(Locator::Css("#probe button[type=submit]")).await.expect("search button").click().await.expect("click");
+    wait_text(b, "probe-summary", "a verdict", |t| t.contains("would")).await;
+    screenshot(b, "probe").await;
+    let summary = text_of(b, "probe-summary").await;
+    assert!(summary.contains("would be served"), "{summary}");
+    let first = js(b, "const r = document.querySelector('#probe-results tr'); return r ? r.textContent : ''").await;
+    let first = first.as_str().unwrap_or("");
+    assert!(first.starts_with("1.0000yes") && first.contains("Norway"), "{first}");
+    type_into(b, "probe-prompt", "Which payment methods do you accept?").await;
+    b.find(Locator::Css("#probe button[type=submit]")).await.expect("search button").click().await.expect("click");
+    wait_text(b, "probe-summary", "a miss", |t| t.ends_with("would miss")).await;
+
+    // Purge by filter: the count is shown first, then the purge happens.
+    click(b, "tab-entries").await;
+    type_into(b, "search", "").await;
+    type_into(b, "model", "auto").await;
+    click(b, "purge-preview").await;
+    wait_text(b, "purge-message", "the count", |t| t.starts_with("2 entries will be removed")).await;
+    screenshot(b, "purge").await;
+    assert_eq!(admin_get(h, "/admin/stats").await.body["entries"], 2, "a preview removes nothing");
+    click(b, "purge-go").await;
+    wait_text(b, "entries-flash", "the purge", |t| t == "Purged 2 entries.").await;
+    assert_eq!(admin_get(h, "/admin/stats").await.body["entries"], 0);
+}
