@@ -10,8 +10,9 @@ use crate::metrics::{ModelErrorLabels, ModelLabels};
 use crate::state::AppState;
 use bytes::Bytes;
 use deja_api::{ApiError, ErrorKind};
+use deja_providers::{anthropic, ProviderKind};
 use deja_router::{failure_decision, Decision, FailureKind, Plan};
-use deja_upstream::{Attempt, UpstreamError, UpstreamResponse};
+use deja_upstream::{Attempt, Dialect, UpstreamError, UpstreamResponse};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 pub struct Opened {
     pub response: UpstreamResponse,
     pub model: usize,
+    /// The API the answer is in: the miss paths translate it to OpenAI's.
+    pub kind: ProviderKind,
 }
 
 pub struct Walker {
@@ -33,6 +36,8 @@ pub struct Walker {
     body: Value,
     reasons: Vec<String>,
     kinds: Vec<FailureKind>,
+    /// Attempts skipped because their provider cannot honour the request.
+    refusals: Vec<ApiError>,
     /// Time spent waiting on upstreams, to tell Deja's own overhead apart.
     pub upstream_time: Duration,
 }
@@ -48,13 +53,14 @@ impl Walker {
             body,
             reasons: Vec::new(),
             kinds: Vec::new(),
+            refusals: Vec::new(),
             upstream_time: Duration::ZERO,
         }
     }
 
-    /// Attempts made so far.
+    /// Attempts made so far (skipped ones are not attempts).
     pub fn tries(&self) -> usize {
-        self.pos
+        self.pos - self.refusals.len()
     }
 
     pub fn first_byte_timeout(&self) -> Duration {
@@ -83,8 +89,21 @@ impl Walker {
                     }
                 },
             };
-            self.body["model"] = Value::String(spec.upstream_name.clone());
-            let body = Bytes::from(self.body.to_string());
+            let (path, body, dialect) = match provider.kind {
+                ProviderKind::OpenAi => {
+                    self.body["model"] = Value::String(spec.upstream_name.clone());
+                    (self.path, Bytes::from(self.body.to_string()), Dialect::OpenAi)
+                }
+                ProviderKind::Anthropic => {
+                    match crate::dialect::anthropic_body(self.path, &self.body, spec, provider) {
+                        Ok(body) => (anthropic::PATH, body, Dialect::Anthropic),
+                        Err(e) => {
+                            self.refuse(m, e);
+                            continue;
+                        }
+                    }
+                }
+            };
             let routing = &config.routing;
             let started = Instant::now();
             let result = self
@@ -92,8 +111,9 @@ impl Walker {
                 .upstream
                 .send(Attempt {
                     base_url: &provider.base_url,
-                    path: self.path,
+                    path,
                     api_key,
+                    dialect,
                     body,
                     first_byte_timeout: routing.first_byte_timeout,
                     deadline: tokio::time::Instant::now() + routing.attempt_timeout,
@@ -107,13 +127,13 @@ impl Walker {
                 .get_or_create(&ModelLabels { model: spec.name.clone() })
                 .observe(took.as_secs_f64());
             match result {
-                Ok(response) => return Ok(Opened { response, model: m }),
+                Ok(response) => return Ok(Opened { response, model: m, kind: provider.kind }),
                 Err(e) => {
                     let (kind, retry_after, detail) = classify(&e);
                     let retry_after = retry_after.map(|d| d.min(routing.retry_after_cap));
                     self.fail(m, kind, retry_after, detail);
                     if failure_decision(kind) == Decision::Return {
-                        return Err(self.client_error(m, &e));
+                        return Err(self.client_error(m, &e, provider.kind));
                     }
                     // Retrying the same model: wait as long as it asked (capped).
                     if let (Some(wait), Some(&next)) = (retry_after, self.attempts.get(self.pos)) {
@@ -143,12 +163,26 @@ impl Walker {
         self.kinds.push(kind);
     }
 
+    /// Skips model `m`, whose provider cannot honour the request: no call is
+    /// made and its health is left alone. If no other attempt answers, the
+    /// first refusal is the answer.
+    fn refuse(&mut self, m: usize, mut e: ApiError) {
+        let name = &self.config.catalog.models[m].name;
+        tracing::debug!(model = %name, error = %e, "attempt skipped: the provider cannot honour the request");
+        e.message = format!("{name}: {}", e.message);
+        self.reasons.push(e.message.clone());
+        self.refusals.push(e);
+    }
+
     pub fn succeeded(&self, m: usize) {
         self.state.health.record_success(&self.config.catalog.models[m].name);
     }
 
     /// The error for a plan with no attempt left.
     pub fn exhausted(&self) -> ApiError {
+        if let (true, Some(refusal)) = (self.kinds.is_empty(), self.refusals.first()) {
+            return refusal.clone();
+        }
         let all = |f: fn(&FailureKind) -> bool| !self.kinds.is_empty() && self.kinds.iter().all(f);
         let kind = if all(|k| matches!(k, FailureKind::FirstByteTimeout | FailureKind::TotalTimeout)) {
             ErrorKind::GatewayTimeout
@@ -159,12 +193,12 @@ impl Walker {
         };
         let detail =
             if self.reasons.is_empty() { "no attempt was possible".to_string() } else { self.reasons.join("; ") };
-        ApiError::new(kind, format!("every upstream attempt failed ({} tried): {detail}", self.reasons.len()))
+        ApiError::new(kind, format!("every upstream attempt failed ({} tried): {detail}", self.kinds.len()))
             .with_code("upstream_exhausted")
     }
 
     /// A 4xx that is the request's own fault, normalized to OpenAI's shape.
-    fn client_error(&self, m: usize, e: &UpstreamError) -> ApiError {
+    fn client_error(&self, m: usize, e: &UpstreamError, dialect: ProviderKind) -> ApiError {
         let name = &self.config.catalog.models[m].name;
         let UpstreamError::Status { status, body, .. } = e else {
             return ApiError::new(ErrorKind::BadGateway, format!("{name}: {e}"));
@@ -180,7 +214,10 @@ impl Walker {
             _ => ErrorKind::InvalidRequest,
         };
         let mut err = ApiError::new(kind, format!("{name}: {message}")).with_status(*status);
-        err.code = upstream.as_ref().and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+        err.code = match dialect {
+            ProviderKind::OpenAi => upstream.as_ref().and_then(|v| v["error"]["code"].as_str().map(str::to_string)),
+            ProviderKind::Anthropic => anthropic::error_type(body),
+        };
         err.param = upstream.as_ref().and_then(|v| v["error"]["param"].as_str().map(str::to_string));
         err
     }
