@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cache_control;
 pub mod config;
 pub mod ctx;
+pub mod dialect;
 pub mod embeddings;
 pub mod maintenance;
 pub mod metrics;

@@ -61,6 +61,13 @@ async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes), A
                 continue;
             }
         };
+        let raw = match opened.openai_body(raw) {
+            Ok(b) => b,
+            Err(detail) => {
+                walker.fail(&opened.model, FailureKind::Malformed, None, detail);
+                continue;
+            }
+        };
         match serde_json::from_slice::<ChatCompletion>(&raw) {
             Ok(c) if !c.choices.is_empty() => break (c, raw, opened.model),
             _ => walker.fail(

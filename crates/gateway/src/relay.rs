@@ -12,9 +12,10 @@ use crate::reply::{self, Body};
 use crate::respond;
 use crate::walker::{classify, Opened, Walker, MAX_RESPONSE_BYTES};
 use bytes::Bytes;
-use deja_api::sse::{self, SseParser};
+use deja_api::sse;
 use deja_api::{ApiError, ErrorKind, StreamAssembler};
 use deja_cache::coalesce::Leader;
+use deja_providers::UpstreamEvents;
 use deja_router::{cost_usd, FailureKind, Plan};
 use http::Response;
 use serde_json::{Map, Value};
@@ -118,7 +119,7 @@ async fn run(
                 return;
             }
         };
-        let mut parser = SseParser::new();
+        let mut parser = opened.events();
         match first_events(&mut walker, &mut opened, &mut parser).await {
             Some(events) => break (opened, parser, StreamAssembler::new(), events),
             None => continue,
@@ -246,7 +247,7 @@ async fn fail_stream(
 
 /// Reads until the attempt yields at least one event. `None` (after recording
 /// the failure) means: try the next attempt.
-async fn first_events(walker: &mut Walker, opened: &mut Opened, parser: &mut SseParser) -> Option<Vec<String>> {
+async fn first_events(walker: &mut Walker, opened: &mut Opened, parser: &mut UpstreamEvents) -> Option<Vec<String>> {
     if !opened.response.is_event_stream() {
         walker.fail(&opened.model, FailureKind::Malformed, None, "expected an event stream".into());
         return None;

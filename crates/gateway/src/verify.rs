@@ -104,6 +104,14 @@ async fn ask(
                 continue;
             }
         };
+        // A verifier on another provider's API answers in its own dialect.
+        let raw = match opened.openai_body(raw) {
+            Ok(b) => b,
+            Err(detail) => {
+                walker.fail(&opened.model, FailureKind::Malformed, None, detail);
+                continue;
+            }
+        };
         match serde_json::from_slice::<ChatCompletion>(&raw) {
             Ok(c) if !c.choices.is_empty() => break (c, opened.model),
             _ => walker.fail(

@@ -10,8 +10,9 @@ use crate::metrics::{ModelErrorLabels, ModelLabels};
 use crate::state::AppState;
 use bytes::Bytes;
 use deja_api::{ApiError, ErrorKind};
+use deja_providers::{anthropic, ProviderKind};
 use deja_router::{failure_decision, Decision, FailureKind, ModelSpec, Plan};
-use deja_upstream::{Attempt, UpstreamError, UpstreamResponse};
+use deja_upstream::{Attempt, Dialect, UpstreamError, UpstreamResponse};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,8 @@ pub struct Opened {
     pub response: UpstreamResponse,
     /// The model that answered.
     pub model: ModelSpec,
+    /// The API the answer is in: the miss paths translate it to OpenAI's.
+    pub kind: ProviderKind,
 }
 
 pub struct Walker {
@@ -33,6 +36,8 @@ pub struct Walker {
     path: &'static str,
     body: Value,
     reasons: Vec<String>,
+    /// Attempts skipped because their provider cannot honour the request.
+    refusals: Vec<ApiError>,
     kinds: Vec<FailureKind>,
     /// Time spent waiting on upstreams, to tell Deja's own overhead apart.
     pub upstream_time: Duration,
@@ -48,14 +53,15 @@ impl Walker {
             path,
             body,
             reasons: Vec::new(),
+            refusals: Vec::new(),
             kinds: Vec::new(),
             upstream_time: Duration::ZERO,
         }
     }
 
-    /// Attempts made so far.
+    /// Attempts made so far (skipped ones are not attempts).
     pub fn tries(&self) -> usize {
-        self.pos
+        self.pos - self.refusals.len()
     }
 
     pub fn first_byte_timeout(&self) -> Duration {
@@ -89,10 +95,23 @@ impl Walker {
                     }
                 },
             };
-            if let Some(fields) = self.body.as_object_mut() {
-                fields.insert("model".to_string(), Value::String(spec.upstream_name.clone()));
-            }
-            let body = Bytes::from(self.body.to_string());
+            let (path, body, dialect) = match provider.kind {
+                ProviderKind::OpenAi => {
+                    if let Some(fields) = self.body.as_object_mut() {
+                        fields.insert("model".to_string(), Value::String(spec.upstream_name.clone()));
+                    }
+                    (self.path, Bytes::from(self.body.to_string()), Dialect::OpenAi)
+                }
+                ProviderKind::Anthropic => {
+                    match crate::dialect::anthropic_body(self.path, &self.body, spec, provider) {
+                        Ok(body) => (anthropic::PATH, body, Dialect::Anthropic),
+                        Err(e) => {
+                            self.refuse(spec, e);
+                            continue;
+                        }
+                    }
+                }
+            };
             let routing = &config.routing;
             let started = Instant::now();
             let result = self
@@ -100,8 +119,9 @@ impl Walker {
                 .upstream
                 .send(Attempt {
                     base_url: &provider.base_url,
-                    path: self.path,
+                    path,
                     api_key,
+                    dialect,
                     body,
                     first_byte_timeout: routing.first_byte_timeout,
                     deadline: tokio::time::Instant::now() + routing.attempt_timeout,
@@ -115,13 +135,13 @@ impl Walker {
                 .get_or_create(&ModelLabels { model: spec.name.clone() })
                 .observe(took.as_secs_f64());
             match result {
-                Ok(response) => return Ok(Opened { response, model: spec.clone() }),
+                Ok(response) => return Ok(Opened { response, model: spec.clone(), kind: provider.kind }),
                 Err(e) => {
                     let (kind, retry_after, detail) = classify(&e);
                     let retry_after = retry_after.map(|d| d.min(routing.retry_after_cap));
                     self.fail(spec, kind, retry_after, detail);
                     if failure_decision(kind) == Decision::Return {
-                        return Err(self.client_error(spec, &e));
+                        return Err(self.client_error(spec, &e, provider.kind));
                     }
                     // Retrying the same model: wait as long as it asked (capped).
                     if let (Some(wait), Some(&next)) = (retry_after, self.attempts.get(self.pos)) {
@@ -151,12 +171,26 @@ impl Walker {
         self.kinds.push(kind);
     }
 
+    /// Skips `model`, whose provider cannot honour the request: no call is
+    /// made and its health is left alone. If no other attempt answers, the
+    /// first refusal is the answer.
+    fn refuse(&mut self, model: &ModelSpec, mut e: ApiError) {
+        let name = &model.name;
+        tracing::debug!(model = %name, error = %e, "attempt skipped: the provider cannot honour the request");
+        e.message = format!("{name}: {}", e.message);
+        self.reasons.push(e.message.clone());
+        self.refusals.push(e);
+    }
+
     pub fn succeeded(&self, model: &ModelSpec) {
         self.state.health.record_success(&model.name);
     }
 
     /// The error for a plan with no attempt left.
     pub fn exhausted(&self) -> ApiError {
+        if let (true, Some(refusal)) = (self.kinds.is_empty(), self.refusals.first()) {
+            return refusal.clone();
+        }
         let all = |f: fn(&FailureKind) -> bool| !self.kinds.is_empty() && self.kinds.iter().all(f);
         let kind = if all(|k| matches!(k, FailureKind::FirstByteTimeout | FailureKind::TotalTimeout)) {
             ErrorKind::GatewayTimeout
@@ -167,12 +201,12 @@ impl Walker {
         };
         let detail =
             if self.reasons.is_empty() { "no attempt was possible".to_string() } else { self.reasons.join("; ") };
-        ApiError::new(kind, format!("every upstream attempt failed ({} tried): {detail}", self.reasons.len()))
+        ApiError::new(kind, format!("every upstream attempt failed ({} tried): {detail}", self.kinds.len()))
             .with_code("upstream_exhausted")
     }
 
     /// A 4xx that is the request's own fault, normalized to OpenAI's shape.
-    fn client_error(&self, model: &ModelSpec, e: &UpstreamError) -> ApiError {
+    fn client_error(&self, model: &ModelSpec, e: &UpstreamError, dialect: ProviderKind) -> ApiError {
         let name = &model.name;
         let UpstreamError::Status { status, body, .. } = e else {
             return ApiError::new(ErrorKind::BadGateway, format!("{name}: {e}"));
@@ -187,7 +221,10 @@ impl Walker {
             _ => ErrorKind::InvalidRequest,
         };
         let mut err = ApiError::new(kind, format!("{name}: {message}")).with_status(*status);
-        err.code = field("code");
+        err.code = match dialect {
+            ProviderKind::OpenAi => field("code"),
+            ProviderKind::Anthropic => anthropic::error_type(body),
+        };
         err.param = field("param");
         err
     }

@@ -86,6 +86,8 @@ pub struct MockControl {
     chunk_delay_ms: Arc<AtomicU64>,
     /// Filler bytes of never-ending events the client accepted before it hung up.
     endless_bytes: Arc<AtomicU64>,
+    /// The headers of the last Anthropic Messages call, per model.
+    pub(crate) anthropic: Arc<Mutex<HashMap<String, crate::anthropic::AnthropicHeaders>>>,
 }
 
 impl MockControl {
@@ -171,6 +173,7 @@ impl MockControl {
 
     pub fn reset(&self) {
         *self.lock() = Inner::default();
+        self.anthropic.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.total.store(0, Ordering::Relaxed);
     }
 

@@ -7,13 +7,16 @@
 //! Streams can be sent in the styles real providers use ([`StreamStyle`]):
 //! usage in different places or not at all, CRLF separators, keep-alive
 //! comments, events split across writes. It frames SSE itself.
+//! `POST /v1/messages` speaks Anthropic's Messages API the same way.
 //! Tests drive it through [`MockControl`]; other processes through its
 //! `/_mock/*` control routes.
 
 mod answer;
+mod anthropic;
 mod control;
 mod frame;
 mod server;
 
+pub use anthropic::AnthropicHeaders;
 pub use control::{Fault, MockControl, StreamStyle, UsageStyle, JUDGE_MODEL};
 pub use server::{serve, MockUpstream};

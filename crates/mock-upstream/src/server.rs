@@ -86,6 +86,7 @@ async fn handle(req: Request<Incoming>, control: MockControl) -> Result<Response
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let auth = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let headers = req.headers().clone();
     let Ok(body) = req.into_body().collect().await.map(|c| c.to_bytes()) else {
         return Ok(error(400, "unreadable body"));
     };
@@ -109,6 +110,7 @@ async fn handle(req: Request<Incoming>, control: MockControl) -> Result<Response
         }
         (Method::POST, "/v1/chat/completions") => chat(&control, auth, &body).await,
         (Method::POST, "/v1/embeddings") => embeddings(&control, auth, &body).await,
+        (Method::POST, "/v1/messages") => crate::anthropic::messages(&control, &headers, &body).await,
         _ => error(404, "no such route on the mock upstream"),
     };
     Ok(response)

@@ -20,13 +20,28 @@ pub struct Attempt<'a> {
     pub base_url: &'a str,
     /// e.g. `/chat/completions`
     pub path: &'a str,
-    /// The provider's own key; `None` sends no `Authorization` at all.
+    /// The provider's own key; `None` sends no key at all.
     pub api_key: Option<&'a str>,
+    /// How the key (and any version header) is sent.
+    pub dialect: Dialect,
     pub body: Bytes,
     pub first_byte_timeout: Duration,
     /// The whole attempt, body included, must end by then.
     pub deadline: Instant,
 }
+
+/// The headers a provider's API expects besides the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// `Authorization: Bearer <key>`.
+    #[default]
+    OpenAi,
+    /// `x-api-key: <key>` and `anthropic-version`, no `Authorization`.
+    Anthropic,
+}
+
+/// The Messages API version Deja's Anthropic translation follows.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 #[derive(Clone)]
 pub struct UpstreamClient {
@@ -64,11 +79,18 @@ impl UpstreamClient {
             .header(USER_AGENT, concat!("deja/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(attempt.body))
             .map_err(|e| UpstreamError::InvalidUrl(e.to_string()))?;
+        if attempt.dialect == Dialect::Anthropic {
+            req.headers_mut().insert("anthropic-version", HeaderValue::from_static(ANTHROPIC_VERSION));
+        }
         if let Some(key) = attempt.api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+            let (name, value) = match attempt.dialect {
+                Dialect::OpenAi => (AUTHORIZATION, format!("Bearer {key}")),
+                Dialect::Anthropic => (http::HeaderName::from_static("x-api-key"), key.to_string()),
+            };
+            let mut value = HeaderValue::from_str(&value)
                 .map_err(|_| UpstreamError::InvalidUrl("API key is not a valid header value".into()))?;
             value.set_sensitive(true);
-            req.headers_mut().insert(AUTHORIZATION, value);
+            req.headers_mut().insert(name, value);
         }
         let first_byte_by = attempt.deadline.min(Instant::now() + attempt.first_byte_timeout);
         let response = match tokio::time::timeout_at(first_byte_by, self.client.request(req)).await {

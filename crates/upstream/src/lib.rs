@@ -1,5 +1,6 @@
-//! The client side: sends one attempt to an OpenAI-compatible provider over
-//! hyper + rustls, with a first-byte timeout and a total deadline.
+//! The client side: sends one attempt to a provider over hyper + rustls, with
+//! a first-byte timeout and a total deadline, its key sent the way the
+//! provider's API expects ([`Dialect`]).
 //!
 //! It acts, it does not decide: which provider, which model and whether to
 //! fall back are the router's calls.
@@ -13,6 +14,6 @@ mod error;
 mod response;
 mod retry_after;
 
-pub use client::{Attempt, UpstreamClient};
+pub use client::{Attempt, Dialect, UpstreamClient, ANTHROPIC_VERSION};
 pub use error::UpstreamError;
 pub use response::UpstreamResponse;

@@ -8,6 +8,7 @@ pub use duration::parse_duration;
 pub use raw::default_threshold;
 
 use deja_cache::{GuardSettings, SemanticSettings};
+use deja_providers::ProviderKind;
 use deja_router::{Catalog, HealthSettings, LadderSpec, ModelSpec, StartRule};
 use raw::RawConfig;
 use std::collections::HashMap;
@@ -28,11 +29,34 @@ fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { path: path.into(), message: message.into() }
 }
 
+/// `providers[i].kind` and the `default_max_tokens` that goes with it.
+fn provider_kind(i: usize, p: &raw::RawProvider) -> Result<(ProviderKind, u64), ConfigError> {
+    let name = p.kind.as_deref().unwrap_or("openai");
+    let Some(kind) = ProviderKind::parse(name) else {
+        let known = ProviderKind::NAMES.join(", ");
+        return Err(invalid(format!("providers[{i}].kind"), format!("`{name}` is not one of {known}")));
+    };
+    match (kind, p.default_max_tokens) {
+        (ProviderKind::Anthropic, Some(0)) => {
+            Err(invalid(format!("providers[{i}].default_max_tokens"), "must be at least 1"))
+        }
+        (ProviderKind::Anthropic, n) => Ok((kind, n.unwrap_or(deja_providers::anthropic::DEFAULT_MAX_TOKENS))),
+        (_, Some(_)) => Err(invalid(
+            format!("providers[{i}].default_max_tokens"),
+            "only an anthropic provider needs one (OpenAI-compatible providers have their own default)",
+        )),
+        (_, None) => Ok((kind, 0)),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub name: String,
     pub base_url: String,
     pub api_key_env: Option<String>,
+    pub kind: ProviderKind,
+    /// The `max_tokens` an Anthropic request gets when the client set none.
+    pub default_max_tokens: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -268,8 +292,15 @@ impl Config {
             if providers.contains_key(&p.name) {
                 return Err(invalid(format!("providers[{i}].name"), format!("duplicate provider `{}`", p.name)));
             }
-            providers
-                .insert(p.name.clone(), Provider { name: p.name, base_url: p.base_url, api_key_env: p.api_key_env });
+            let (kind, default_max_tokens) = provider_kind(i, &p)?;
+            let provider = Provider {
+                name: p.name.clone(),
+                base_url: p.base_url,
+                api_key_env: p.api_key_env,
+                kind,
+                default_max_tokens,
+            };
+            providers.insert(p.name, provider);
         }
         let mut models = Vec::new();
         for (i, m) in raw.models.into_iter().enumerate() {

@@ -284,6 +284,12 @@ pub struct RawProvider {
     pub base_url: String,
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The API it speaks: "openai" (default) or "anthropic".
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Anthropic only: `max_tokens` when the client sets none.
+    #[serde(default)]
+    pub default_max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

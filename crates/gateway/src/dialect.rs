@@ -1,0 +1,46 @@
+//! The seam between Deja's OpenAI dialect and providers that speak another:
+//! the request body each attempt sends, and its answer (whole or streamed)
+//! turned back into OpenAI's shape before the miss paths see it. The
+//! translations themselves live in `deja_providers`.
+
+use crate::config::Provider;
+use crate::walker::Opened;
+use bytes::Bytes;
+use deja_api::ApiError;
+use deja_providers::{anthropic, ProviderKind, UpstreamEvents};
+use deja_router::ModelSpec;
+use serde_json::Value;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The Messages request for an OpenAI request `body` sent to `path`, or the
+/// 400 that says why this model cannot take it.
+pub fn anthropic_body(path: &str, body: &Value, spec: &ModelSpec, provider: &Provider) -> Result<Bytes, ApiError> {
+    if path != "/chat/completions" {
+        return Err(ApiError::invalid_request(
+            format!("provider `{}` speaks Anthropic's Messages API, which has no {path} endpoint", provider.name),
+            Some("model"),
+        ));
+    }
+    let translated = anthropic::to_messages_request(body, &spec.upstream_name, provider.default_max_tokens)?;
+    Ok(Bytes::from(translated.to_string()))
+}
+
+fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Opened {
+    /// The attempt's stream events as OpenAI chunk payloads.
+    pub fn events(&self) -> UpstreamEvents {
+        UpstreamEvents::new(self.kind, now_s())
+    }
+
+    /// A whole answer as an OpenAI `chat.completion` body; `Err` says why
+    /// it is not an answer at all.
+    pub fn openai_body(&self, raw: Bytes) -> Result<Bytes, String> {
+        match self.kind {
+            ProviderKind::OpenAi => Ok(raw),
+            ProviderKind::Anthropic => anthropic::to_chat_completion(&raw, now_s()).map(|c| Bytes::from(c.to_string())),
+        }
+    }
+}
