@@ -37,7 +37,9 @@ fn live_entry(n: u32) -> Entry {
 /// cannot be decoded, with every index key an entry has, and expiry keys
 /// whose entry is gone altogether.
 fn plant_damage(dir: &std::path::Path, corrupt: u32, orphaned: u32) {
-    let db = sled::open(dir).expect("raw open");
+    // No background flusher: it could hold the file lock past `drop` and make
+    // the reopen below fail.
+    let db = sled::Config::new().path(dir).flush_every_ms(None).open().expect("raw open");
     let entries = db.open_tree("entries").expect("tree");
     let by_created = db.open_tree("by_created").expect("tree");
     let by_expiry = db.open_tree("by_expiry").expect("tree");
