@@ -8,6 +8,10 @@
 //!
 //! Nothing here calls an upstream: a miss is reported, not resolved.
 
+// A panic on the request path drops the client's connection: these crates
+// may not index, slice strings, `expect` or `panic!` outside tests.
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
+
 pub mod coalesce;
 pub mod exact;
 pub mod guards;

@@ -4,6 +4,10 @@
 //! Every entry is written in one sled transaction across its trees, so a kill
 //! at any moment leaves either the whole entry or none of it.
 
+// A panic on the request path drops the client's connection: these crates
+// may not index, slice strings, `expect` or `panic!` outside tests.
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
+
 mod counters;
 mod entry;
 mod error;

@@ -48,7 +48,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pending {
     pub fn add(&self, counter: Counter, delta: u64) {
-        self.counters[counter as usize].fetch_add(delta, Ordering::Relaxed);
+        if let Some(c) = self.counters.get(counter as usize) {
+            c.fetch_add(delta, Ordering::Relaxed);
+        }
     }
 
     pub fn add_spent_by_model(&self, model: &str, nano: u64) {
@@ -90,7 +92,7 @@ impl Pending {
     }
 
     pub fn counter(&self, counter: Counter) -> u64 {
-        self.counters[counter as usize].load(Ordering::Relaxed)
+        self.counters.get(counter as usize).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     pub fn spent_by_model(&self) -> HashMap<String, u64> {
@@ -111,7 +113,7 @@ impl Pending {
         let mut batch = sled::Batch::default();
         let mut touched = false;
         for counter in Counter::ALL {
-            let delta = self.counters[counter as usize].swap(0, Ordering::Relaxed);
+            let delta = self.counters.get(counter as usize).map_or(0, |c| c.swap(0, Ordering::Relaxed));
             if delta > 0 {
                 trees.counters.merge(counter.key(), delta.to_le_bytes())?;
                 touched = true;

@@ -544,7 +544,7 @@ impl Store {
         let mut out = BTreeMap::new();
         for kv in self.counters.scan_prefix(SPENT_BY_MODEL_PREFIX) {
             let (k, v) = kv?;
-            let name = String::from_utf8_lossy(&k[SPENT_BY_MODEL_PREFIX.len()..]).into_owned();
+            let name = String::from_utf8_lossy(k.get(SPENT_BY_MODEL_PREFIX.len()..).unwrap_or_default()).into_owned();
             out.insert(name, read_u64(Some(&v)));
         }
         for (model, nano) in self.pending.spent_by_model() {
@@ -710,24 +710,20 @@ fn encode_vector(fingerprint_hex: &str, v: &[f32]) -> Vec<u8> {
 }
 
 fn decode_vector(b: &[u8]) -> Option<([u8; 32], Vec<f32>)> {
-    let fp: [u8; 32] = b.get(..32)?.try_into().ok()?;
-    let rest = &b[32..];
+    let (fp, rest) = b.split_first_chunk::<32>()?;
     if !rest.len().is_multiple_of(4) {
         return None;
     }
-    let v = rest.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Some((fp, v))
+    let v = rest.chunks_exact(4).map(|c| c.try_into().ok().map(f32::from_le_bytes)).collect::<Option<_>>()?;
+    Some((*fp, v))
 }
 
 fn encode_cursor(k: &[u8]) -> String {
-    k.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(k)
 }
 
 fn decode_cursor(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 80 || !s.is_ascii() {
-        return None;
-    }
-    (0..40).map(|i| u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).ok()).collect()
+    hex::decode(s).ok().filter(|k| k.len() == 40)
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ struct Group {
 
 impl Group {
     fn is_live(&self, slot: usize) -> bool {
-        self.slot_of.get(&self.ids[slot]) == Some(&slot)
+        self.ids.get(slot).is_some_and(|id| self.slot_of.get(id) == Some(&slot))
     }
 
     /// Returns whether an older slot of the same id became a tombstone.
@@ -304,8 +304,8 @@ impl SemanticIndex {
                 // Ask for a few extra: tombstones are dropped after the search.
                 let want = k * 2 + 4;
                 for n in graph.search(vector, want, want.max(64)) {
-                    if g.is_live(n.d_id) {
-                        out.push(Candidate { id: g.ids[n.d_id], similarity: 1.0 - n.distance });
+                    if let Some(&id) = g.ids.get(n.d_id).filter(|_| g.is_live(n.d_id)) {
+                        out.push(Candidate { id, similarity: 1.0 - n.distance });
                     }
                 }
             }
