@@ -9,10 +9,10 @@ use crate::ctx::ChatCtx;
 use crate::remember::{count_miss, count_spend, remember_answer};
 use crate::reply::{self, Body};
 use crate::respond;
-use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
-use deja_api::{ApiError, ChatCompletion, ErrorKind};
+use crate::walker::{Completed, Walker, MAX_RESPONSE_BYTES};
+use deja_api::{ApiError, ErrorKind};
 use deja_cache::coalesce::Leader;
-use deja_router::{cost_usd, FailureKind, Plan};
+use deja_router::{cost_usd, Plan};
 use http::{Response, StatusCode};
 use std::sync::Arc;
 
@@ -51,34 +51,7 @@ async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes), A
         o.remove("stream_options");
     }
     let mut walker = Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body);
-    let (completion, raw, spec) = loop {
-        let mut opened = walker.open().await?;
-        let raw = match opened.response.collect(MAX_RESPONSE_BYTES).await {
-            Ok(b) => b,
-            Err(e) => {
-                let (kind, _, detail) = classify(&e);
-                walker.fail(&opened.model, kind, None, detail);
-                continue;
-            }
-        };
-        let raw = match opened.openai_body(raw) {
-            Ok(b) => b,
-            Err(detail) => {
-                walker.fail(&opened.model, FailureKind::Malformed, None, detail);
-                continue;
-            }
-        };
-        match serde_json::from_slice::<ChatCompletion>(&raw) {
-            Ok(c) if !c.choices.is_empty() => break (c, raw, opened.model),
-            _ => walker.fail(
-                &opened.model,
-                FailureKind::Malformed,
-                None,
-                "the response was not a chat completion".into(),
-            ),
-        }
-    };
-    walker.succeeded(&spec);
+    let Completed { completion, raw, model: spec } = walker.complete(MAX_RESPONSE_BYTES).await?;
     let usage = completion.usage.clone().unwrap_or_default();
     let cost = cost_usd(&spec, usage.prompt_tokens, usage.completion_tokens);
     count_miss(ctx);

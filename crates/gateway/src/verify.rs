@@ -10,9 +10,9 @@
 
 use crate::config::{Config, VerifierSettings};
 use crate::state::AppState;
-use crate::walker::{classify, Walker};
-use deja_api::{ApiError, CacheKey, ChatCompletion, ErrorKind};
-use deja_router::{cost_usd, estimate_tokens, plan, FailureKind, RouteInput};
+use crate::walker::{Completed, Walker};
+use deja_api::{ApiError, CacheKey, ErrorKind};
+use deja_router::{cost_usd, estimate_tokens, plan, RouteInput};
 use serde_json::json;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -94,35 +94,7 @@ async fn ask(
         "stream": false,
     });
     let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/chat/completions", body);
-    let (completion, model) = loop {
-        let mut opened = walker.open().await?;
-        let raw = match opened.response.collect(MAX_VERDICT_BYTES).await {
-            Ok(b) => b,
-            Err(e) => {
-                let (kind, _, detail) = classify(&e);
-                walker.fail(&opened.model, kind, None, detail);
-                continue;
-            }
-        };
-        // A verifier on another provider's API answers in its own dialect.
-        let raw = match opened.openai_body(raw) {
-            Ok(b) => b,
-            Err(detail) => {
-                walker.fail(&opened.model, FailureKind::Malformed, None, detail);
-                continue;
-            }
-        };
-        match serde_json::from_slice::<ChatCompletion>(&raw) {
-            Ok(c) if !c.choices.is_empty() => break (c, opened.model),
-            _ => walker.fail(
-                &opened.model,
-                FailureKind::Malformed,
-                None,
-                "the response was not a chat completion".into(),
-            ),
-        }
-    };
-    walker.succeeded(&model);
+    let Completed { completion, model, .. } = walker.complete(MAX_VERDICT_BYTES).await?;
     let usage = completion.usage.clone().unwrap_or_default();
     let cost = cost_usd(&model, usage.prompt_tokens, usage.completion_tokens);
     let reply = completion

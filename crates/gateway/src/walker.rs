@@ -230,6 +230,52 @@ impl Walker {
     }
 }
 
+/// A whole `chat.completion` in OpenAI's shape, the bytes it came as (after
+/// translation from the provider's dialect) and the model that answered.
+pub struct Completed {
+    pub completion: deja_api::ChatCompletion,
+    pub raw: Bytes,
+    pub model: ModelSpec,
+}
+
+impl Walker {
+    /// Walks the plan until an attempt answers a non-streamed request with a
+    /// valid `chat.completion` of at most `max_bytes`; every other answer is a
+    /// failure of that attempt. Records the success.
+    pub async fn complete(&mut self, max_bytes: usize) -> Result<Completed, ApiError> {
+        loop {
+            let mut opened = self.open().await?;
+            let raw = match opened.response.collect(max_bytes).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let (kind, _, detail) = classify(&e);
+                    self.fail(&opened.model, kind, None, detail);
+                    continue;
+                }
+            };
+            let raw = match opened.openai_body(raw) {
+                Ok(b) => b,
+                Err(detail) => {
+                    self.fail(&opened.model, FailureKind::Malformed, None, detail);
+                    continue;
+                }
+            };
+            match serde_json::from_slice::<deja_api::ChatCompletion>(&raw) {
+                Ok(completion) if !completion.choices.is_empty() => {
+                    self.succeeded(&opened.model);
+                    return Ok(Completed { completion, raw, model: opened.model });
+                }
+                _ => self.fail(
+                    &opened.model,
+                    FailureKind::Malformed,
+                    None,
+                    "the response was not a chat completion".into(),
+                ),
+            }
+        }
+    }
+}
+
 pub fn classify(e: &UpstreamError) -> (FailureKind, Option<Duration>, String) {
     match e {
         UpstreamError::Connect(m) => (FailureKind::Connect, None, format!("connect failed: {m}")),
