@@ -9,6 +9,7 @@ pub mod cache_control;
 pub mod config;
 pub mod ctx;
 pub mod embeddings;
+pub mod fleet;
 pub mod maintenance;
 pub mod metrics;
 pub mod miss;
