@@ -23,8 +23,13 @@ pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Respon
         (&Method::GET, "/admin/cache", _) => list(state, &query),
         (&Method::POST, "/admin/cache/purge", _) => {
             // A purge scans every entry: keep it off the async workers.
-            let (state, body) = (state.clone(), body.to_vec());
-            tokio::task::spawn_blocking(move || purge(&state, &body)).await.unwrap_or_else(|e| Err(internal(e)))
+            let (s, body) = (state.clone(), body.to_vec());
+            let purged = tokio::task::spawn_blocking(move || purge(&s, &body)).await;
+            match purged.unwrap_or_else(|e| Err(internal(e))) {
+                Ok((v, Some(filter))) => purge_fleet(state, v, &filter).await,
+                Ok((v, None)) => Ok(v),
+                Err(e) => Err(e),
+            }
         }
         (&Method::POST, "/admin/cache/search", _) => search(state, body).await,
         (&Method::POST, "/admin/reload", _) => {
@@ -32,7 +37,7 @@ pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Respon
         }
         (&Method::GET, _, Some(id)) => show(state, id),
         (&Method::DELETE, _, Some(id)) => {
-            return match delete(state, id) {
+            return match delete(state, id).await {
                 Ok(()) => {
                     let mut r = Response::new(reply::empty());
                     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -101,6 +106,7 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
         "bytes_on_disk": s.size_on_disk(),
         "uptime_s": state.started.elapsed().as_secs_f64(),
         "cooling_down": cooling,
+        "cluster": state.fleet.as_ref().map_or_else(|| json!({"enabled": false}), |f| f.stats()),
     }))
 }
 
@@ -155,13 +161,40 @@ fn remove(state: &AppState, key: &CacheKey) -> Result<bool, ApiError> {
     Ok(existed)
 }
 
-fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
+async fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
     let key = parse_id(id)?;
-    if !remove(state, &key)? {
+    let namespace = state.store.get(&key).ok().flatten().map(|e| e.namespace);
+    let here = remove(state, &key)?;
+    state.store.flush().map_err(internal)?;
+    // With [cluster]: the shared copy and every other replica's.
+    let elsewhere = match &state.fleet {
+        Some(_) => deja_gateway::fleet::delete(state, &key, namespace.as_deref()).await.map_err(fleet_error)?,
+        None => false,
+    };
+    if !here && !elsewhere {
         return Err(ApiError::new(ErrorKind::NotFound, format!("no entry {id}")));
     }
-    state.store.flush().map_err(internal)?;
     Ok(())
+}
+
+/// A delete or purge that reached this replica but not the fleet: the
+/// operator must retry once Redis answers.
+fn fleet_error(e: deja_gateway::fleet::FleetError) -> ApiError {
+    ApiError::new(
+        ErrorKind::Unavailable,
+        format!("removed on this replica only; the other replicas were not told ({e}): retry when Redis is back"),
+    )
+}
+
+async fn purge_fleet(state: &AppState, mut local: Value, filter: &ListFilter) -> Result<Value, ApiError> {
+    if state.fleet.is_none() {
+        return Ok(local);
+    }
+    let shared = deja_gateway::fleet::purge(state, filter).await.map_err(fleet_error)?;
+    if let Some(fields) = local.as_object_mut() {
+        fields.insert("removed_shared".into(), json!(shared));
+    }
+    Ok(local)
 }
 
 #[derive(Deserialize)]
@@ -177,7 +210,8 @@ struct PurgeRequest {
     dry_run: bool,
 }
 
-fn purge(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
+/// The answer, and the filter the rest of the fleet must apply (none for a dry run).
+fn purge(state: &AppState, body: &[u8]) -> Result<(Value, Option<ListFilter>), ApiError> {
     let req: PurgeRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_request(format!("invalid purge filter: {e}"), None))?;
     let empty = req.namespace.is_none() && req.model.is_none() && req.older_than_s.is_none();
@@ -194,7 +228,7 @@ fn purge(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
     };
     let ids = state.store.matching(&filter).map_err(internal)?;
     if req.dry_run {
-        return Ok(json!({"would_remove": ids.len()}));
+        return Ok((json!({"would_remove": ids.len()}), None));
     }
     let mut removed = 0u64;
     for id in &ids {
@@ -204,7 +238,7 @@ fn purge(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
     }
     state.store.flush().map_err(internal)?;
     state.sweep_now.notify_one();
-    Ok(json!({"removed": removed}))
+    Ok((json!({"removed": removed}), Some(filter)))
 }
 
 #[derive(Deserialize)]

@@ -10,15 +10,17 @@ use std::time::Instant;
 pub fn readyz(state: &AppState) -> Response<Body> {
     let store_ok = state.store.counter(deja_store::Counter::Requests).is_ok();
     let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    reply::json(
-        status,
-        &serde_json::json!({
-            "status": if store_ok { "ready" } else { "store unavailable" },
-            "semantic_cache": state.embed.is_some(),
-            "semantic_index_ready": state.index_ready.load(std::sync::atomic::Ordering::Relaxed),
-            "entries": state.store.len(),
-        }),
-    )
+    let mut detail = serde_json::json!({
+        "status": if store_ok { "ready" } else { "store unavailable" },
+        "semantic_cache": state.embed.is_some(),
+        "semantic_index_ready": state.index_ready.load(std::sync::atomic::Ordering::Relaxed),
+        "entries": state.store.len(),
+    });
+    // A degraded cluster still serves (from this replica and upstream): still ready.
+    if let (Some(fleet), Some(fields)) = (&state.fleet, detail.as_object_mut()) {
+        fields.insert("cluster".into(), fleet.state_label().into());
+    }
+    reply::json(status, &detail)
 }
 
 /// Every metric in the OpenMetrics text format, with gauges refreshed first.

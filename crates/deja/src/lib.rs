@@ -77,6 +77,8 @@ pub async fn start(
         maintenance::spawn_background_rebuild(state.clone());
     }
     maintenance::spawn(state.clone());
+    // With [cluster]: apply the deletes made while this replica was down before serving (bounded wait).
+    deja_gateway::fleet::start(&state).await;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server::serve(state.clone(), listener, tls, async {
         let _ = rx.await;

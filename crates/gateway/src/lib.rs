@@ -14,6 +14,7 @@ pub mod config;
 pub mod ctx;
 pub mod dialect;
 pub mod embeddings;
+pub mod fleet;
 pub mod maintenance;
 pub mod metrics;
 pub mod miss;

@@ -59,6 +59,11 @@ pub struct Metrics {
     pub guard_refusals: Family<KindLabels, Counter>,
     pub verifications: Family<NamespaceLabels, Counter>,
     pub verification_usd: Family<NamespaceLabels, FloatCounter>,
+    pub cluster_degraded: Gauge,
+    pub cluster_redis_hits: Counter,
+    pub cluster_corrupt_values: Counter,
+    pub cluster_events_applied: Counter,
+    pub cluster_writes_skipped: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -133,6 +138,36 @@ impl Metrics {
             "USD spent on verifier calls, by namespace",
             verification_usd.clone(),
         );
+        let cluster_degraded = Gauge::default();
+        registry.register(
+            "cluster_degraded",
+            "1 while [cluster] is set and Redis is unreachable (serving from this replica alone)",
+            cluster_degraded.clone(),
+        );
+        let cluster_redis_hits = Counter::default();
+        registry.register(
+            "cluster_redis_hits",
+            "Exact hits found in Redis, stored by another replica",
+            cluster_redis_hits.clone(),
+        );
+        let cluster_corrupt_values = Counter::default();
+        registry.register(
+            "cluster_corrupt_values",
+            "Values in Redis that were not the entry their key names; treated as misses",
+            cluster_corrupt_values.clone(),
+        );
+        let cluster_events_applied = Counter::default();
+        registry.register(
+            "cluster_events_applied",
+            "Deletes and purges read from the events stream and applied here",
+            cluster_events_applied.clone(),
+        );
+        let cluster_writes_skipped = Counter::default();
+        registry.register(
+            "cluster_writes_skipped",
+            "Entries not written to Redis because too many writes were in flight",
+            cluster_writes_skipped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -150,6 +185,11 @@ impl Metrics {
             guard_refusals,
             verifications,
             verification_usd,
+            cluster_degraded,
+            cluster_redis_hits,
+            cluster_corrupt_values,
+            cluster_events_applied,
+            cluster_writes_skipped,
         }
     }
 

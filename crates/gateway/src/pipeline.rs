@@ -88,6 +88,10 @@ async fn chat_inner(
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "exact lookup failed; treating as a miss"),
         }
+        // Another replica's answer, shared through Redis ([cluster]).
+        if let Some(entry) = crate::fleet::lookup(&ctx.state, &ctx.key, ctx.namespace.as_str(), now).await {
+            return Ok(serve_entry(&ctx, HitKind::Exact, &entry, now, None));
+        }
     }
 
     // Semantic cache.

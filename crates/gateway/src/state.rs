@@ -34,6 +34,8 @@ pub struct AppState {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Grey-band pairs the verifier rejected, never asked twice.
     pub rejections: crate::verify::Rejections,
+    /// Replicas sharing through Redis; `None` without `[cluster]`.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// How many rejected (request, entry) pairs are remembered.
@@ -96,7 +98,9 @@ impl AppState {
             tracing::info!(entries = store.len(), "store opened; the semantic index is rebuilt in the background");
         }
         seed_metrics(&metrics, &store)?;
+        let fleet = config.cluster.clone().map(|c| Arc::new(crate::fleet::Fleet::new(c, &metrics)));
         Ok(Arc::new(Self {
+            fleet,
             health: Health::new(config.routing.health),
             config: RwLock::new(Arc::new(config)),
             store,

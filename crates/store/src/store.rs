@@ -607,6 +607,18 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+
+    /// A small value kept in the `meta` tree (such as the fleet's position in
+    /// its events stream), durable like everything else in sled.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.open_tree("meta")?.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Sets a value in the `meta` tree.
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.db.open_tree("meta")?.insert(key, value)?;
+        Ok(())
+    }
 }
 
 type AllTrees<'a> = (

@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod redis_server;
+pub use redis_server::RedisServer;
+
 /// Which embedder the proxy uses.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Embedding {
@@ -246,6 +249,43 @@ pub async fn spawn_proxy(test_config: TestConfig) -> Harness {
         .expect("write config");
     let proxy = launch(&config_path, test_config.embedding).await;
     Harness { proxy, mock, config_path, test_config, dir }
+}
+
+/// A second proxy (a replica) in front of an existing mock, with its own
+/// store; it can be stopped and started again on that store.
+pub struct Replica {
+    pub proxy: Option<Running>,
+    pub config_path: PathBuf,
+    pub test_config: TestConfig,
+    pub dir: tempfile::TempDir,
+}
+
+impl Replica {
+    /// The running proxy's URL for `path`; panics while it is stopped.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy.as_ref().expect("replica is running").addr, path)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(p) = self.proxy.take() {
+            p.stop().await;
+        }
+    }
+
+    pub async fn start(&mut self) {
+        self.stop().await;
+        self.proxy = Some(launch(&self.config_path, self.test_config.embedding).await);
+    }
+}
+
+/// Starts another proxy in front of `mock`, with its own store.
+pub async fn spawn_replica(mock: &MockUpstream, test_config: TestConfig) -> Replica {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("deja.toml");
+    std::fs::write(&config_path, test_config.to_toml(&mock.base_url(), &dir.path().join("store")))
+        .expect("write config");
+    let proxy = Some(launch(&config_path, test_config.embedding).await);
+    Replica { proxy, config_path, test_config, dir }
 }
 
 /// Polls `condition` every 10 ms until it holds (true) or `timeout` passes

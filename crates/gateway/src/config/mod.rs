@@ -1,8 +1,11 @@
 //! Configuration: TOML parsed once into [`RawConfig`], then validated into
 //! [`Config`]. Every error names the field at fault (`cache.semantic.threshold`).
 
+mod cluster;
 mod duration;
 mod raw;
+
+pub use cluster::ClusterSettings;
 
 pub use duration::parse_duration;
 pub use raw::default_threshold;
@@ -184,6 +187,8 @@ pub struct Config {
     pub providers: HashMap<String, Provider>,
     pub catalog: Catalog,
     pub limits: EdgeLimits,
+    /// `[cluster]`: `None` runs on sled alone.
+    pub cluster: Option<ClusterSettings>,
     secrets: Secrets,
 }
 
@@ -397,6 +402,7 @@ impl Config {
         Ok(Config {
             source: None,
             secrets,
+            cluster: cluster::validate(raw.cluster)?,
             server,
             store_path: raw.store.path,
             cache: CacheSettings {

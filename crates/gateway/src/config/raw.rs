@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub ladders: Vec<RawLadder>,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub cluster: Option<super::cluster::RawCluster>,
 }
 
 #[derive(Debug, Deserialize)]

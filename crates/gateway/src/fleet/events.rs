@@ -1,0 +1,357 @@
+//! Deletes and purges reach every replica through one Redis stream,
+//! `{prefix}:events`: the replica that deletes removes the Redis copies and
+//! appends a tombstone; every replica reads the stream in the background,
+//! from the last id it applied (kept in its sled `meta` tree, so a replica
+//! that was down catches up when it starts), and removes the entries from
+//! its own store and semantic index.
+
+use super::{Fleet, FleetError, Query, Tomb};
+use crate::state::AppState;
+use deja_api::CacheKey;
+use deja_store::{ListFilter, StoreError};
+use redis::aio::ConnectionManager;
+use redis::streams::StreamReadReply;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long one XREAD waits for new events.
+const BLOCK: Duration = Duration::from_millis(200);
+/// Events read at once; a shorter batch means the reader is caught up.
+const BATCH: usize = 500;
+/// Pause before reconnecting to an unreachable Redis.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// Starts the background reader and waits, at most `cluster.startup_wait`,
+/// until it has applied every tombstone up to the stream's end: a replica
+/// that was down while entries were deleted removes them before it serves.
+/// Past the wait (Redis unreachable) it serves from its own store, degraded,
+/// and catches up when Redis answers.
+pub async fn start(state: &Arc<AppState>) {
+    let Some(fleet) = state.fleet.clone() else { return };
+    let redacted = fleet.settings.redacted_url();
+    tokio::spawn(reader(state.clone(), fleet.clone()));
+    let deadline = Instant::now() + fleet.settings.startup_wait;
+    while !fleet.is_connected() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if fleet.is_connected() {
+        tracing::info!(redis = %redacted, "cluster: caught up on the events stream");
+    } else {
+        tracing::warn!(redis = %redacted, "cluster: Redis unreachable at start; serving degraded until it answers");
+    }
+}
+
+/// Deletes the shared copy of `id` and tells every replica to drop theirs.
+/// `namespace` is the entry's, when this replica knew it (otherwise the key
+/// is searched for). Returns whether Redis held a copy.
+pub async fn delete(state: &AppState, id: &CacheKey, namespace: Option<&str>) -> Result<bool, FleetError> {
+    let Some(fleet) = state.fleet.as_ref() else { return Ok(false) };
+    let keys = match namespace {
+        Some(ns) => vec![fleet.entry_key(ns, id)],
+        None => scan(fleet, &format!("{}:e:*:{}", fleet.prefix(), id.to_hex())).await?,
+    };
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    if !keys.is_empty() {
+        pipe.cmd("DEL").arg(&keys);
+    } else {
+        pipe.cmd("EXISTS").arg(fleet.entry_key("-", id));
+    }
+    let mut add = xadd(fleet);
+    add.arg("op").arg("del").arg("id").arg(id.to_hex());
+    pipe.add_command(add);
+    let (removed, _): (u64, String) = fleet.run(Query::Pipe(&pipe)).await?;
+    Ok(removed > 0)
+}
+
+/// Deletes the shared copies matching `filter` and tells every replica to
+/// purge the same filter. Returns how many Redis copies went.
+pub async fn purge(state: &AppState, filter: &ListFilter) -> Result<u64, FleetError> {
+    let Some(fleet) = state.fleet.as_ref() else { return Ok(0) };
+    let pattern = match &filter.namespace {
+        Some(ns) => format!("{}:e:{}:*", fleet.prefix(), glob_escape(ns)),
+        None => format!("{}:e:*", fleet.prefix()),
+    };
+    let mut removed = 0;
+    for chunk in scan(fleet, &pattern).await?.chunks(BATCH) {
+        let values: Vec<Option<Vec<u8>>> = fleet.run(Query::Cmd(redis::cmd("MGET").arg(chunk))).await?;
+        // Undecodable values are dropped with the rest: they are never served anyway.
+        let doomed: Vec<&String> = chunk
+            .iter()
+            .zip(values)
+            .filter(|(_, v)| match v {
+                Some(bytes) => serde_json::from_slice::<deja_store::Entry>(bytes).map_or(true, |e| filter.matches(&e)),
+                None => false,
+            })
+            .map(|(k, _)| k)
+            .collect();
+        if !doomed.is_empty() {
+            removed += fleet.run::<u64>(Query::Cmd(redis::cmd("DEL").arg(doomed))).await?;
+        }
+    }
+    let mut add = xadd(fleet);
+    add.arg("op").arg("purge");
+    if let Some(ns) = &filter.namespace {
+        add.arg("namespace").arg(ns);
+    }
+    if let Some(model) = &filter.model {
+        add.arg("model").arg(model);
+    }
+    if let Some(before) = filter.created_before_ms {
+        add.arg("before_ms").arg(before);
+    }
+    let _: String = fleet.run(Query::Cmd(&add)).await?;
+    Ok(removed)
+}
+
+/// `XADD {prefix}:events MAXLEN ~ N *`, fields to follow.
+fn xadd(fleet: &Fleet) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(fleet.events_key()).arg("MAXLEN").arg("~").arg(fleet.settings.stream_max_len).arg("*");
+    cmd
+}
+
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Every key matching `pattern`, a bounded call at a time.
+async fn scan(fleet: &Fleet, pattern: &str) -> Result<Vec<String>, FleetError> {
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let cmd = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).to_owned();
+        let (next, batch): (u64, Vec<String>) = fleet.run(Query::Cmd(&cmd)).await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+/// Reads the stream until the state stops, reconnecting whenever Redis
+/// fails; marks the replica connected only once it is caught up.
+async fn reader(state: Arc<AppState>, fleet: Arc<Fleet>) {
+    let mut last = match state.store.meta(&fleet.position_key()) {
+        Ok(Some(v)) => String::from_utf8(v).unwrap_or_else(|_| "0-0".into()),
+        _ => "0-0".to_string(),
+    };
+    let mut stream_conn: Option<ConnectionManager> = None;
+    let mut warned = false;
+    while !state.stopping.load(Ordering::SeqCst) {
+        let has_command_conn = fleet.conn.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let conn = match (&stream_conn, has_command_conn) {
+            (Some(c), true) => c.clone(),
+            _ => match reconnect(&state, &fleet, &last).await {
+                Ok(c) => {
+                    warned = false;
+                    stream_conn = Some(c.clone());
+                    c
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(error = %e, "cluster: cannot reach Redis; retrying");
+                        warned = true;
+                    }
+                    fleet.lost();
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let events = match read(&fleet, conn, &last).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster: reading the events stream failed");
+                fleet.lost();
+                stream_conn = None;
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let caught_up = events.len() < BATCH;
+        if let Some((id, _)) = events.last() {
+            let id = id.clone();
+            match apply_off_runtime(&state, &fleet, events).await {
+                Ok(()) => {
+                    if let Err(e) = state.store.set_meta(&fleet.position_key(), id.as_bytes()) {
+                        tracing::warn!(error = %e, "cluster: could not record the stream position");
+                    }
+                    last = id;
+                }
+                Err(e) => {
+                    // Not advanced: the same events are applied again next time.
+                    tracing::warn!(error = %e, "cluster: applying deletes failed; retrying");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            }
+        }
+        if caught_up && !fleet.is_connected() {
+            fleet.set_connected(true);
+        }
+    }
+}
+
+/// Opens both connections (commands, and the stream's own, which blocks),
+/// installs the command one (used once the reader is caught up), and checks
+/// that the stream still holds every event after `last`.
+async fn reconnect(state: &Arc<AppState>, fleet: &Arc<Fleet>, last: &str) -> Result<ConnectionManager, FleetError> {
+    let command = fleet.connect(fleet.settings.timeout).await?;
+    let mut stream = fleet.connect(BLOCK + fleet.settings.timeout + Duration::from_millis(500)).await?;
+    *fleet.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(command);
+    if trimmed_past(fleet, &mut stream, last).await? {
+        // Tombstones this replica never saw are gone: what it holds may have
+        // been deleted elsewhere. It is a cache; start it afresh.
+        tracing::warn!("cluster: the events stream was trimmed past this replica's position; dropping its entries");
+        let s = state.clone();
+        tokio::task::spawn_blocking(move || clear_local(&s))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Corrupt(format!("dropping entries: {e}"))))?;
+    }
+    Ok(stream)
+}
+
+/// Whether events after `last` were trimmed from the stream (Redis 7's
+/// `max-deleted-entry-id` is past it). A missing stream has lost nothing
+/// this replica can know about.
+async fn trimmed_past(fleet: &Fleet, conn: &mut ConnectionManager, last: &str) -> Result<bool, FleetError> {
+    let cmd = redis::cmd("XINFO").arg("STREAM").arg(fleet.events_key()).to_owned();
+    let reply = match tokio::time::timeout(fleet.settings.timeout * 4, cmd.query_async::<redis::Value>(conn)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) if e.kind() == redis::ErrorKind::ResponseError => return Ok(false),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return Err(FleetError::Timeout(fleet.settings.timeout * 4)),
+    };
+    let fields: Vec<redis::Value> = match reply {
+        redis::Value::Array(v) => v,
+        redis::Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => return Ok(false),
+    };
+    let mut it = fields.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if redis::from_redis_value::<String>(&k).is_ok_and(|k| k == "max-deleted-entry-id") {
+            let deleted = redis::from_redis_value::<String>(&v).unwrap_or_default();
+            return Ok(stream_id(&deleted) > stream_id(last));
+        }
+    }
+    Ok(false)
+}
+
+/// `ms-seq` as a comparable pair; anything else is `(0, 0)`.
+fn stream_id(id: &str) -> (u64, u64) {
+    let mut parts = id.splitn(2, '-');
+    let ms = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let seq = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (ms, seq)
+}
+
+/// One XREAD: the events after `last` (waiting up to [`BLOCK`] for some),
+/// each with its tombstone, or `None` for an event this version does not know.
+async fn read(
+    fleet: &Fleet,
+    mut conn: ConnectionManager,
+    last: &str,
+) -> Result<Vec<(String, Option<Tomb>)>, FleetError> {
+    let cmd = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(BATCH)
+        .arg("BLOCK")
+        .arg(BLOCK.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(fleet.events_key())
+        .arg(last)
+        .to_owned();
+    let limit = BLOCK + fleet.settings.timeout + Duration::from_millis(500);
+    let reply = match tokio::time::timeout(limit, cmd.query_async::<Option<StreamReadReply>>(&mut conn)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(FleetError::Timeout(limit)),
+    };
+    let ids = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+    Ok(ids
+        .map(|e| {
+            let tomb = tomb(&e);
+            (e.id, tomb)
+        })
+        .collect())
+}
+
+/// The tombstone an event carries.
+fn tomb(e: &redis::streams::StreamId) -> Option<Tomb> {
+    match e.get::<String>("op").as_deref() {
+        Some("del") => e.get::<String>("id").and_then(|h| CacheKey::from_hex(&h)).map(Tomb::Id),
+        Some("purge") => Some(Tomb::Filter(ListFilter {
+            namespace: e.get("namespace"),
+            model: e.get("model"),
+            created_before_ms: e.get("before_ms"),
+        })),
+        _ => None,
+    }
+}
+
+async fn apply_off_runtime(
+    state: &Arc<AppState>,
+    fleet: &Arc<Fleet>,
+    events: Vec<(String, Option<Tomb>)>,
+) -> Result<(), FleetError> {
+    let (s, f) = (state.clone(), fleet.clone());
+    let removed = tokio::task::spawn_blocking(move || apply(&s, &f, &events))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Corrupt(format!("applying deletes: {e}"))))?;
+    // An entry this replica held may have been written to Redis after the
+    // delete reached it: take that copy out too (best effort).
+    if !removed.is_empty() {
+        let keys: Vec<String> = removed.iter().map(|(ns, id)| fleet.entry_key(ns, id)).collect();
+        let _ = fleet.run::<u64>(Query::Cmd(redis::cmd("DEL").arg(keys))).await;
+    }
+    Ok(())
+}
+
+/// Removes what each tombstone covers from the store and the semantic
+/// index. Returns the (namespace, id) of each entry removed.
+fn apply(
+    state: &AppState,
+    fleet: &Fleet,
+    events: &[(String, Option<Tomb>)],
+) -> Result<Vec<(String, CacheKey)>, StoreError> {
+    let mut removed = Vec::new();
+    for tomb in events.iter().filter_map(|(_, t)| t.as_ref()) {
+        // Remembered first: a copy fetched from Redis meanwhile is refused.
+        fleet.remember(tomb.clone());
+        let ids = match tomb {
+            Tomb::Id(id) => vec![*id],
+            Tomb::Filter(filter) => state.store.matching(filter)?,
+        };
+        for id in ids {
+            let namespace = state.store.get(&id).ok().flatten().map(|e| e.namespace);
+            state.index.remove(&id);
+            if state.store.remove(&id)? {
+                if let Some(ns) = namespace {
+                    removed.push((ns, id));
+                }
+            }
+        }
+        fleet.events_applied.inc();
+    }
+    state.metrics.entries.set(state.store.len() as i64);
+    Ok(removed)
+}
+
+/// Removes every entry from this replica's store and index, telling no one.
+fn clear_local(state: &AppState) -> Result<(), StoreError> {
+    for id in state.store.matching(&ListFilter::default())? {
+        state.index.remove(&id);
+        state.store.remove(&id)?;
+    }
+    state.metrics.entries.set(state.store.len() as i64);
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The shared exact tier: an entry missing from this replica's sled is
+//! looked for in Redis, checked, copied into sled and served; an answer
+//! stored here is written to Redis too, with the entry's remaining TTL.
+
+use super::{Fleet, Query};
+use crate::state::AppState;
+use deja_api::CacheKey;
+use deja_store::{Entry, EntryKind};
+use std::sync::Arc;
+
+/// The entry stored under `key` by any replica, if Redis has a valid, live
+/// one for this namespace. It is written to the local store first, so the
+/// next identical request is a local hit. Any failure is a miss.
+pub async fn lookup(state: &AppState, key: &CacheKey, namespace: &str, now_ms: u64) -> Option<Entry> {
+    let fleet = state.fleet.as_ref()?;
+    if !fleet.is_connected() {
+        return None;
+    }
+    let redis_key = fleet.entry_key(namespace, key);
+    let bytes: Option<Vec<u8>> = match fleet.run(Query::Cmd(redis::cmd("GET").arg(&redis_key))).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!(error = %e, "shared lookup failed; treating as a miss");
+            return None;
+        }
+    };
+    let entry = verify(fleet, &bytes?, key, namespace)?;
+    if entry.is_expired(now_ms) || fleet.buried(&entry) {
+        return None;
+    }
+    if let Err(e) = state.store.put(&entry, None) {
+        tracing::warn!(error = %e, "could not copy a shared entry into the store");
+        return None;
+    }
+    // A delete applied while the copy was being written: it must not stay.
+    if fleet.buried(&entry) {
+        let _ = state.store.remove(&entry.id);
+        return None;
+    }
+    let _ = state.store.record_hit(key, now_ms);
+    fleet.redis_hits.inc();
+    state.metrics.entries.set(state.store.len() as i64);
+    if state.store.len() > state.config().cache.max_entries {
+        state.sweep_now.notify_one();
+    }
+    Some(entry)
+}
+
+/// Decodes a value read from Redis and checks it is the entry asked for:
+/// its id is the key and its namespace the request's. Anything else is a
+/// corrupt value: counted, logged, never served.
+fn verify(fleet: &Fleet, bytes: &[u8], key: &CacheKey, namespace: &str) -> Option<Entry> {
+    match serde_json::from_slice::<Entry>(bytes) {
+        Ok(e) if e.id == *key && e.namespace == namespace => Some(e),
+        Ok(_) | Err(_) => {
+            fleet.corrupt_values.inc();
+            tracing::warn!(entry = %key.to_hex(), "a value in Redis is not the entry its key names; ignored");
+            None
+        }
+    }
+}
+
+/// Writes a newly stored chat entry to Redis with its remaining TTL, on a
+/// spawned task bounded by `cluster.timeout`. At most a fixed number of
+/// writes are in flight; past it (or while degraded) the write is skipped.
+pub fn share(state: &AppState, entry: &Entry) {
+    let Some(fleet) = state.fleet.clone() else { return };
+    if entry.kind != EntryKind::Chat || !fleet.is_connected() {
+        return;
+    }
+    let ttl_ms = entry.expires_ms.saturating_sub(deja_cache::now_ms());
+    let (Ok(handle), Ok(bytes)) = (tokio::runtime::Handle::try_current(), serde_json::to_vec(entry)) else {
+        return;
+    };
+    if ttl_ms == 0 {
+        return;
+    }
+    let Ok(permit) = fleet.writes.clone().try_acquire_owned() else {
+        fleet.writes_skipped.inc();
+        return;
+    };
+    let entry = entry.clone();
+    handle.spawn(write(fleet, entry, bytes, ttl_ms, permit));
+}
+
+async fn write(
+    fleet: Arc<Fleet>,
+    entry: Entry,
+    bytes: Vec<u8>,
+    ttl_ms: u64,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let key = fleet.entry_key(&entry.namespace, &entry.id);
+    let set = redis::cmd("SET").arg(&key).arg(bytes).arg("PX").arg(ttl_ms).to_owned();
+    if let Err(e) = fleet.run::<()>(Query::Cmd(&set)).await {
+        tracing::debug!(error = %e, "could not share an entry through Redis");
+        return;
+    }
+    // A delete that raced the write: take the copy back out.
+    if fleet.buried(&entry) {
+        let _ = fleet.run::<()>(Query::Cmd(redis::cmd("DEL").arg(&key))).await;
+    }
+}
