@@ -7,7 +7,7 @@ use crate::config::Provider;
 use crate::walker::Opened;
 use bytes::Bytes;
 use deja_api::ApiError;
-use deja_providers::{anthropic, ProviderKind, UpstreamEvents};
+use deja_providers::{anthropic, gemini, ProviderKind, UpstreamEvents};
 use deja_router::ModelSpec;
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,6 +23,29 @@ pub fn anthropic_body(path: &str, body: &Value, spec: &ModelSpec, provider: &Pro
     }
     let translated = anthropic::to_messages_request(body, &spec.upstream_name, provider.default_max_tokens)?;
     Ok(Bytes::from(translated.to_string()))
+}
+
+/// The path and `GenerateContentRequest` for an OpenAI request `body`: the
+/// model and whether the answer streams are in the path. Or the 400 that
+/// says why this model cannot take it.
+pub fn gemini_body(
+    path: &str,
+    body: &Value,
+    spec: &ModelSpec,
+    provider: &Provider,
+) -> Result<(String, Bytes), ApiError> {
+    if path != "/chat/completions" {
+        return Err(ApiError::invalid_request(
+            format!(
+                "provider `{}` speaks Google's Gemini API, which Deja uses for chat only, not {path}",
+                provider.name
+            ),
+            Some("model"),
+        ));
+    }
+    let translated = gemini::to_generate_request(body)?;
+    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    Ok((gemini::path(&spec.upstream_name, stream), Bytes::from(translated.to_string())))
 }
 
 fn now_s() -> u64 {
@@ -41,6 +64,9 @@ impl Opened {
         match self.kind {
             ProviderKind::OpenAi => Ok(raw),
             ProviderKind::Anthropic => anthropic::to_chat_completion(&raw, now_s()).map(|c| Bytes::from(c.to_string())),
+            ProviderKind::Gemini => {
+                gemini::to_chat_completion(&raw, &self.model.upstream_name, now_s()).map(|c| Bytes::from(c.to_string()))
+            }
         }
     }
 }

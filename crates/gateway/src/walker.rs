@@ -10,10 +10,11 @@ use crate::metrics::{ModelErrorLabels, ModelLabels};
 use crate::state::AppState;
 use bytes::Bytes;
 use deja_api::{ApiError, ErrorKind};
-use deja_providers::{anthropic, ProviderKind};
+use deja_providers::{anthropic, gemini, ProviderKind};
 use deja_router::{failure_decision, Decision, FailureKind, ModelSpec, Plan};
 use deja_upstream::{Attempt, Dialect, UpstreamError, UpstreamResponse};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,17 +101,24 @@ impl Walker {
                     if let Some(fields) = self.body.as_object_mut() {
                         fields.insert("model".to_string(), Value::String(spec.upstream_name.clone()));
                     }
-                    (self.path, Bytes::from(self.body.to_string()), Dialect::OpenAi)
+                    (Cow::Borrowed(self.path), Bytes::from(self.body.to_string()), Dialect::OpenAi)
                 }
                 ProviderKind::Anthropic => {
                     match crate::dialect::anthropic_body(self.path, &self.body, spec, provider) {
-                        Ok(body) => (anthropic::PATH, body, Dialect::Anthropic),
+                        Ok(body) => (Cow::Borrowed(anthropic::PATH), body, Dialect::Anthropic),
                         Err(e) => {
                             self.refuse(spec, e);
                             continue;
                         }
                     }
                 }
+                ProviderKind::Gemini => match crate::dialect::gemini_body(self.path, &self.body, spec, provider) {
+                    Ok((path, body)) => (Cow::Owned(path), body, Dialect::Gemini),
+                    Err(e) => {
+                        self.refuse(spec, e);
+                        continue;
+                    }
+                },
             };
             let routing = &config.routing;
             let started = Instant::now();
@@ -119,7 +127,7 @@ impl Walker {
                 .upstream
                 .send(Attempt {
                     base_url: &provider.base_url,
-                    path,
+                    path: &path,
                     api_key,
                     dialect,
                     body,
@@ -224,6 +232,7 @@ impl Walker {
         err.code = match dialect {
             ProviderKind::OpenAi => field("code"),
             ProviderKind::Anthropic => anthropic::error_type(body),
+            ProviderKind::Gemini => gemini::error_status(body),
         };
         err.param = field("param");
         err

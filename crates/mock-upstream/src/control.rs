@@ -88,6 +88,8 @@ pub struct MockControl {
     endless_bytes: Arc<AtomicU64>,
     /// The headers of the last Anthropic Messages call, per model.
     pub(crate) anthropic: Arc<Mutex<HashMap<String, crate::anthropic::AnthropicHeaders>>>,
+    /// How the last Gemini call arrived, per model.
+    pub(crate) gemini: Arc<Mutex<HashMap<String, crate::gemini::GeminiCall>>>,
 }
 
 impl MockControl {
@@ -174,6 +176,7 @@ impl MockControl {
     pub fn reset(&self) {
         *self.lock() = Inner::default();
         self.anthropic.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.gemini.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.total.store(0, Ordering::Relaxed);
     }
 

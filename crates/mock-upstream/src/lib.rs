@@ -7,7 +7,8 @@
 //! Streams can be sent in the styles real providers use ([`StreamStyle`]):
 //! usage in different places or not at all, CRLF separators, keep-alive
 //! comments, events split across writes. It frames SSE itself.
-//! `POST /v1/messages` speaks Anthropic's Messages API the same way.
+//! `POST /v1/messages` speaks Anthropic's Messages API the same way, and
+//! `POST /v1beta/models/{model}:generateContent` Google's Gemini API.
 //! Tests drive it through [`MockControl`]; other processes through its
 //! `/_mock/*` control routes.
 
@@ -15,8 +16,10 @@ mod answer;
 mod anthropic;
 mod control;
 mod frame;
+mod gemini;
 mod server;
 
 pub use anthropic::AnthropicHeaders;
 pub use control::{Fault, MockControl, StreamStyle, UsageStyle, JUDGE_MODEL};
+pub use gemini::GeminiCall;
 pub use server::{serve, MockUpstream};

@@ -84,6 +84,7 @@ fn error(status: u16, message: &str) -> Response<Body> {
 
 async fn handle(req: Request<Incoming>, control: MockControl) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
     let method = req.method().clone();
     let auth = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let headers = req.headers().clone();
@@ -111,6 +112,9 @@ async fn handle(req: Request<Incoming>, control: MockControl) -> Result<Response
         (Method::POST, "/v1/chat/completions") => chat(&control, auth, &body).await,
         (Method::POST, "/v1/embeddings") => embeddings(&control, auth, &body).await,
         (Method::POST, "/v1/messages") => crate::anthropic::messages(&control, &headers, &body).await,
+        (Method::POST, p) if p.starts_with("/v1beta/models/") => {
+            crate::gemini::generate(&control, p, query.as_deref(), &headers, &body).await
+        }
         _ => error(404, "no such route on the mock upstream"),
     };
     Ok(response)

@@ -1,34 +1,42 @@
 //! The events of an upstream stream as OpenAI `chat.completion.chunk`
 //! payloads, whatever the provider speaks: the relay sees one dialect.
 
-use crate::anthropic::StreamTranslator;
 use crate::ProviderKind;
+use crate::{anthropic, gemini};
 use deja_api::sse::{EventTooLarge, SseParser};
+
+enum Translator {
+    None,
+    Anthropic(anthropic::StreamTranslator),
+    Gemini(gemini::StreamTranslator),
+}
 
 /// An [`SseParser`] followed, for providers that do not stream OpenAI
 /// chunks, by a translator into them.
 pub struct UpstreamEvents {
     parser: SseParser,
-    anthropic: Option<StreamTranslator>,
+    translator: Translator,
 }
 
 impl UpstreamEvents {
-    /// `created` stamps translated chunks (Anthropic sends no timestamp).
+    /// `created` stamps translated chunks (Anthropic and Gemini send no timestamp).
     pub fn new(kind: ProviderKind, created: u64) -> Self {
-        let anthropic = match kind {
-            ProviderKind::OpenAi => None,
-            ProviderKind::Anthropic => Some(StreamTranslator::new(created)),
+        let translator = match kind {
+            ProviderKind::OpenAi => Translator::None,
+            ProviderKind::Anthropic => Translator::Anthropic(anthropic::StreamTranslator::new(created)),
+            ProviderKind::Gemini => Translator::Gemini(gemini::StreamTranslator::new(created)),
         };
-        Self { parser: SseParser::new(), anthropic }
+        Self { parser: SseParser::new(), translator }
     }
 
     /// Appends `chunk` and returns the `data` payloads of the OpenAI events it
     /// completed (`[DONE]` included), as [`SseParser::push`] does.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<String>, EventTooLarge> {
         let events = self.parser.push(chunk)?;
-        match &mut self.anthropic {
-            None => Ok(events),
-            Some(t) => Ok(events.iter().flat_map(|e| t.push(e)).collect()),
+        match &mut self.translator {
+            Translator::None => Ok(events),
+            Translator::Anthropic(t) => Ok(events.iter().flat_map(|e| t.push(e)).collect()),
+            Translator::Gemini(t) => Ok(events.iter().flat_map(|e| t.push(e)).collect()),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod anthropic;
 mod events;
+pub mod gemini;
 
 pub use events::UpstreamEvents;
 
@@ -22,16 +23,19 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic's Messages API (`POST /messages`, `x-api-key`).
     Anthropic,
+    /// Google's Gemini API (`models/{model}:generateContent`, `x-goog-api-key`).
+    Gemini,
 }
 
 impl ProviderKind {
     /// The names accepted in configuration.
-    pub const NAMES: &'static [&'static str] = &["openai", "anthropic"];
+    pub const NAMES: &'static [&'static str] = &["openai", "anthropic", "gemini"];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "openai" => Some(Self::OpenAi),
             "anthropic" => Some(Self::Anthropic),
+            "gemini" => Some(Self::Gemini),
             _ => None,
         }
     }
@@ -40,6 +44,7 @@ impl ProviderKind {
         match self {
             Self::OpenAi => "openai",
             Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
         }
     }
 }

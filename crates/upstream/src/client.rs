@@ -38,6 +38,8 @@ pub enum Dialect {
     OpenAi,
     /// `x-api-key: <key>` and `anthropic-version`, no `Authorization`.
     Anthropic,
+    /// `x-goog-api-key: <key>` (never `?key=` in the URL), no `Authorization`.
+    Gemini,
 }
 
 /// The Messages API version Deja's Anthropic translation follows.
@@ -86,6 +88,7 @@ impl UpstreamClient {
             let (name, value) = match attempt.dialect {
                 Dialect::OpenAi => (AUTHORIZATION, format!("Bearer {key}")),
                 Dialect::Anthropic => (http::HeaderName::from_static("x-api-key"), key.to_string()),
+                Dialect::Gemini => (http::HeaderName::from_static("x-goog-api-key"), key.to_string()),
             };
             let mut value = HeaderValue::from_str(&value)
                 .map_err(|_| UpstreamError::InvalidUrl("API key is not a valid header value".into()))?;

@@ -286,7 +286,7 @@ pub struct RawProvider {
     pub base_url: String,
     #[serde(default)]
     pub api_key_env: Option<String>,
-    /// The API it speaks: "openai" (default) or "anthropic".
+    /// The API it speaks: "openai" (default), "anthropic" or "gemini".
     #[serde(default)]
     pub kind: Option<String>,
     /// Anthropic only: `max_tokens` when the client sets none.

@@ -1,0 +1,261 @@
+//! A Gemini-kind provider end to end: Deja speaks Google's Gemini API to the
+//! mock's `/v1beta/models/{model}:generateContent` and OpenAI's chat
+//! completions to the client.
+
+mod common;
+
+use common::*;
+use deja_mock_upstream::Fault;
+use deja_testkit::{spawn_proxy, Harness, TestConfig};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const KEY: &str = "AIza-gemini-secret";
+/// What the mock is asked for: `upstream_name` of the `flash` model.
+const UPSTREAM: &str = "gemini-flash-up";
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A proxy whose `flash` model is served by a Gemini provider; ladder
+/// `gemini-first` tries it before the OpenAI-kind `cheap`.
+async fn proxy() -> Harness {
+    let var = format!("DEJA_TEST_GEMINI_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    std::env::set_var(&var, KEY);
+    // `{upstream}` is the mock's `…/v1`; Gemini's API lives under `/v1beta`.
+    let extra = format!(
+        r#"
+[[providers]]
+name = "google"
+kind = "gemini"
+base_url = "{{upstream}}beta"
+api_key_env = "{var}"
+
+[[models]]
+name = "flash"
+provider = "google"
+upstream_name = "{UPSTREAM}"
+input_usd_per_mtok = 0.1
+output_usd_per_mtok = 0.4
+context_window = 1000000
+
+[[ladders]]
+name = "gemini-first"
+rungs = ["flash", "cheap"]
+"#
+    );
+    spawn_proxy(TestConfig { extra_toml: extra, model_retries: 0, ..exact_only() }).await
+}
+
+fn to_flash(content: &str) -> Value {
+    json!({"model": "flash", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": content},
+    ]})
+}
+
+fn last_request(h: &Harness) -> Value {
+    h.mock.control.requests().last().cloned().expect("the mock was called")
+}
+
+async fn stream(h: &Harness, body: &Value) -> (u16, String) {
+    let resp = client().post(h.url("/v1/chat/completions")).json(body).send().await.expect("proxy answers");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn a_plain_request_is_sent_as_generate_content_and_answered_as_a_chat_completion() {
+    let h = proxy().await;
+    let r = chat(&h, &to_flash("What is Deja?")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["object"], "chat.completion");
+    assert_eq!(r.content(), format!("[{UPSTREAM}] Simulated answer to: What is Deja?"));
+    assert_eq!(r.body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(r.body["model"], UPSTREAM);
+    let usage = &r.body["usage"];
+    assert!(usage["prompt_tokens"].as_u64().is_some_and(|n| n > 0), "{}", r.text);
+    assert_eq!(
+        usage["total_tokens"],
+        usage["prompt_tokens"].as_u64().unwrap_or(0) + usage["completion_tokens"].as_u64().unwrap_or(0)
+    );
+    assert_eq!(r.header("x-deja-model"), Some("flash"));
+    let sent = last_request(&h);
+    assert_eq!(sent["systemInstruction"], json!({"parts": [{"text": "Be brief."}]}));
+    assert_eq!(sent["contents"], json!([{"role": "user", "parts": [{"text": "What is Deja?"}]}]));
+    assert_eq!(h.mock.control.gemini_call(UPSTREAM).and_then(|c| c.query), None);
+}
+
+#[tokio::test]
+async fn the_key_reaches_the_gemini_upstream_only_in_x_goog_api_key() {
+    let h = proxy().await;
+    assert_eq!(chat(&h, &to_flash("key check")).await.status, 200);
+    let seen = h.mock.control.gemini_call(UPSTREAM).expect("a Gemini call");
+    assert_eq!(seen.x_goog_api_key.as_deref(), Some(KEY));
+    assert_eq!(seen.authorization, None);
+    assert!(!seen.query.unwrap_or_default().contains(KEY));
+    let r = chat(&h, &json!({"model": "cheap", "messages": [{"role": "user", "content": "key check"}]})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(h.mock.control.last_authorization("cheap").as_deref(), Some("Bearer sk-provider-secret"));
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_relayed_as_openai_chunks_with_and_without_usage() {
+    let h = proxy().await;
+    for include_usage in [false, true] {
+        let question = format!("stream please {include_usage}");
+        let mut body = to_flash(&question);
+        body["stream"] = json!(true);
+        if include_usage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let (status, text) = stream(&h, &body).await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(streamed_content(&text), format!("[{UPSTREAM}] Simulated answer to: {question}"));
+        let events = events(&text);
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
+        let chunks: Vec<Value> = events.iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+        assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"), "{text}");
+        assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"), "{text}");
+        let usage: Vec<&Value> = chunks.iter().filter_map(|c| c.get("usage").filter(|u| !u.is_null())).collect();
+        if include_usage {
+            assert_eq!(usage.len(), 1, "{text}");
+            assert!(usage[0]["prompt_tokens"].as_u64().is_some_and(|n| n > 0), "{text}");
+        } else {
+            assert!(usage.is_empty(), "{text}");
+        }
+        let seen = h.mock.control.gemini_call(UPSTREAM).expect("a Gemini call");
+        assert_eq!(seen.query.as_deref(), Some("alt=sse"));
+    }
+    // The streamed answer was assembled and cached: asked again unstreamed, it is a hit.
+    let r = chat(&h, &to_flash("stream please false")).await;
+    assert_eq!(r.cache(), "exact", "{}", r.text);
+    assert_eq!(h.mock.control.calls(UPSTREAM), 2);
+}
+
+fn with_tools(messages: Value) -> Value {
+    json!({
+        "model": "flash",
+        "messages": messages,
+        "tools": [{"type": "function", "function": {
+            "name": "get_weather", "description": "Current weather",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+        }}],
+        "tool_choice": "auto",
+    })
+}
+
+#[tokio::test]
+async fn tool_calls_round_trip() {
+    let h = proxy().await;
+    let question = json!([{"role": "user", "content": "Weather in Paris?"}]);
+    let r = chat(&h, &with_tools(question.clone())).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["choices"][0]["finish_reason"], "tool_calls");
+    let call = r.body["choices"][0]["message"]["tool_calls"][0].clone();
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert!(call["id"].as_str().is_some_and(|id| !id.is_empty()));
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("")).expect("JSON arguments");
+    assert_eq!(args, json!({"query": "Weather in Paris?"}));
+    let sent = last_request(&h);
+    assert_eq!(sent["tools"][0]["functionDeclarations"][0]["parameters"]["properties"]["query"]["type"], "string");
+    assert_eq!(sent["toolConfig"], json!({"functionCallingConfig": {"mode": "AUTO"}}));
+
+    // The same call, streamed, assembles to the same tool call.
+    let mut streamed = with_tools(json!([{"role": "user", "content": "Weather in Rome?"}]));
+    streamed["stream"] = json!(true);
+    let (status, text) = stream(&h, &streamed).await;
+    assert_eq!(status, 200, "{text}");
+    let args: String = events(&text)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(serde_json::from_str::<Value>(&args).expect("JSON arguments"), json!({"query": "Weather in Rome?"}));
+
+    // The tool's result goes back as a functionResponse naming the function called.
+    let mut turns = question.as_array().cloned().unwrap_or_default();
+    turns.push(r.body["choices"][0]["message"].clone());
+    turns.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "18 degrees"}));
+    let r = chat(&h, &with_tools(Value::Array(turns))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.content(), format!("[{UPSTREAM}] Tool said: {{\"content\":\"18 degrees\"}}"));
+    let sent = last_request(&h);
+    assert_eq!(sent["contents"][1]["parts"][0]["functionCall"]["name"], "get_weather");
+    assert_eq!(
+        sent["contents"][2]["parts"][0]["functionResponse"],
+        json!({"name": "get_weather", "response": {"content": "18 degrees"}})
+    );
+}
+
+#[tokio::test]
+async fn a_parameter_gemini_cannot_honour_is_refused_before_any_call() {
+    let h = proxy().await;
+    for (field, value) in [("logit_bias", json!({"50256": -100})), ("logprobs", json!(true))] {
+        let mut body = to_flash("refuse me");
+        body[field] = value;
+        let r = chat(&h, &body).await;
+        assert_eq!(r.status, 400, "{field}: {}", r.text);
+        assert_eq!(r.body["error"]["param"], field, "{}", r.text);
+        assert_eq!(r.body["error"]["type"], "invalid_request_error");
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.contains(field)), "{}", r.text);
+    }
+    assert_eq!(h.mock.control.total_calls(), 0);
+    // What Gemini can honour is sent: seed, penalties, n, JSON mode.
+    let mut body = to_flash("seeded");
+    body["seed"] = json!(7);
+    body["presence_penalty"] = json!(0.5);
+    body["response_format"] = json!({"type": "json_object"});
+    let r = chat(&h, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        last_request(&h)["generationConfig"],
+        json!({"seed": 7, "presencePenalty": 0.5, "responseMimeType": "application/json"})
+    );
+}
+
+#[tokio::test]
+async fn unavailable_503_falls_back_to_an_openai_rung() {
+    let h = proxy().await;
+    h.mock.control.push_faults(UPSTREAM, [Fault::Status { status: 503, retry_after_s: None, retry_after: None }]);
+    let body = json!({"model": "gemini-first", "messages": [{"role": "user", "content": "busy?"}]});
+    let r = chat(&h, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-deja-model"), Some("cheap"));
+    assert_eq!(r.header("x-deja-attempts"), Some("2"));
+    assert_eq!(h.mock.control.calls(UPSTREAM), 1);
+    // Streamed too, and for quota exhaustion: the failure comes before the first event.
+    h.mock.control.push_faults(UPSTREAM, [Fault::Status { status: 429, retry_after_s: None, retry_after: None }]);
+    let (status, text) = stream(
+        &h,
+        &json!({"model": "gemini-first", "stream": true,
+        "messages": [{"role": "user", "content": "busy, streamed?"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(streamed_content(&text), "[cheap] Simulated answer to: busy, streamed?");
+}
+
+#[tokio::test]
+async fn a_gemini_invalid_argument_is_returned_with_its_message_and_status() {
+    let h = proxy().await;
+    h.mock.control.push_faults(UPSTREAM, [Fault::Status { status: 400, retry_after_s: None, retry_after: None }]);
+    let body = json!({"model": "gemini-first", "messages": [{"role": "user", "content": "bad"}]});
+    let r = chat(&h, &body).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "INVALID_ARGUMENT");
+    assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.contains("injected failure")), "{}", r.text);
+    assert_eq!(h.mock.control.calls("cheap"), 0, "a client error does not fall back");
+}
+
+#[tokio::test]
+async fn a_cache_hit_of_a_gemini_answer_is_the_same_completion() {
+    let h = proxy().await;
+    let first = chat(&h, &to_flash("cache me")).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.cache(), "miss");
+    let second = chat(&h, &to_flash("cache me")).await;
+    assert_eq!(second.cache(), "exact", "{}", second.text);
+    assert_eq!(second.body, first.body);
+    assert_eq!(h.mock.control.calls(UPSTREAM), 1);
+}
