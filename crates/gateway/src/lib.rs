@@ -14,6 +14,7 @@ pub mod config;
 pub mod ctx;
 pub mod dialect;
 pub mod embeddings;
+pub mod lookups;
 pub mod maintenance;
 pub mod metrics;
 pub mod miss;

@@ -34,6 +34,8 @@ pub struct AppState {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Grey-band pairs the verifier rejected, never asked twice.
     pub rejections: crate::verify::Rejections,
+    /// Recent semantic lookups and hits per namespace, for the dashboard.
+    pub lookups: crate::lookups::Lookups,
 }
 
 /// How many rejected (request, entry) pairs are remembered.
@@ -110,6 +112,7 @@ impl AppState {
             index_ready: std::sync::atomic::AtomicBool::new(index_ready),
             stopping: std::sync::atomic::AtomicBool::new(false),
             rejections: crate::verify::Rejections::new(REJECTIONS_REMEMBERED),
+            lookups: crate::lookups::Lookups::default(),
         }))
     }
 
