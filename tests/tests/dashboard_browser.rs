@@ -2,7 +2,8 @@
 //! through `chromedriver` against the real proxy while traffic flows. An
 //! operator signs in, watches the hit rate move, finds an entry, reads it,
 //! deletes it (the next request misses), asks "what would this hit?" and
-//! purges by filter after seeing how many entries would go. A screenshot of
+//! purges by filter after seeing how many entries would go; a second test
+//! finds a near miss in the threshold explorer and moves its slider. A screenshot of
 //! each page lands in `target/dashboard-screenshots/`.
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `chromium`, `chromium-driver`;
@@ -278,4 +279,86 @@ async fn drive(b: &Client, h: &deja_testkit::Harness, sunday: &Value) {
     click(b, "purge-go").await;
     wait_text(b, "entries-flash", "the purge", |t| t == "Purged 2 entries.").await;
     assert_eq!(admin_get(h, "/admin/stats").await.body["entries"], 0);
+}
+
+/// How similar the test embedder finds `stored` and `asked`, as "what would this hit?" reports it.
+async fn similarity(stored: &str, asked: &str) -> f64 {
+    let h = spawn_proxy(TestConfig::default()).await;
+    chat(&h, &ask(stored)).await;
+    let r = admin_send(&h, reqwest::Method::POST, "/admin/cache/search", &json!({"prompt": asked})).await;
+    r.body["results"][0]["similarity"].as_f64().expect("a candidate")
+}
+
+#[tokio::test]
+async fn an_operator_explores_the_threshold_in_chromium() {
+    let missing = "the dashboard test needs chromium and chromedriver: on Debian \
+        `apt-get install chromium chromium-driver` (or set CHROMIUM and CHROMEDRIVER)";
+    let chromium = find_program("CHROMIUM", &["/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"])
+        .unwrap_or_else(|| panic!("{missing}"));
+    let chromedriver =
+        find_program("CHROMEDRIVER", &["/usr/bin/chromedriver", "chromedriver"]).unwrap_or_else(|| panic!("{missing}"));
+
+    // A threshold just above the paraphrase's similarity: it nearly hits.
+    let (original, paraphrase) = ("How do I reset my password?", "How can I reset my password?");
+    let sim = similarity(original, paraphrase).await;
+    let threshold = ((sim + 0.01) * 100.0).ceil() / 100.0;
+    let config = TestConfig { threshold: threshold as f32, verify_from: Some(threshold as f32), ..Default::default() };
+    let h = spawn_proxy(config).await;
+    assert_eq!(chat(&h, &ask(original)).await.cache(), "miss");
+    assert_eq!(chat(&h, &ask("Do you ship to Norway?")).await.cache(), "miss");
+    assert_eq!(chat(&h, &ask(paraphrase)).await.cache(), "miss");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let driver = start_driver(&chromedriver, dir.path()).await;
+    let b = open_browser(&driver, &chromium, &dir.path().join("profile")).await;
+    let outcome = tokio::spawn({
+        let b = b.clone();
+        async move { explore(&b, &h, sim, threshold).await }
+    })
+    .await;
+    let _ = b.close().await;
+    drop(driver);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn explore(b: &Client, h: &deja_testkit::Harness, sim: f64, threshold: f64) {
+    b.set_window_size(1280, 1000).await.expect("window size");
+    b.goto(&h.url("/admin/ui")).await.expect("the dashboard loads");
+    type_into(b, "token", "test-admin-token").await;
+    b.find(Locator::Css("#login button[type=submit]")).await.expect("sign-in button").click().await.expect("click");
+    wait_text(b, "requests", "three requests", |t| t == "3").await;
+    // The overview narrowed per namespace.
+    wait_text(b, "by-namespace", "the default namespace", |t| t.starts_with("default")).await;
+
+    click(b, "tab-thresholds").await;
+    wait_text(b, "thr-summary", "the lookups", |t| t.starts_with("3 recent semantic lookups")).await;
+    wait_js(b, "the histogram", "return document.querySelectorAll('#thr-histogram rect.nohit').length > 0").await;
+    let near = wait_text(b, "near-misses", "the paraphrase as a near miss", |t| t.contains("How can I reset")).await;
+    assert!(near.contains("How do I reset my password?"), "next to the entry it nearly hit: {near}");
+    assert!(near.contains("miss"), "{near}");
+    let config = text_of(b, "thr-config").await;
+    assert!(config.contains(&format!("threshold = {threshold:.2}")), "{config}");
+    assert!(config.contains("deja cache reload") && config.contains("kill -HUP"), "{config}");
+
+    // Lower the slider below the paraphrase: it would have been served; nothing is written.
+    let lower = (sim * 100.0).floor() / 100.0;
+    js(
+        b,
+        &format!(
+            "const s = document.getElementById('thr-slider'); s.value = '{lower:.2}'; \
+             s.dispatchEvent(new Event('input')); return true"
+        ),
+    )
+    .await;
+    wait_text(b, "thr-value", "the slider's value", |t| t == format!("{lower:.2}")).await;
+    let whatif = text_of(b, "thr-whatif").await;
+    assert!(whatif.contains("1 of 3 recent lookups would have been served (+1 not served now)"), "{whatif}");
+    assert!(text_of(b, "near-misses").await.contains("would be served"));
+    assert!(text_of(b, "thr-gained").await.contains("How can I reset my password?"));
+    wait_text(b, "thr-config", "the new config line", |t| t.contains(&format!("threshold = {lower:.2}"))).await;
+    screenshot(b, "threshold").await;
+    let stats = admin_get(h, "/admin/lookups").await.body;
+    assert_eq!(stats["threshold"].as_f64().map(|t| (t * 100.0).round()), Some((threshold * 100.0).round()));
 }

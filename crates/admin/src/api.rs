@@ -285,10 +285,15 @@ async fn search(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
     };
     let judged = deja_cache::semantic::judge(&state.store, &state.index, &query, settings, k, deja_cache::now_ms())
         .map_err(internal)?;
+    let grey = config.cache.verifier.is_some().then_some(settings.verify_from);
     let results: Vec<Value> = judged
         .into_iter()
+        .map(|j| crate::lookups::grey_band(j, grey, &question, settings))
         .map(|j| json!({"id": j.id, "similarity": (f64::from(j.similarity) * 1e6).round() / 1e6, "text": j.text, "would_serve": j.refused_by.is_none(), "refused_by": j.refused_by}))
         .collect();
     let threshold = (f64::from(threshold) * 1e6).round() / 1e6;
-    Ok(json!({"threshold": threshold, "namespace": namespace.as_str(), "model": model, "results": results}))
+    let verify_from = grey.map(|v| (f64::from(v) * 1e6).round() / 1e6);
+    Ok(
+        json!({"threshold": threshold, "verify_from": verify_from, "namespace": namespace.as_str(), "model": model, "results": results}),
+    )
 }

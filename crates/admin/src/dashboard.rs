@@ -29,6 +29,7 @@ pub async fn handle(state: &Arc<AppState>, dash: &Dashboard, parts: &Parts, body
     let result = match (&parts.method, parts.uri.path().trim_end_matches('/')) {
         (&Method::GET, "/admin/history") => history(state, dash, parts.uri.query().unwrap_or("")),
         (&Method::GET, "/admin/health") => Ok(health(state)),
+        (&Method::GET, "/admin/lookups") => crate::lookups::report(state, parts.uri.query().unwrap_or("")),
         _ => return crate::api::handle(state, parts, body).await,
     };
     match result {

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod dashboard;
 pub mod history;
+pub mod lookups;
 pub mod observe;
 pub mod ui;
 

@@ -7,6 +7,7 @@ const TOKEN_KEY = "deja-admin-token";
 const REFRESH_MS = 5000;
 const PAGE = 100;
 const SVG = "http://www.w3.org/2000/svg";
+const PAGES = ["overview", "entries", "probe", "thresholds"];
 
 const $ = (id) => document.getElementById(id);
 let timer = null;
@@ -83,13 +84,17 @@ function showDashboard() {
 
 function show(name) {
   page = name;
-  for (const p of ["overview", "entries", "probe"]) {
+  for (const p of PAGES) {
     $("page-" + p).hidden = p !== name;
     $("tab-" + p).classList.toggle("active", p === name);
   }
   if (name === "overview") refreshOverview();
   if (name === "entries") loadEntries(true);
   if (name === "probe") loadModels();
+  if (name === "thresholds") {
+    loadModels();
+    loadLookups();
+  }
 }
 
 const int = new Intl.NumberFormat();
@@ -109,14 +114,16 @@ function status(text) {
 
 async function refreshOverview() {
   await guarded(async () => {
-    const [s, h, health] = await Promise.all([
+    const [s, h, health, lk] = await Promise.all([
       api("/admin/stats"),
       api("/admin/history?window=" + encodeURIComponent($("window").value)),
       api("/admin/health"),
+      api("/admin/lookups?limit=1"),
     ]);
     renderStats(s);
     renderHistory(h);
     renderHealth(health);
+    renderNamespaces(lk.by_namespace || {});
     status("updated " + new Date().toLocaleTimeString() + " · every " + REFRESH_MS / 1000 + " s");
   }, (m) => status("could not refresh: " + m));
 }
@@ -393,20 +400,148 @@ async function probe() {
     $("probe-summary").textContent =
       "threshold " + r.threshold + " for " + r.model + " in " + r.namespace + ": " +
       (served ? "would be served by " + served.id.slice(0, 12) + "… (similarity " + served.similarity + ")"
-        : "would miss");
+        : (r.results || []).some((x) => x.refused_by === "would_be_verified")
+          ? "would be verified (grey band from " + r.verify_from + ")" : "would miss");
     const tbody = $("probe-results");
     tbody.replaceChildren();
     for (const x of r.results || []) {
       const row = document.createElement("tr");
       row.className = x.would_serve ? "served" : "";
       cell(row, x.similarity.toFixed(4), "num");
-      cell(row, x.would_serve ? "yes" : "no");
-      cell(row, x.refused_by || "");
+      cell(row, x.would_serve ? "yes" : x.refused_by === "would_be_verified" ? "if verified" : "no");
+      cell(row, (x.refused_by || "").replace(/_/g, " "));
       cell(row, x.text, "preview");
       cell(row, x.id.slice(0, 12) + "…").title = x.id;
       tbody.appendChild(row);
     }
   }, (m) => ($("probe-summary").textContent = "could not search: " + m));
+}
+
+// ---- Threshold explorer ----
+
+let explored = null;
+let exploredModel = "";
+
+function renderNamespaces(byNs) {
+  const body = $("by-namespace");
+  body.replaceChildren();
+  for (const [ns, c] of Object.entries(byNs)) {
+    const row = document.createElement("tr");
+    cell(row, ns);
+    cell(row, int.format(c.exact_hits), "num");
+    cell(row, int.format(c.semantic_hits), "num");
+    cell(row, int.format(c.semantic_lookups), "num");
+    body.appendChild(row);
+  }
+}
+
+async function loadLookups() {
+  const q = new URLSearchParams({ limit: "2000" });
+  const model = $("thr-model").value.trim();
+  const ns = $("thr-namespace").value.trim();
+  if (model) q.set("model", model);
+  if (ns) q.set("namespace", ns);
+  await guarded(async () => {
+    const r = await api("/admin/lookups?" + q.toString());
+    if (explored === null || model !== exploredModel) $("thr-slider").value = inForce(r, model).toFixed(2);
+    explored = r;
+    exploredModel = model;
+    $("thr-band").textContent = r.near_band;
+    renderExplorer();
+  }, (m) => ($("thr-summary").textContent = "could not load lookups: " + m));
+}
+
+// The configured threshold for `model` (a ladder override, else the default).
+function inForce(r, model) {
+  const ladder = r.ladder_thresholds || {};
+  return model && ladder[model] !== undefined ? ladder[model] : r.threshold;
+}
+
+const isHit = (l) => l.verdict === "served" || l.verdict === "verified";
+
+// Would this lookup have been served at threshold `t`? Guards still refuse,
+// and the verifier's verdicts stand.
+function servedAt(l, t) {
+  if (l.verdict === "verified") return true;
+  if (l.similarity === null || l.verdict === "refused_by_guard" || l.verdict === "no_candidate") return false;
+  return l.similarity >= t;
+}
+
+function renderExplorer() {
+  const r = explored;
+  if (!r) return;
+  const t = Number($("thr-slider").value);
+  $("thr-value").textContent = t.toFixed(2);
+  const lookups = r.lookups || [];
+  const model = $("thr-model").value.trim();
+  const now = lookups.filter(isHit).length;
+  const at = lookups.filter((l) => servedAt(l, t)).length;
+  $("thr-summary").textContent =
+    r.count + " recent semantic lookups" + (model ? " for " + model : "") + ", " + now + " served now; threshold " +
+    inForce(r, model) + (r.verifier ? ", verifier from " + r.verify_from : ", no verifier");
+  const gained = lookups.filter((l) => !isHit(l) && servedAt(l, t));
+  const lost = lookups.filter((l) => isHit(l) && !servedAt(l, t));
+  $("thr-whatif").textContent =
+    "At " + t.toFixed(2) + ": " + at + " of " + lookups.length + " recent lookups would have been served (" +
+    (gained.length ? "+" + gained.length + " not served now" : "none gained") +
+    (lost.length ? ", " + lost.length + " served now would miss" : "") + ").";
+
+  // The config line for the slider's value.
+  const ladder = r.ladder_thresholds || {};
+  const line = model && ladder[model] !== undefined
+    ? "[cache.semantic.ladder_thresholds]\n" + model + " = " + t.toFixed(2)
+    : "[cache.semantic]\nthreshold = " + t.toFixed(2);
+  $("thr-config").textContent =
+    "# config/deja.toml\n" + line + "\n\n# then reload, no restart:\ndeja cache reload    # or: kill -HUP <deja pid>";
+
+  drawHistogram(r, t, inForce(r, model));
+
+  const body = $("near-misses");
+  body.replaceChildren();
+  for (const n of r.near_misses || []) {
+    const row = document.createElement("tr");
+    if (servedAt(n, t)) row.className = "gained";
+    cell(row, n.similarity.toFixed(4), "num");
+    cell(row, n.threshold.toFixed(2), "num");
+    cell(row, n.verdict.replace(/_/g, " "));
+    cell(row, n.question, "preview");
+    cell(row, n.entry_text === null ? "(entry gone)" : n.entry_text, "preview").title = n.entry || "";
+    cell(row, servedAt(n, t) ? "would be served" : "miss");
+    body.appendChild(row);
+  }
+  const list = $("thr-gained");
+  list.replaceChildren(...gained.slice(0, 20).map((l) =>
+    Object.assign(document.createElement("li"), { textContent: l.similarity.toFixed(4) + " · " + l.question })));
+}
+
+function drawHistogram(r, t, current) {
+  const svg = $("thr-histogram");
+  svg.replaceChildren();
+  const buckets = r.histogram || [];
+  const maxC = Math.max(1, ...buckets.map((b) => b.count));
+  const x = (v) => PADL + v * (W - PADL - 4);
+  const y = (v) => H - PADB - (v / maxC) * (H - PADB - PADT);
+  svg.appendChild(svgEl("line", { x1: PADL, y1: H - PADB, x2: W - 4, y2: H - PADB, class: "axis" }));
+  for (const frac of [0, 0.5, 1]) {
+    const v = Math.round(maxC * frac);
+    svg.appendChild(svgEl("line", { x1: PADL, y1: y(v), x2: W - 4, y2: y(v), class: "grid" }));
+    svg.appendChild(svgEl("text", { x: PADL - 4, y: y(v) + 4, class: "tick", "text-anchor": "end" }, int.format(v)));
+  }
+  for (const v of [0, 0.25, 0.5, 0.75, 1]) {
+    svg.appendChild(svgEl("text", { x: x(v), y: H - 4, class: "tick", "text-anchor": "middle" }, v.toFixed(2)));
+  }
+  for (const b of buckets) {
+    const x0 = x(b.from) + 1, w = Math.max(1, x(b.to) - x(b.from) - 2);
+    const misses = b.count - b.hits;
+    for (const [cls, n, base] of [["hit", b.hits, 0], ["nohit", misses, b.hits]]) {
+      if (!n) continue;
+      const rect = svgEl("rect", { x: x0, width: w, y: y(base + n), height: y(base) - y(base + n), class: cls });
+      rect.appendChild(svgEl("title", {}, b.from.toFixed(2) + "–" + b.to.toFixed(2) + ": " + n + (cls === "hit" ? " served" : " not served")));
+      svg.appendChild(rect);
+    }
+  }
+  svg.appendChild(svgEl("line", { x1: x(current), y1: PADT, x2: x(current), y2: H - PADB, class: "current" }));
+  svg.appendChild(svgEl("line", { x1: x(t), y1: PADT, x2: x(t), y2: H - PADB, class: "marker" }));
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -424,7 +559,7 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   $("logout").addEventListener("click", () => showLogin(""));
-  for (const p of ["overview", "entries", "probe"]) $("tab-" + p).addEventListener("click", () => show(p));
+  for (const p of PAGES) $("tab-" + p).addEventListener("click", () => show(p));
   $("window").addEventListener("change", refreshOverview);
   $("entry-search").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -444,6 +579,11 @@ document.addEventListener("DOMContentLoaded", () => {
     purgeFilter = null;
     $("purge-confirm").hidden = true;
   });
+  $("thr-filters").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadLookups();
+  });
+  $("thr-slider").addEventListener("input", renderExplorer);
   $("probe").addEventListener("submit", (ev) => {
     ev.preventDefault();
     probe();

@@ -84,6 +84,8 @@ pub struct Lookup {
     pub grey: Vec<GreyCandidate>,
     /// Guards that refused better-scoring candidates on the way.
     pub refusals: Vec<Refusal>,
+    /// The best-scoring candidate the index suggested, whatever its verdict.
+    pub nearest: Option<Candidate>,
 }
 
 /// The best live entry above the threshold that passes the guards, and the
@@ -116,7 +118,9 @@ pub fn lookup_banded(
     let mut grey = Vec::new();
     let floor = verify.map_or(query.threshold, |(from, _)| from.min(query.threshold));
     let max_grey = verify.map_or(0, |(_, max)| max);
-    for cand in index.search(store, query.fingerprint, query.vector, settings.candidates)? {
+    let candidates = index.search(store, query.fingerprint, query.vector, settings.candidates)?;
+    let nearest = candidates.first().copied();
+    for cand in candidates {
         if cand.similarity < floor || (cand.similarity < query.threshold && grey.len() >= max_grey) {
             break;
         }
@@ -137,9 +141,9 @@ pub fn lookup_banded(
         }
         let stats = store.record_hit(&entry.id, now_ms)?;
         let hit = Some(SemanticHit { entry, stats, similarity: cand.similarity });
-        return Ok(Lookup { hit, grey: Vec::new(), refusals });
+        return Ok(Lookup { hit, grey: Vec::new(), refusals, nearest });
     }
-    Ok(Lookup { hit: None, grey, refusals })
+    Ok(Lookup { hit: None, grey, refusals, nearest })
 }
 
 /// The nearest live entries with the verdict each would get, without counting hits.

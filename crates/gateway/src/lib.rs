@@ -15,6 +15,7 @@ pub mod ctx;
 pub mod dialect;
 pub mod embeddings;
 pub mod fleet;
+pub mod lookups;
 pub mod maintenance;
 pub mod metrics;
 pub mod miss;

@@ -181,13 +181,14 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
                 return None;
             }
         };
+    let seen = crate::lookups::note(ctx, threshold, &found);
     for r in found.refusals {
         ctx.state.metrics.guard_refusals.get_or_create(&crate::metrics::KindLabels { kind: r.as_str().into() }).inc();
     }
     if let Some(hit) = found.hit {
         return Some(serve_entry(ctx, HitKind::Semantic { similarity: hit.similarity }, &hit.entry, now, None));
     }
-    verify_stage(ctx, &question, found.grey).await
+    seen.finish(verify_stage(ctx, &question, found.grey).await)
 }
 
 /// Asks the verifier about grey-band candidates not already rejected for

@@ -110,6 +110,7 @@ pub fn count_hit(state: &AppState, semantic: bool, entry: &Entry, saved_usd: f64
     if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
         tracing::warn!(error = %e, "could not count a hit");
     }
+    state.lookups.count_hit(&entry.namespace, semantic);
     let kind = if semantic { "semantic" } else { "exact" };
     state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc();
     state.metrics.saved_usd.inc_by(saved_usd.max(0.0));

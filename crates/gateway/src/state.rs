@@ -36,6 +36,8 @@ pub struct AppState {
     pub rejections: crate::verify::Rejections,
     /// Replicas sharing through Redis; `None` without `[cluster]`.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// Recent semantic lookups and hits per namespace, for the dashboard.
+    pub lookups: crate::lookups::Lookups,
 }
 
 /// How many rejected (request, entry) pairs are remembered.
@@ -114,6 +116,7 @@ impl AppState {
             index_ready: std::sync::atomic::AtomicBool::new(index_ready),
             stopping: std::sync::atomic::AtomicBool::new(false),
             rejections: crate::verify::Rejections::new(REJECTIONS_REMEMBERED),
+            lookups: crate::lookups::Lookups::default(),
         }))
     }
 
