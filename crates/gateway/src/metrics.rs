@@ -59,6 +59,7 @@ pub struct Metrics {
     pub guard_refusals: Family<KindLabels, Counter>,
     pub verifications: Family<NamespaceLabels, Counter>,
     pub verification_usd: Family<NamespaceLabels, FloatCounter>,
+    pub slo: crate::slo::SloMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -133,6 +134,7 @@ impl Metrics {
             "USD spent on verifier calls, by namespace",
             verification_usd.clone(),
         );
+        let slo = crate::slo::SloMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -150,6 +152,7 @@ impl Metrics {
             guard_refusals,
             verifications,
             verification_usd,
+            slo,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct AppState {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Grey-band pairs the verifier rejected, never asked twice.
     pub rejections: crate::verify::Rejections,
+    /// The live quality SLO: samples, false hits, threshold raises; cleared by a reload.
+    pub slo: crate::slo::Tracker,
 }
 
 /// How many rejected (request, entry) pairs are remembered.
@@ -110,6 +112,7 @@ impl AppState {
             index_ready: std::sync::atomic::AtomicBool::new(index_ready),
             stopping: std::sync::atomic::AtomicBool::new(false),
             rejections: crate::verify::Rejections::new(REJECTIONS_REMEMBERED),
+            slo: crate::slo::Tracker::new(),
         }))
     }
 
@@ -142,6 +145,7 @@ impl AppState {
             needs_restart.push("limits.max_connections");
         }
         self.health.set_settings(new.routing.health);
+        self.slo.reset(&self.metrics.slo);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
         needs_restart
     }
