@@ -20,6 +20,7 @@ pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Respon
     let query = parse_query(parts.uri.query().unwrap_or(""));
     let result = match (&parts.method, path, entry_id) {
         (&Method::GET, "/admin/stats", _) => stats(state),
+        (&Method::GET, "/admin/slo", _) => Ok(slo(state, true)),
         (&Method::GET, "/admin/cache", _) => list(state, &query),
         (&Method::POST, "/admin/cache/purge", _) => {
             // A purge scans every entry: keep it off the async workers.
@@ -107,7 +108,14 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
         "uptime_s": state.started.elapsed().as_secs_f64(),
         "cooling_down": cooling,
         "cluster": state.fleet.as_ref().map_or_else(|| json!({"enabled": false}), |f| f.stats()),
+        "slo": slo(state, false),
     }))
+}
+
+/// The live quality SLO; `/admin/slo` adds the recorded disagreements.
+fn slo(state: &AppState, with_disagreements: bool) -> Value {
+    let config = state.config();
+    state.slo.report(&config.cache.slo, config.cache.semantic.threshold, with_disagreements)
 }
 
 fn list(state: &AppState, q: &HashMap<String, String>) -> Result<Value, ApiError> {

@@ -19,6 +19,8 @@ pub struct ChatCtx {
     pub fingerprint: ContextFingerprint,
     pub policy: CachePolicy,
     pub question: Option<String>,
+    /// The task tag (`x-deja-task` or `metadata.task`), for shadow calls' routing.
+    pub task: Option<String>,
     pub vector: Option<Vec<f32>>,
     pub started: Instant,
     pub request_id: String,

@@ -64,6 +64,7 @@ pub struct Metrics {
     pub cluster_corrupt_values: Counter,
     pub cluster_events_applied: Counter,
     pub cluster_writes_skipped: Counter,
+    pub slo: crate::slo::SloMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -168,6 +169,7 @@ impl Metrics {
             "Entries not written to Redis because too many writes were in flight",
             cluster_writes_skipped.clone(),
         );
+        let slo = crate::slo::SloMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -190,6 +192,7 @@ impl Metrics {
             cluster_corrupt_values,
             cluster_events_applied,
             cluster_writes_skipped,
+            slo,
         }
     }
 

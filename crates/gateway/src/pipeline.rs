@@ -65,6 +65,7 @@ async fn chat_inner(
     let (key, fingerprint) = routed_chat_keys(&namespace, &req, task_rung);
     let _ = state.store.add(Counter::Requests, 1);
     let question = req.last_user_text();
+    let task = task.map(str::to_string);
     let mut ctx = ChatCtx {
         state,
         config: config.clone(),
@@ -74,6 +75,7 @@ async fn chat_inner(
         fingerprint,
         policy,
         question,
+        task,
         vector: None,
         started,
         request_id,
@@ -154,6 +156,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     let settings = &config.cache.semantic;
     let floor = header(parts, "x-deja-threshold").and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite());
     let threshold = settings.threshold_for(&ctx.req.model, floor);
+    let threshold = ctx.state.slo.threshold(ctx.namespace.as_str(), threshold, &config.cache.slo);
     let now = deja_cache::now_ms();
     // The graph search and store reads run on a blocking thread.
     let (state, fingerprint, vector) = (ctx.state.clone(), ctx.fingerprint, ctx.vector.clone()?);
@@ -257,6 +260,9 @@ fn serve_entry(
     };
     let saved_usd = (entry.cost_usd - verification_usd.unwrap_or(0.0)).max(0.0);
     count_hit(&ctx.state, matches!(kind, HitKind::Semantic { .. }), entry, saved_usd);
+    if matches!(kind, HitKind::Semantic { .. }) {
+        crate::slo::sample(ctx, entry);
+    }
     // A hit is all Deja's own time.
     ctx.state.metrics.overhead.observe(ctx.started.elapsed().as_secs_f64());
     respond::hit_headers(&mut response, kind, entry, now_ms);

@@ -38,6 +38,8 @@ pub struct AppState {
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// Recent semantic lookups and hits per namespace, for the dashboard.
     pub lookups: crate::lookups::Lookups,
+    /// The live quality SLO: samples, false hits, threshold raises; cleared by a reload.
+    pub slo: crate::slo::Tracker,
 }
 
 /// How many rejected (request, entry) pairs are remembered.
@@ -117,6 +119,7 @@ impl AppState {
             stopping: std::sync::atomic::AtomicBool::new(false),
             rejections: crate::verify::Rejections::new(REJECTIONS_REMEMBERED),
             lookups: crate::lookups::Lookups::default(),
+            slo: crate::slo::Tracker::new(),
         }))
     }
 
@@ -149,6 +152,7 @@ impl AppState {
             needs_restart.push("limits.max_connections");
         }
         self.health.set_settings(new.routing.health);
+        self.slo.reset(&self.metrics.slo);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
         needs_restart
     }

@@ -4,11 +4,13 @@
 mod cluster;
 mod duration;
 mod raw;
+mod slo;
 
 pub use cluster::ClusterSettings;
 
 pub use duration::parse_duration;
 pub use raw::default_threshold;
+pub use slo::SloSettings;
 
 use deja_cache::{GuardSettings, SemanticSettings};
 use deja_providers::ProviderKind;
@@ -100,6 +102,8 @@ pub struct CacheSettings {
     pub semantic: SemanticSettings,
     /// `None`: grey-band candidates are misses.
     pub verifier: Option<VerifierSettings>,
+    /// `[cache.semantic.slo]`: shadow calls for sampled semantic hits.
+    pub slo: SloSettings,
 }
 
 /// The model that settles grey-band candidates (`[cache.semantic.verifier]`).
@@ -412,6 +416,7 @@ impl Config {
                 sweep_interval: dur("cache.sweep_interval", &raw.cache.sweep_interval)?,
                 semantic_enabled: sem.enabled,
                 verifier,
+                slo: slo::validate(&sem.slo)?,
                 semantic: SemanticSettings {
                     threshold: sem.threshold,
                     verify_from: sem.verify_from,

@@ -140,6 +140,9 @@ pub struct RawSemantic {
     /// Off unless the table is present.
     #[serde(default)]
     pub verifier: Option<RawVerifier>,
+    /// Off unless `sample_rate` is above 0.
+    #[serde(default)]
+    pub slo: super::slo::RawSlo,
 }
 
 /// `[cache.semantic.verifier]`: a model asked whether a grey-band candidate
@@ -178,6 +181,7 @@ impl Default for RawSemantic {
             candidates: default_candidates(),
             guards: deja_cache::GuardSettings::default(),
             verifier: None,
+            slo: super::slo::RawSlo::default(),
         }
     }
 }

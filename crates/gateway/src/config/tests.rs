@@ -139,3 +139,19 @@ fn verifier_settings_are_checked_with_their_path() {
         assert_eq!(error_path(&format!("{MINIMAL}\n{table}")), path, "{table}");
     }
 }
+
+#[test]
+fn the_slo_is_off_by_default_and_its_bounds_are_checked() {
+    let c = Config::parse(MINIMAL).expect("valid");
+    assert!(!c.cache.slo.enabled());
+    assert_eq!(c.cache.slo.min_samples, 30);
+    let on = format!("{MINIMAL}\n[cache.semantic.slo]\nsample_rate = 0.01\nmax_false_hit_rate = 0.05\nstep = 0.02\n");
+    let c = Config::parse(&on).expect("valid");
+    assert!(c.cache.slo.enabled() && (c.cache.slo.step - 0.02).abs() < 1e-6);
+    for (field, value) in [("sample_rate", "1.5"), ("max_threshold", "2.0"), ("step", "0.0"), ("min_samples", "0")] {
+        let text = format!("{MINIMAL}\n[cache.semantic.slo]\n{field} = {value}\n");
+        assert_eq!(error_path(&text), format!("cache.semantic.slo.{field}"));
+    }
+    let text = format!("{MINIMAL}\n[cache.semantic.slo]\nsample_rat = 0.1\n");
+    assert!(error_path(&text).contains("cache.semantic.slo"), "{}", error_path(&text));
+}

@@ -1,0 +1,216 @@
+//! Shadow calls: a sampled semantic hit, already served, asked upstream
+//! again in the background and compared with what was served.
+//!
+//! The call is the same request through the same ladder and [`Walker`],
+//! non-streamed. It is never cached, never coalesced, never counted as a
+//! client miss or in the spend by model: it is counted apart
+//! (`shadow_calls`, `shadow_usd`).
+
+use super::Check;
+use crate::config::{Config, VerifierSettings};
+use crate::ctx::ChatCtx;
+use crate::state::AppState;
+use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
+use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind};
+use deja_router::{cost_usd, estimate_tokens, plan, FailureKind, RouteInput};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The verifier's system message when it compares two answers.
+pub const ANSWER_PROMPT: &str = "You check a cache. The new request below is a freshly generated answer; the \
+numbered cached request is the answer that was served from the cache for the same question. Reply 1 if both \
+answers say the same thing (the same facts, numbers, names, steps and conclusion; wording may differ), or none \
+if they differ in substance.";
+
+/// What a shadow task needs once the request is gone.
+struct Shadow {
+    state: Arc<AppState>,
+    config: Arc<Config>,
+    req: ChatRequest,
+    task: Option<String>,
+    namespace: String,
+    question: String,
+    cached: String,
+    generation: u64,
+}
+
+/// Gives the in-flight slot back however the task ends.
+struct Slot(Arc<AppState>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.slo.end();
+    }
+}
+
+/// Samples a semantic hit just served from `entry`: with probability
+/// `sample_rate`, starts its shadow call in the background. Never waits.
+pub fn sample(ctx: &ChatCtx, entry: &deja_store::Entry) {
+    let settings = &ctx.config.cache.slo;
+    if !settings.enabled() || !ctx.state.slo.should_sample(settings.sample_rate) {
+        return;
+    }
+    let (Some(question), Some(cached)) = (ctx.question.clone(), answer_text(&entry.response)) else {
+        return;
+    };
+    if !ctx.state.slo.begin() {
+        tracing::debug!("too many shadow calls in flight; a sampled hit is not checked");
+        return;
+    }
+    let slot = Slot(ctx.state.clone());
+    let shadow = Shadow {
+        state: ctx.state.clone(),
+        config: ctx.config.clone(),
+        req: ctx.req.clone(),
+        task: ctx.task.clone(),
+        namespace: ctx.namespace.as_str().to_string(),
+        question,
+        cached,
+        generation: ctx.state.slo.generation(),
+    };
+    tokio::spawn(async move {
+        let _slot = slot;
+        shadow.run().await;
+    });
+}
+
+/// The text of a stored completion's first choice.
+fn answer_text(response: &serde_json::Value) -> Option<String> {
+    response.get("choices")?.get(0)?.get("message")?.get("content")?.as_str().map(str::to_string)
+}
+
+/// Cosine similarity; 0 when either vector is zero.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na <= 0.0 || nb <= 0.0 {
+        return 0.0;
+    }
+    dot / (na.sqrt() * nb.sqrt())
+}
+
+impl Shadow {
+    async fn run(self) {
+        let slo = &self.state.slo;
+        let metrics = &self.state.metrics.slo;
+        let (fresh, call_usd) = match self.call().await {
+            Ok(answer) => answer,
+            Err(e) => {
+                slo.count_shadow(metrics, &self.namespace, 0.0);
+                tracing::warn!(error = %e, "shadow call failed; the sampled hit is not checked");
+                return;
+            }
+        };
+        let (similarity, verdict, check_usd) = self.compare(&fresh).await;
+        slo.count_shadow(metrics, &self.namespace, call_usd + check_usd);
+        let settings = &self.config.cache.slo;
+        let false_hit = match (verdict, similarity) {
+            (Some(same), _) => !same,
+            (None, Some(s)) => s < settings.answer_similarity,
+            (None, None) => return,
+        };
+        let check = Check {
+            question: self.question.clone(),
+            cached_answer: self.cached.clone(),
+            fresh_answer: fresh,
+            similarity,
+            verifier_agreed: verdict,
+            false_hit,
+            at_ms: deja_cache::now_ms(),
+        };
+        let base = self.config.cache.semantic.threshold;
+        if let Some(raise) = slo.record(self.generation, &self.namespace, check, base, settings, metrics) {
+            tracing::warn!(
+                namespace = %self.namespace,
+                threshold = (base + raise).min(settings.max_threshold),
+                raise,
+                "false-hit rate above the SLO; the namespace's semantic threshold is raised"
+            );
+        }
+    }
+
+    /// The same request, non-streamed, through the same ladder: the fresh
+    /// answer's text and what it cost.
+    async fn call(&self) -> Result<(String, f64), ApiError> {
+        let route = RouteInput {
+            target: &self.req.model,
+            prompt_tokens: estimate_tokens(self.req.prompt_chars()),
+            task: self.task.as_deref(),
+        };
+        let config = &self.config;
+        let plan = plan(&config.catalog, route, &self.state.health, Instant::now(), 1 + config.routing.model_retries)
+            .map_err(|e| ApiError::new(ErrorKind::BadGateway, format!("shadow call: {e}")))?;
+        let mut body = serde_json::to_value(&self.req).unwrap_or_default();
+        if let Some(o) = body.as_object_mut() {
+            o.insert("stream".to_string(), serde_json::Value::Bool(false));
+            o.remove("stream_options");
+        }
+        let mut walker = Walker::new(self.state.clone(), config.clone(), &plan, "/chat/completions", body);
+        let (completion, spec) = loop {
+            let mut opened = walker.open().await?;
+            let raw = match opened.response.collect(MAX_RESPONSE_BYTES).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let (kind, _, detail) = classify(&e);
+                    walker.fail(&opened.model, kind, None, detail);
+                    continue;
+                }
+            };
+            let raw = match opened.openai_body(raw) {
+                Ok(b) => b,
+                Err(detail) => {
+                    walker.fail(&opened.model, FailureKind::Malformed, None, detail);
+                    continue;
+                }
+            };
+            match serde_json::from_slice::<ChatCompletion>(&raw) {
+                Ok(c) if !c.choices.is_empty() => break (c, opened.model),
+                _ => walker.fail(
+                    &opened.model,
+                    FailureKind::Malformed,
+                    None,
+                    "the response was not a chat completion".into(),
+                ),
+            }
+        };
+        walker.succeeded(&spec);
+        let usage = completion.usage.clone().unwrap_or_default();
+        let cost = cost_usd(&spec, usage.prompt_tokens, usage.completion_tokens);
+        let response = serde_json::to_value(&completion).unwrap_or_default();
+        let text = answer_text(&response)
+            .ok_or_else(|| ApiError::new(ErrorKind::BadGateway, "the shadow answer has no text content"))?;
+        Ok((text, cost))
+    }
+
+    /// The answers' cosine (by the gateway's embedder) and, when a verifier
+    /// is configured, its word on whether they say the same thing, with
+    /// what asking cost. A verifier that fails leaves the cosine to decide.
+    async fn compare(&self, fresh: &str) -> (Option<f32>, Option<bool>, f64) {
+        let similarity = match &self.state.embed {
+            Some(embed) => match tokio::join!(embed.embed(self.cached.clone()), embed.embed(fresh.to_string())) {
+                (Ok(a), Ok(b)) => Some(cosine(&a, &b)),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "could not embed a shadow answer");
+                    None
+                }
+            },
+            None => None,
+        };
+        let Some(verifier) = &self.config.cache.verifier else {
+            return (similarity, None, 0.0);
+        };
+        let settings = VerifierSettings { prompt: ANSWER_PROMPT.to_string(), ..verifier.clone() };
+        let candidates = [self.cached.as_str()];
+        match crate::verify::verify(&self.state, &self.config, &settings, fresh, &candidates).await {
+            Ok(v) => (similarity, Some(v.chosen.is_some()), v.cost_usd),
+            Err(e) => {
+                tracing::warn!(error = %e, "the verifier could not compare a shadow answer; the cosine decides");
+                (similarity, None, 0.0)
+            }
+        }
+    }
+}
