@@ -317,6 +317,17 @@ pub fn routed_chat_keys(ns: &Namespace, req: &ChatRequest, task: Option<&str>) -
     (CacheKey(exact.finish()), ContextFingerprint(context.finish()))
 }
 
+/// The fingerprint of a request a semantic route sent to `start_rung`.
+/// Paraphrases can route differently, so a semantic entry is shared only
+/// between requests routed alike; an unrouted request keeps its fingerprint.
+pub fn route_fingerprint(fingerprint: ContextFingerprint, start_rung: &str) -> ContextFingerprint {
+    let mut h = blake3::Hasher::new();
+    h.update(b"deja/route/v1\0");
+    h.update(&fingerprint.0);
+    h.update(start_rung.as_bytes());
+    ContextFingerprint(*h.finalize().as_bytes())
+}
+
 /// The exact key of an embeddings request (`user` aside).
 pub fn embeddings_key(ns: &Namespace, req: &EmbeddingsRequest) -> CacheKey {
     let EmbeddingsRequest { model, input, encoding_format, dimensions, user: _, extra } = req;

@@ -134,6 +134,15 @@ fn check_config(path: &std::path::Path) -> Result<(), AnyError> {
         for (task, rung) in tasks {
             out.push_str(&format!("    task `{task}` starts at {rung}\n"));
         }
+        for r in c.routes.get(&l.name).into_iter().flatten() {
+            let examples: Vec<String> = r.examples.iter().map(|e| format!("{e:?}")).collect();
+            out.push_str(&format!(
+                "    route to {} (similarity >= {}): {}\n",
+                r.start_at,
+                r.threshold,
+                examples.join(", ")
+            ));
+        }
     }
     out.push_str(&format!(
         "\ncache: ttl {:?}, max {} entries; semantic {} (cosine similarity >= {}), guards {:?}\n",

@@ -21,6 +21,8 @@ pub struct ChatCtx {
     pub question: Option<String>,
     /// The task tag (`x-deja-task` or `metadata.task`), for shadow calls' routing.
     pub task: Option<String>,
+    /// The rung the semantic route chosen for the question starts at.
+    pub route: Option<String>,
     pub vector: Option<Vec<f32>>,
     pub started: Instant,
     pub request_id: String,

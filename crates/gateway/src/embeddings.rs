@@ -64,7 +64,8 @@ async fn run(
         }
     }
 
-    let route = RouteInput { target: &req.model, prompt_tokens: estimate_tokens(req.input_chars()), task: None };
+    let route =
+        RouteInput { target: &req.model, prompt_tokens: estimate_tokens(req.input_chars()), task: None, route: None };
     let plan = plan(&config.catalog, route, &state.health, Instant::now(), 1 + config.routing.model_retries)
         .map_err(|e| ApiError::new(ErrorKind::NotFound, e.to_string()))?;
     let body = serde_json::to_value(&req).unwrap_or_default();

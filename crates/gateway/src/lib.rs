@@ -26,6 +26,7 @@ pub mod reload;
 pub mod remember;
 pub mod reply;
 pub mod respond;
+pub mod routes;
 pub mod slo;
 pub mod state;
 pub mod verify;

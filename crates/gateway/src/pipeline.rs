@@ -76,6 +76,7 @@ async fn chat_inner(
         policy,
         question,
         task,
+        route: None,
         vector: None,
         started,
         request_id,
@@ -106,6 +107,7 @@ async fn chat_inner(
         target: &ctx.req.model,
         prompt_tokens: estimate_tokens(ctx.req.prompt_chars()),
         task: header(parts, "x-deja-task").or_else(|| ctx.req.metadata_task()),
+        route: ctx.route.as_deref(),
     };
     let routing = &config.routing;
     let plan = plan(&config.catalog, route, &ctx.state.health, Instant::now(), 1 + routing.model_retries).map_err(
@@ -149,6 +151,15 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
         }
     };
     ctx.vector = Some(vector);
+    // A semantic route changes who answers, so it is keyed. The exact key
+    // needs nothing more: it hashes every message, so two requests sharing it
+    // have the same question, hence the same vector and the same route. Two
+    // paraphrases may route differently: the route's rung joins the
+    // fingerprint a semantic hit must match.
+    ctx.route = crate::routes::choose(ctx);
+    if let Some(rung) = &ctx.route {
+        ctx.fingerprint = deja_api::key::route_fingerprint(ctx.fingerprint, rung);
+    }
     if !ctx.policy.reads() {
         return None;
     }

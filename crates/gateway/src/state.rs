@@ -21,6 +21,8 @@ pub struct AppState {
     pub index: Arc<SemanticIndex>,
     /// `None` when the semantic cache is off.
     pub embed: Option<EmbedService>,
+    /// The same model, for embedding route examples at start-up and reload.
+    route_embedder: Option<Arc<dyn Embedder>>,
     pub upstream: UpstreamClient,
     pub health: Health,
     pub coalescer: Coalescer<Shared>,
@@ -73,22 +75,28 @@ pub fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, StartError> {
 impl AppState {
     /// Opens the store, loads the embedder (unless `embedder` is given) and
     /// rebuilds the semantic index from the store.
-    pub fn build(config: Config, embedder: Option<Arc<dyn Embedder>>) -> Result<Arc<Self>, StartError> {
+    pub fn build(mut config: Config, embedder: Option<Arc<dyn Embedder>>) -> Result<Arc<Self>, StartError> {
         if let Some(parent) = config.store_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
         let store = Arc::new(Store::open(&config.store_path)?);
         let metrics = Arc::new(Metrics::new());
+        let mut route_embedder = None;
         let embed = if config.cache.enabled && config.cache.semantic_enabled {
             let embedder = match embedder {
                 Some(e) => e,
                 None => load_embedder(&config)?,
             };
+            crate::routes::embed_routes(&mut config, embedder.as_ref())?;
+            route_embedder = Some(embedder.clone());
             let m = metrics.clone();
             let observer: deja_embed::BatchObserver =
                 Arc::new(move |_size, took| m.embedding_latency.observe(took.as_secs_f64()));
             Some(EmbedService::start(embedder, config.embedding.max_batch, Some(observer)))
         } else {
+            if !config.routes.is_empty() {
+                tracing::warn!("semantic routes are configured but the semantic cache is off: they do not apply");
+            }
             None
         };
         let index = Arc::new(SemanticIndex::new());
@@ -110,6 +118,7 @@ impl AppState {
             store,
             index,
             embed,
+            route_embedder,
             upstream: UpstreamClient::new()?,
             coalescer: Coalescer::default(),
             metrics,
@@ -130,8 +139,15 @@ impl AppState {
     /// Swaps in a new configuration. Settings that need a restart (listener,
     /// store, embedding model) keep their running values; the rest apply to
     /// the next request.
-    pub fn replace_config(&self, new: Config) -> Vec<&'static str> {
+    pub fn replace_config(&self, mut new: Config) -> Vec<&'static str> {
         let old = self.config();
+        if let Some(embedder) = &self.route_embedder {
+            // A handful of examples: a short forward pass, once per reload.
+            if let Err(e) = crate::routes::embed_routes(&mut new, embedder.as_ref()) {
+                tracing::warn!(error = %e, "could not embed the route examples; routes are off until the next reload");
+                new.route_vectors.clear();
+            }
+        }
         let mut needs_restart = Vec::new();
         if old.server.listen != new.server.listen {
             needs_restart.push("server.listen");

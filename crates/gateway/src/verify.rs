@@ -82,8 +82,12 @@ async fn ask(
     candidates: &[&str],
 ) -> Result<Verdict, ApiError> {
     let messages = messages(&settings.prompt, question, candidates);
-    let route =
-        RouteInput { target: &settings.model, prompt_tokens: estimate_tokens(messages.to_string().len()), task: None };
+    let route = RouteInput {
+        target: &settings.model,
+        prompt_tokens: estimate_tokens(messages.to_string().len()),
+        task: None,
+        route: None,
+    };
     let plan = plan(&config.catalog, route, &state.health, Instant::now(), 1 + config.routing.model_retries)
         .map_err(|e| ApiError::new(ErrorKind::BadGateway, format!("verifier: {e}")))?;
     let body = json!({

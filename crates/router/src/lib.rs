@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod health;
 pub mod plan;
 pub mod price;
+pub mod routes;
 
 pub use catalog::Target;
 pub use catalog::{Catalog, CatalogError, LadderSpec, ModelSpec, StartRule};
@@ -19,3 +20,4 @@ pub use plan::{
     estimate_tokens, failure_decision, plan, Decision, FailureKind, Plan, PlanError, RouteInput, SkipReason,
 };
 pub use price::cost_usd;
+pub use routes::{choose_route, EmbeddedRoute, RouteChoice, RouteSpec};

@@ -12,6 +12,8 @@ pub struct RouteInput<'a> {
     pub target: &'a str,
     pub prompt_tokens: u64,
     pub task: Option<&'a str>,
+    /// The rung a semantic route (see [`crate::routes`]) starts at.
+    pub route: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +95,8 @@ fn plan_ladder(
         .max()
         .unwrap_or(0);
     let by_task = input.task.and_then(|t| ladder.tasks.get(t)).map_or(0, |r| rung_pos(r));
-    let start = by_size.max(by_task);
+    let by_route = input.route.map_or(0, rung_pos);
+    let start = by_size.max(by_task).max(by_route);
 
     let mut fitting = Vec::new();
     let mut skipped = Vec::new();

@@ -31,7 +31,7 @@ fn health() -> Health {
 }
 
 fn input(target: &'static str, tokens: u64, task: Option<&'static str>) -> RouteInput<'static> {
-    RouteInput { target, prompt_tokens: tokens, task }
+    RouteInput { target, prompt_tokens: tokens, task, route: None }
 }
 
 #[test]

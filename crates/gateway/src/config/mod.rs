@@ -4,17 +4,19 @@
 mod cluster;
 mod duration;
 mod raw;
+mod routes;
 mod slo;
 
 pub use cluster::ClusterSettings;
 
 pub use duration::parse_duration;
 pub use raw::default_threshold;
+pub use routes::DEFAULT_ROUTE_THRESHOLD;
 pub use slo::SloSettings;
 
 use deja_cache::{GuardSettings, SemanticSettings};
 use deja_providers::ProviderKind;
-use deja_router::{Catalog, HealthSettings, LadderSpec, ModelSpec, StartRule};
+use deja_router::{Catalog, EmbeddedRoute, HealthSettings, LadderSpec, ModelSpec, RouteSpec, StartRule};
 use raw::RawConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -193,6 +195,12 @@ pub struct Config {
     pub limits: EdgeLimits,
     /// `[cluster]`: `None` runs on sled alone.
     pub cluster: Option<ClusterSettings>,
+    /// `[[ladders.routes]]` by ladder name.
+    pub routes: HashMap<String, Vec<RouteSpec>>,
+    /// The same routes with their examples embedded, by ladder name; filled
+    /// by `routes::embed_routes` at start-up and reload, empty until then (and
+    /// when the semantic cache is off: routes reuse its embedding).
+    pub route_vectors: HashMap<String, Vec<EmbeddedRoute>>,
     secrets: Secrets,
 }
 
@@ -335,6 +343,7 @@ impl Config {
                 context_window: m.context_window,
             });
         }
+        let routes = routes::validate(&raw.ladders)?;
         let ladders = raw
             .ladders
             .into_iter()
@@ -406,6 +415,8 @@ impl Config {
         Ok(Config {
             source: None,
             secrets,
+            routes,
+            route_vectors: HashMap::new(),
             cluster: cluster::validate(raw.cluster)?,
             server,
             store_path: raw.store.path,

@@ -319,6 +319,17 @@ pub struct RawLadder {
     pub start_rules: Vec<RawStartRule>,
     #[serde(default)]
     pub tasks: HashMap<String, String>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub examples: Vec<String>,
+    pub start_at: String,
+    #[serde(default)]
+    pub threshold: Option<f32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -155,3 +155,21 @@ fn the_slo_is_off_by_default_and_its_bounds_are_checked() {
     let text = format!("{MINIMAL}\n[cache.semantic.slo]\nsample_rat = 0.1\n");
     assert!(error_path(&text).contains("cache.semantic.slo"), "{}", error_path(&text));
 }
+
+#[test]
+fn routes_are_validated_and_their_errors_name_the_field() {
+    let ok = format!("{MINIMAL}[[ladders.routes]]\nexamples = [\"refund my order\"]\nstart_at = \"a\"\n");
+    let c = Config::parse(&ok).expect("valid");
+    let routes = c.routes.get("auto").expect("routes of auto");
+    assert_eq!(routes[0].threshold, DEFAULT_ROUTE_THRESHOLD);
+    assert_eq!(routes[0].start_at, "a");
+    let second = |table: &str| format!("{ok}[[ladders.routes]]\n{table}\n");
+    assert_eq!(error_path(&second("examples = [\"x\"]\nstart_at = \"zzz\"")), "ladders[0].routes[1].start_at");
+    assert_eq!(error_path(&second("examples = []\nstart_at = \"a\"")), "ladders[0].routes[1].examples");
+    assert_eq!(error_path(&second("examples = [\" \"]\nstart_at = \"a\"")), "ladders[0].routes[1].examples[0]");
+    for bad in ["0.0", "1.5", "-0.2", "nan"] {
+        let text = second(&format!("examples = [\"x\"]\nstart_at = \"a\"\nthreshold = {bad}"));
+        assert_eq!(error_path(&text), "ladders[0].routes[1].threshold", "{bad}");
+    }
+    assert!(error_path(&second("examples = [\"x\"]\nstart_at = \"a\"\nstart = 1")).contains("ladders"));
+}

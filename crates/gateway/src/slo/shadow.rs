@@ -28,6 +28,7 @@ struct Shadow {
     config: Arc<Config>,
     req: ChatRequest,
     task: Option<String>,
+    route: Option<String>,
     namespace: String,
     question: String,
     cached: String,
@@ -63,6 +64,7 @@ pub fn sample(ctx: &ChatCtx, entry: &deja_store::Entry) {
         config: ctx.config.clone(),
         req: ctx.req.clone(),
         task: ctx.task.clone(),
+        route: ctx.route.clone(),
         namespace: ctx.namespace.as_str().to_string(),
         question,
         cached,
@@ -140,6 +142,7 @@ impl Shadow {
             target: &self.req.model,
             prompt_tokens: estimate_tokens(self.req.prompt_chars()),
             task: self.task.as_deref(),
+            route: self.route.as_deref(),
         };
         let config = &self.config;
         let plan = plan(&config.catalog, route, &self.state.health, Instant::now(), 1 + config.routing.model_retries)

@@ -1,0 +1,42 @@
+//! Semantic routes on the request path: the examples are embedded once per
+//! configuration (start-up and reload); a request's question, already
+//! embedded for the semantic cache, picks the route nearest to it.
+//!
+//! Routes reuse the semantic cache's vector: with the semantic cache off, or
+//! for a request that skipped embedding (no trailing user text, a
+//! `cache-control` that forbids storing, an embedding failure), no route
+//! applies and the ladder starts where its other rules say.
+
+use crate::config::Config;
+use crate::ctx::ChatCtx;
+use deja_embed::{EmbedError, Embedder};
+use deja_router::{choose_route, EmbeddedRoute, Target};
+
+/// Embeds every route's examples into `config.route_vectors`, one batch per route.
+pub fn embed_routes(config: &mut Config, embedder: &dyn Embedder) -> Result<(), EmbedError> {
+    let mut vectors = std::collections::HashMap::new();
+    for (ladder, routes) in &config.routes {
+        let mut embedded = Vec::with_capacity(routes.len());
+        for r in routes {
+            let examples = embedder.embed_batch(&r.examples)?;
+            embedded.push(EmbeddedRoute { start_at: r.start_at.clone(), threshold: r.threshold, examples });
+        }
+        vectors.insert(ladder.clone(), embedded);
+    }
+    config.route_vectors = vectors;
+    Ok(())
+}
+
+/// The rung the request's route starts at, when its target is a ladder with
+/// routes and its question has been embedded.
+pub fn choose(ctx: &ChatCtx) -> Option<String> {
+    let vector = ctx.vector.as_deref()?;
+    let Some(Target::Ladder(l)) = ctx.config.catalog.resolve(&ctx.req.model) else {
+        return None;
+    };
+    let ladder = ctx.config.catalog.ladder(l)?;
+    let routes = ctx.config.route_vectors.get(&ladder.name)?;
+    let choice = choose_route(routes, vector)?;
+    tracing::debug!(ladder = %ladder.name, route = choice.index, similarity = choice.similarity, start_at = choice.start_at, "semantic route");
+    Some(choice.start_at.to_string())
+}
