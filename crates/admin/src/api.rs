@@ -109,6 +109,7 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
         "cooling_down": cooling,
         "cluster": state.fleet.as_ref().map_or_else(|| json!({"enabled": false}), |f| f.stats()),
         "slo": slo(state, false),
+        "clients": deja_gateway::budget::stats(state),
     }))
 }
 

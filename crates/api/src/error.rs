@@ -13,6 +13,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     PayloadTooLarge,
     RateLimited,
+    /// A client key past its USD budget (`[[clients]]`).
+    InsufficientQuota,
     Internal,
     BadGateway,
     Unavailable,
@@ -27,7 +29,7 @@ impl ErrorKind {
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge => 413,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::InsufficientQuota => 429,
             Self::Internal => 500,
             Self::BadGateway => 502,
             Self::Unavailable => 503,
@@ -43,6 +45,7 @@ impl ErrorKind {
             }
             Self::Unauthorized => "authentication_error",
             Self::RateLimited => "rate_limit_error",
+            Self::InsufficientQuota => "insufficient_quota",
             Self::Internal => "server_error",
             Self::BadGateway | Self::Unavailable | Self::GatewayTimeout => "upstream_error",
         }
@@ -89,6 +92,7 @@ impl ApiError {
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::InsufficientQuota => "insufficient_quota",
             ErrorKind::Internal => "internal",
             ErrorKind::BadGateway => "bad_gateway",
             ErrorKind::Unavailable => "unavailable",

@@ -94,6 +94,21 @@ pub fn render(action: &CacheAction, v: &Value) -> String {
                 v["entries"], v["index_size"], v["bytes_on_disk"]
             );
             let _ = writeln!(out, "uptime          {:.0}s", v["uptime_s"].as_f64().unwrap_or(0.0));
+            if let Some(clients) = v["clients"].as_array().filter(|c| !c.is_empty()) {
+                let _ = writeln!(out, "client budgets  (UTC)");
+                let limit = |v: &Value| v.as_f64().map_or_else(|| "-".to_string(), |u| format!("${u:.6}"));
+                for c in clients {
+                    let _ = writeln!(
+                        out,
+                        "  {:<18} today ${:.6} of {}, month ${:.6} of {}",
+                        c["id"].as_str().unwrap_or("?"),
+                        c["spent_today_usd"].as_f64().unwrap_or(0.0),
+                        limit(&c["daily_usd"]),
+                        c["spent_month_usd"].as_f64().unwrap_or(0.0),
+                        limit(&c["monthly_usd"]),
+                    );
+                }
+            }
         }
         CacheAction::Ls { .. } => {
             let _ = writeln!(

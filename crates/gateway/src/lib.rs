@@ -9,6 +9,7 @@
 
 pub mod answer;
 pub mod auth;
+pub mod budget;
 pub mod cache_control;
 pub mod config;
 pub mod ctx;

@@ -49,6 +49,7 @@ async fn chat_inner(
         return Err(ApiError::new(ErrorKind::NotFound, PlanError::NotFound(req.model.clone()).to_string())
             .with_code("model_not_found"));
     }
+    crate::budget::check_allowed(&config, tenant, &req.model)?;
     let mut policy = CachePolicy::from_headers(&parts.headers);
     if !config.cache.enabled {
         policy.mode = CacheMode::Bypass;
@@ -110,7 +111,7 @@ async fn chat_inner(
         route: ctx.route.as_deref(),
     };
     let routing = &config.routing;
-    let plan = plan(&config.catalog, route, &ctx.state.health, Instant::now(), 1 + routing.model_retries).map_err(
+    let mut plan = plan(&config.catalog, route, &ctx.state.health, Instant::now(), 1 + routing.model_retries).map_err(
         |e| match e {
             PlanError::NotFound(_) => ApiError::new(ErrorKind::NotFound, e.to_string()).with_code("model_not_found"),
             PlanError::PromptTooLarge { .. } => {
@@ -118,6 +119,8 @@ async fn chat_inner(
             }
         },
     )?;
+    // Budgets: past its budget a client key is refused or cut to the cheapest rung.
+    crate::budget::enforce(&ctx.state, &config, tenant, &mut plan)?;
     let leader = if ctx.policy.mode == CacheMode::Normal {
         match ctx.state.coalescer.join(ctx.key) {
             Role::Leader(l) => Some(l),

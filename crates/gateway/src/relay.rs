@@ -199,6 +199,7 @@ async fn run(
                 let cost = cost_usd(spec, usage.prompt_tokens, usage.completion_tokens);
                 count_miss(&ctx);
                 count_spend(&ctx.state, &spec.name, cost);
+                crate::budget::record(&ctx.state, ctx.namespace.as_str(), cost);
                 fwd.send(sse::done_frame()).await;
                 let answer =
                     Arc::new(Answer { completion, answered_by: model, attempts: walker.tries(), cost_usd: cost });

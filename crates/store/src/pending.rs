@@ -69,6 +69,11 @@ impl Pending {
         *n = n.saturating_add(delta);
     }
 
+    /// The pending delta of one keyed counter.
+    pub fn keyed(&self, key: &str) -> u64 {
+        lock(&self.keyed).get(key).copied().unwrap_or(0)
+    }
+
     /// Pending keyed counters whose key starts with `prefix`.
     pub fn keyed_with_prefix(&self, prefix: &str) -> Vec<(String, u64)> {
         lock(&self.keyed).iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), *v)).collect()

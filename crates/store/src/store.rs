@@ -538,6 +538,20 @@ impl Store {
         Ok(read_u64(self.counters.get(counter.key())?.as_deref()).saturating_add(self.pending.counter(counter)))
     }
 
+    /// Adds to a counter named by the caller (`spend:{client}:d:{day}`);
+    /// written to sled with the other pending counters.
+    pub fn add_named(&self, key: String, delta: u64) {
+        if delta > 0 {
+            self.pending.add_keyed(key, delta);
+        }
+    }
+
+    /// A counter named by the caller, increments not yet written included.
+    pub fn named(&self, key: &str) -> Result<u64, StoreError> {
+        let _read = self.pending.read();
+        Ok(read_u64(self.counters.get(key)?.as_deref()).saturating_add(self.pending.keyed(key)))
+    }
+
     /// Nano-USD spent on misses, per model that answered.
     pub fn spent_by_model(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         let _read = self.pending.read();

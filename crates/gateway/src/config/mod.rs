@@ -1,12 +1,14 @@
 //! Configuration: TOML parsed once into [`RawConfig`], then validated into
 //! [`Config`]. Every error names the field at fault (`cache.semantic.threshold`).
 
+mod clients;
 mod cluster;
 mod duration;
 mod raw;
 mod routes;
 mod slo;
 
+pub use clients::{ClientSettings, OnBudget};
 pub use cluster::ClusterSettings;
 
 pub use duration::parse_duration;
@@ -201,6 +203,8 @@ pub struct Config {
     /// by `routes::embed_routes` at start-up and reload, empty until then (and
     /// when the semantic cache is off: routes reuse its embedding).
     pub route_vectors: HashMap<String, Vec<EmbeddedRoute>>,
+    /// `[[clients]]`: budgets and allowed models per client key.
+    pub clients: Vec<ClientSettings>,
     secrets: Secrets,
 }
 
@@ -213,6 +217,8 @@ struct Secrets {
     admin_token: Option<String>,
     /// The key held by each `limits.rate.keys[i].key_env`, in order.
     rate_keys: Vec<Option<String>>,
+    /// The key held by each `clients[i].key_env`, in order.
+    clients: Vec<Option<String>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -222,17 +228,32 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    fn from_env(server: &ServerSettings, providers: &HashMap<String, Provider>, limits: &EdgeLimits) -> Self {
+    fn from_env(
+        server: &ServerSettings,
+        providers: &HashMap<String, Provider>,
+        limits: &EdgeLimits,
+        clients: &[ClientSettings],
+    ) -> Self {
         let read = |var: &Option<String>| var.as_ref().and_then(|v| std::env::var(v).ok()).filter(|v| !v.is_empty());
         let provider_keys =
             providers.values().filter_map(|p| read(&p.api_key_env).map(|k| (p.name.clone(), k))).collect();
         let client_keys = read(&server.client_keys_env)
             .map(|v| v.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect::<Vec<_>>());
+        let client_budget_keys: Vec<Option<String>> = clients.iter().map(|c| read(&Some(c.key_env.clone()))).collect();
+        // A `[[clients]]` key is a client key too: it joins the list (or starts it).
+        let mut client_keys = client_keys.unwrap_or_default();
+        for key in client_budget_keys.iter().flatten() {
+            if !client_keys.contains(key) {
+                client_keys.push(key.clone());
+            }
+        }
+        let client_keys = Some(client_keys);
         Self {
             provider_keys,
             client_keys: client_keys.filter(|k| !k.is_empty()),
             admin_token: read(&server.admin_token_env),
             rate_keys: limits.rate_keys.iter().map(|k| read(&Some(k.key_env.clone()))).collect(),
+            clients: client_budget_keys,
         }
     }
 }
@@ -402,7 +423,13 @@ impl Config {
             log_format,
         };
         let limits = validate_limits(raw.limits)?;
-        let secrets = Secrets::from_env(&server, &providers, &limits);
+        let clients = clients::validate(raw.clients, &catalog)?;
+        let secrets = Secrets::from_env(&server, &providers, &limits, &clients);
+        for (i, key) in secrets.clients.iter().enumerate() {
+            if key.is_none() {
+                return Err(invalid(format!("clients[{i}].key_env"), "the environment variable is unset or empty"));
+            }
+        }
         for (i, key) in secrets.rate_keys.iter().enumerate() {
             let path = format!("limits.rate.keys[{i}].key_env");
             let Some(key) = key else {
@@ -418,6 +445,7 @@ impl Config {
             routes,
             route_vectors: HashMap::new(),
             cluster: cluster::validate(raw.cluster)?,
+            clients,
             server,
             store_path: raw.store.path,
             cache: CacheSettings {
@@ -464,6 +492,18 @@ impl Config {
         let key_limit = client_key
             .and_then(|presented| self.secrets.rate_keys.iter().position(|k| k.as_deref() == Some(presented)));
         key_limit.and_then(|i| self.limits.rate_keys.get(i)).map_or(self.limits.rate, |k| k.limit)
+    }
+
+    /// The `[[clients]]` entry of the caller presenting `client_key`, if any.
+    pub fn client(&self, client_key: Option<&str>) -> Option<&ClientSettings> {
+        let presented = client_key?;
+        let i = self.secrets.clients.iter().position(|k| k.as_deref() == Some(presented))?;
+        self.clients.get(i)
+    }
+
+    /// The key held by each `clients[i].key_env`, in order: only for hashing.
+    pub fn client_budget_keys(&self) -> &[Option<String>] {
+        &self.secrets.clients
     }
 
     /// The API key of `provider`, from its environment variable.

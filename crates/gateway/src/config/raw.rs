@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub cluster: Option<super::cluster::RawCluster>,
+    #[serde(default)]
+    pub clients: Vec<super::clients::RawClient>,
 }
 
 #[derive(Debug, Deserialize)]
