@@ -5,7 +5,7 @@ use crate::config::{Config, EmbeddingBackend};
 use crate::metrics::Metrics;
 use deja_cache::{Coalescer, SemanticIndex};
 use deja_embed::{EmbedService, Embedder, FastEmbedder, HashEmbedder, ModelPaths};
-use deja_router::Health;
+use deja_router::{Health, Latency};
 use deja_store::{Counter, Store};
 use deja_upstream::UpstreamClient;
 use std::sync::{Arc, RwLock};
@@ -23,6 +23,8 @@ pub struct AppState {
     pub embed: Option<EmbedService>,
     pub upstream: UpstreamClient,
     pub health: Health,
+    /// Live time to first byte, throughput and error rate per model.
+    pub latency: Latency,
     pub coalescer: Coalescer<Shared>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
@@ -106,6 +108,7 @@ impl AppState {
         Ok(Arc::new(Self {
             fleet,
             health: Health::new(config.routing.health),
+            latency: Latency::new(),
             config: RwLock::new(Arc::new(config)),
             store,
             index,

@@ -9,12 +9,14 @@
 
 pub mod catalog;
 pub mod health;
+pub mod latency;
 pub mod plan;
 pub mod price;
 
 pub use catalog::Target;
 pub use catalog::{Catalog, CatalogError, LadderSpec, ModelSpec, StartRule};
 pub use health::{Health, HealthSettings};
+pub use latency::{Latency, ModelFigures};
 pub use plan::{
     estimate_tokens, failure_decision, plan, Decision, FailureKind, Plan, PlanError, RouteInput, SkipReason,
 };
