@@ -86,3 +86,34 @@ async fn health_shows_cooling_models_and_their_errors() {
     assert_eq!(model("mid")["errors"], 0);
     assert_eq!(health["ladders"][0]["rungs"], json!(["cheap", "mid", "top"]));
 }
+
+#[tokio::test]
+async fn stats_and_metrics_show_a_slow_rung_slower() {
+    let h = spawn_proxy(exact_only()).await;
+    // "cheap" answers after 300 ms; then it fails once and "mid" answers at once.
+    h.mock.control.push_faults("cheap", [Fault::Delay { ms: 300 }]);
+    assert_eq!(chat(&h, &ask("slow")).await.header("x-deja-model"), Some("cheap"));
+    h.mock.control.push_faults("cheap", [Fault::Status { status: 503, retry_after_s: None, retry_after: None }]);
+    assert_eq!(chat(&h, &ask("fast")).await.header("x-deja-model"), Some("mid"));
+
+    let stats = admin_get(&h, "/admin/stats").await.body;
+    let models = &stats["models"];
+    let ttfb = |m: &str| models[m]["ttfb_ewma_ms"].as_f64().unwrap_or(0.0);
+    assert!(ttfb("cheap") >= 300.0, "{models}");
+    assert!(ttfb("mid") < ttfb("cheap"), "{models}");
+    assert!(models["cheap"]["ttfb_p90_ms"].as_f64().unwrap_or(0.0) >= 300.0, "{models}");
+    assert!((models["cheap"]["error_rate"].as_f64().unwrap_or(0.0) - 0.2).abs() < 1e-9, "{models}");
+    assert_eq!(models["mid"]["error_rate"], 0.0);
+    assert_eq!(models["top"]["ttfb_ewma_ms"], serde_json::Value::Null, "no sample yet");
+    assert_eq!(models["cheap"]["cooling"], false);
+
+    let health = admin_get(&h, "/admin/health").await.body;
+    let cheap = health["models"].as_array().and_then(|m| m.iter().find(|m| m["model"] == "cheap").cloned());
+    assert!(cheap.is_some_and(|m| m["figures"]["ttfb_ewma_ms"].as_f64().unwrap_or(0.0) >= 300.0));
+
+    let metrics = client().get(h.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    for gauge in ["deja_model_ttfb_ewma_seconds", "deja_model_ttfb_p90_seconds", "deja_model_error_rate"] {
+        assert!(metrics.contains(&format!("{gauge}{{model=\"cheap\"}}")), "{gauge}");
+        assert!(metrics.contains(&format!("{gauge}{{model=\"mid\"}}")), "{gauge}");
+    }
+}

@@ -230,6 +230,14 @@ async fn drive(b: &Client, h: &deja_testkit::Harness, sunday: &Value) {
     wait_js(b, "ladder health for every model", "return document.querySelectorAll('#health tr').length === 4").await;
     let health = text_of(b, "health").await;
     assert!(health.contains("cheap") && health.contains("ok"), "{health}");
+    wait_js(
+        b,
+        "a TTFB figure per model, measured for the rung that answered",
+        "const rows = [...document.querySelectorAll('#health tr')]; \
+         return rows.every((r) => r.querySelector('td.ttfb')) \
+           && rows.some((r) => /^cheap/.test(r.textContent) && /\\d+ ms/.test(r.querySelector('td.ttfb').textContent))",
+    )
+    .await;
     assert!(text_of(b, "window-totals").await.contains("5 requests"));
     screenshot(b, "overview").await;
 

@@ -107,6 +107,7 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
         "bytes_on_disk": s.size_on_disk(),
         "uptime_s": state.started.elapsed().as_secs_f64(),
         "cooling_down": cooling,
+        "models": crate::figures::models(state),
         "cluster": state.fleet.as_ref().map_or_else(|| json!({"enabled": false}), |f| f.stats()),
         "slo": slo(state, false),
         "clients": deja_gateway::budget::stats(state),

@@ -58,6 +58,7 @@ fn health(state: &AppState) -> Value {
     let cooling: BTreeMap<String, f64> =
         state.health.cooling(std::time::Instant::now()).into_iter().map(|(m, left)| (m, left.as_secs_f64())).collect();
     let errors = upstream_errors(&state.metrics.encode());
+    let figures = crate::figures::models(state);
     let models: Vec<Value> = config
         .catalog
         .models
@@ -71,6 +72,7 @@ fn health(state: &AppState) -> Value {
                 "seconds_left": cooling.get(&m.name).copied().unwrap_or(0.0),
                 "errors": errs.values().sum::<u64>(),
                 "errors_by_kind": errs,
+                "figures": figures.get(&m.name),
             })
         })
         .collect();

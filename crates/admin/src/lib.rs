@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod dashboard;
+pub mod figures;
 pub mod history;
 pub mod lookups;
 pub mod observe;

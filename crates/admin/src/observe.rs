@@ -34,6 +34,24 @@ pub fn metrics(state: &AppState) -> Response<Body> {
         let cooling = state.health.is_cooling(&model.name, now);
         m.cooldowns.get_or_create(&ModelLabels { model: model.name.clone() }).set(i64::from(cooling));
     }
+    // Only models with samples get figures: a zero would read as "instant".
+    for (name, f) in state.latency.all() {
+        let labels = ModelLabels { model: name };
+        let g = &m.models;
+        let gauges = [
+            (&g.ttfb_ewma, f.ttfb_ewma_ms.map(|ms| ms / 1000.0)),
+            (&g.ttfb_p90, f.ttfb_p90_ms.map(|ms| ms / 1000.0)),
+            (&g.tokens_per_s, f.tokens_per_s),
+        ];
+        for (family, value) in gauges {
+            if let Some(v) = value {
+                family.get_or_create(&labels).set(v);
+            }
+        }
+        if f.attempts > 0 {
+            g.error_rate.get_or_create(&labels).set(f.error_rate);
+        }
+    }
     let mut r = Response::new(reply::full(m.encode()));
     if let Ok(v) = "application/openmetrics-text; version=1.0.0; charset=utf-8".parse() {
         r.headers_mut().insert(http::header::CONTENT_TYPE, v);

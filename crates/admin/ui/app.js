@@ -234,6 +234,12 @@ function renderHealth(health) {
     cell(row, m.cooling ? "cooling down, " + Math.ceil(m.seconds_left) + " s left" : "ok", m.cooling ? "bad" : "good");
     const kinds = Object.entries(m.errors_by_kind || {}).map(([k, n]) => k + " " + n).join(", ");
     cell(row, m.errors ? m.errors + " (" + kinds + ")" : "0", "num");
+    const f = m.figures || {};
+    const ms = (v) => (v == null ? "–" : Math.round(v));
+    cell(row, f.attempts ? (100 * f.error_rate).toFixed(1) + "%" : "–", "num");
+    const ttfb = cell(row, ms(f.ttfb_ewma_ms) + "/" + ms(f.ttfb_p90_ms) + (f.ttfb_ewma_ms == null ? "" : " ms"), "num");
+    ttfb.classList.add("ttfb");
+    cell(row, f.tokens_per_s == null ? "–" : f.tokens_per_s.toFixed(0), "num");
     body.appendChild(row);
   }
   $("ladders").textContent = (health.ladders || []).map((l) => l.name + ": " + l.rungs.join(" → ")).join(" · ");

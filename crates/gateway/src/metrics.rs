@@ -56,6 +56,7 @@ pub struct Metrics {
     pub entries: Gauge,
     pub index_entries: Gauge,
     pub cooldowns: Family<ModelLabels, Gauge>,
+    pub models: ModelGauges,
     pub guard_refusals: Family<KindLabels, Counter>,
     pub verifications: Family<NamespaceLabels, Counter>,
     pub verification_usd: Family<NamespaceLabels, FloatCounter>,
@@ -65,6 +66,34 @@ pub struct Metrics {
     pub cluster_events_applied: Counter,
     pub cluster_writes_skipped: Counter,
     pub slo: crate::slo::SloMetrics,
+}
+
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Live per-model figures (`deja_router::Latency`), refreshed when `/metrics` is read.
+#[derive(Default)]
+pub struct ModelGauges {
+    pub ttfb_ewma: Family<ModelLabels, FloatGauge>,
+    pub ttfb_p90: Family<ModelLabels, FloatGauge>,
+    pub tokens_per_s: Family<ModelLabels, FloatGauge>,
+    pub error_rate: Family<ModelLabels, FloatGauge>,
+}
+
+impl ModelGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let g = Self::default();
+        let help = [
+            ("model_ttfb_ewma_seconds", "Time to first byte per model, exponentially weighted"),
+            ("model_ttfb_p90_seconds", "90th percentile of a model's recent times to first byte"),
+            ("model_tokens_per_second", "Completion tokens per second of a model's answer bodies, weighted"),
+            ("model_error_rate", "Share of a model's recent attempts that failed (weighted; client faults excluded)"),
+        ];
+        let families = [&g.ttfb_ewma, &g.ttfb_p90, &g.tokens_per_s, &g.error_rate];
+        for ((name, help), family) in help.into_iter().zip(families) {
+            registry.register(name, help, family.clone());
+        }
+        g
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -121,6 +150,7 @@ impl Metrics {
             "1 while a model is cooling down and skipped by ladders",
             cooldowns.clone(),
         );
+        let models = ModelGauges::register(&mut registry);
         let guard_refusals = Family::<KindLabels, Counter>::default();
         registry.register(
             "semantic_guard_refusals",
@@ -184,6 +214,7 @@ impl Metrics {
             entries,
             index_entries,
             cooldowns,
+            models,
             guard_refusals,
             verifications,
             verification_usd,

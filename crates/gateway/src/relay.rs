@@ -121,10 +121,14 @@ async fn run(
         };
         let mut parser = opened.events();
         match first_events(&mut walker, &mut opened, &mut parser).await {
-            Some(events) => break (opened, parser, StreamAssembler::new(), events),
+            Some(events) => {
+                walker.first_byte(&opened.model, opened.started.elapsed());
+                break (opened, parser, StreamAssembler::new(), events);
+            }
             None => continue,
         }
     };
+    let first_event_at = std::time::Instant::now();
     let model = opened.model.name.clone();
     if let Some(s) = started_tx.take() {
         let _ = s.send(Ok(Started { model: model.clone(), attempts: walker.tries() }));
@@ -196,6 +200,7 @@ async fn run(
                 walker.succeeded(&opened.model);
                 let spec = &opened.model;
                 let usage = completion.usage.clone().unwrap_or_default();
+                walker.throughput(spec, usage.completion_tokens, first_event_at.elapsed());
                 let cost = cost_usd(spec, usage.prompt_tokens, usage.completion_tokens);
                 count_miss(&ctx);
                 count_spend(&ctx.state, &spec.name, cost);

@@ -5,7 +5,7 @@ use crate::config::{Config, EmbeddingBackend};
 use crate::metrics::Metrics;
 use deja_cache::{Coalescer, SemanticIndex};
 use deja_embed::{EmbedService, Embedder, FastEmbedder, HashEmbedder, ModelPaths};
-use deja_router::Health;
+use deja_router::{Health, Latency};
 use deja_store::{Counter, Store};
 use deja_upstream::UpstreamClient;
 use std::sync::{Arc, RwLock};
@@ -25,6 +25,8 @@ pub struct AppState {
     route_embedder: Option<Arc<dyn Embedder>>,
     pub upstream: UpstreamClient,
     pub health: Health,
+    /// Live time to first byte, throughput and error rate per model.
+    pub latency: Latency,
     pub coalescer: Coalescer<Shared>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
@@ -114,6 +116,7 @@ impl AppState {
         Ok(Arc::new(Self {
             fleet,
             health: Health::new(config.routing.health),
+            latency: Latency::new(),
             config: RwLock::new(Arc::new(config)),
             store,
             index,

@@ -27,6 +27,9 @@ pub struct Opened {
     pub model: ModelSpec,
     /// The API the answer is in: the miss paths translate it to OpenAI's.
     pub kind: ProviderKind,
+    /// When the attempt was sent, and how long its response head took.
+    pub started: Instant,
+    pub head: Duration,
 }
 
 pub struct Walker {
@@ -143,7 +146,9 @@ impl Walker {
                 .get_or_create(&ModelLabels { model: spec.name.clone() })
                 .observe(took.as_secs_f64());
             match result {
-                Ok(response) => return Ok(Opened { response, model: spec.clone(), kind: provider.kind }),
+                Ok(response) => {
+                    return Ok(Opened { response, model: spec.clone(), kind: provider.kind, started, head: took })
+                }
                 Err(e) => {
                     let (kind, retry_after, detail) = classify(&e);
                     let retry_after = retry_after.map(|d| d.min(routing.retry_after_cap));
@@ -169,6 +174,7 @@ impl Walker {
         if kind.counts_against_health() {
             self.state.health.record_failure(name, Instant::now(), retry_after);
         }
+        self.state.latency.record_failure(name, kind);
         self.state
             .metrics
             .upstream_errors
@@ -192,6 +198,17 @@ impl Walker {
 
     pub fn succeeded(&self, model: &ModelSpec) {
         self.state.health.record_success(&model.name);
+        self.state.latency.record_success(&model.name);
+    }
+
+    /// The answer's first byte arrived `took` after its attempt was sent.
+    pub fn first_byte(&self, model: &ModelSpec, took: Duration) {
+        self.state.latency.record_first_byte(&model.name, took);
+    }
+
+    /// `tokens` completion tokens arrived over `body`, first byte to end.
+    pub fn throughput(&self, model: &ModelSpec, tokens: u64, body: Duration) {
+        self.state.latency.record_throughput(&model.name, tokens, body);
     }
 
     /// The error for a plan with no attempt left.
@@ -254,6 +271,7 @@ impl Walker {
     pub async fn complete(&mut self, max_bytes: usize) -> Result<Completed, ApiError> {
         loop {
             let mut opened = self.open().await?;
+            self.first_byte(&opened.model, opened.head);
             let raw = match opened.response.collect(max_bytes).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -272,6 +290,8 @@ impl Walker {
             match serde_json::from_slice::<deja_api::ChatCompletion>(&raw) {
                 Ok(completion) if !completion.choices.is_empty() => {
                     self.succeeded(&opened.model);
+                    let tokens = completion.usage.as_ref().map_or(0, |u| u.completion_tokens);
+                    self.throughput(&opened.model, tokens, opened.started.elapsed().saturating_sub(opened.head));
                     return Ok(Completed { completion, raw, model: opened.model });
                 }
                 _ => self.fail(

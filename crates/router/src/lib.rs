@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod health;
+pub mod latency;
 pub mod plan;
 pub mod price;
 pub mod routes;
@@ -16,6 +17,7 @@ pub mod routes;
 pub use catalog::Target;
 pub use catalog::{Catalog, CatalogError, LadderSpec, ModelSpec, StartRule};
 pub use health::{Health, HealthSettings};
+pub use latency::{Latency, ModelFigures};
 pub use plan::{
     estimate_tokens, failure_decision, plan, Decision, FailureKind, Plan, PlanError, RouteInput, SkipReason,
 };
