@@ -107,7 +107,7 @@ async fn chat_inner(
     let route = RouteInput {
         target: &ctx.req.model,
         prompt_tokens: estimate_tokens(ctx.req.prompt_chars()),
-        task: header(parts, "x-deja-task").or_else(|| ctx.req.metadata_task()),
+        task: ctx.task.as_deref(),
         route: ctx.route.as_deref(),
     };
     let routing = &config.routing;
