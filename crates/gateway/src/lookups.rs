@@ -100,8 +100,11 @@ impl Lookups {
 
     fn count(&self, namespace: &str, f: impl FnOnce(&mut NamespaceCounts)) {
         let mut map = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-        let name =
-            if map.contains_key(namespace) || map.len() < NAMESPACES_COUNTED { namespace } else { OTHER_NAMESPACES };
+        // A namespace already counted costs no allocation: this runs on every hit.
+        if let Some(counts) = map.get_mut(namespace) {
+            return f(counts);
+        }
+        let name = if map.len() < NAMESPACES_COUNTED { namespace } else { OTHER_NAMESPACES };
         f(map.entry(name.to_string()).or_default());
     }
 
