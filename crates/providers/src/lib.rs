@@ -11,6 +11,7 @@
 pub mod anthropic;
 mod events;
 pub mod gemini;
+mod openai_request;
 
 pub use events::UpstreamEvents;
 

@@ -11,8 +11,7 @@ use deja_api::ApiError;
 use serde_json::{json, Map, Value};
 
 fn refuse(param: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError::invalid_request(format!("`{param}` cannot be sent to an Anthropic model: {why}"), Some(param))
-        .with_code("unsupported_parameter")
+    crate::openai_request::refuse("an Anthropic model", param, why)
 }
 
 /// Translates the OpenAI request `body` for the Anthropic model `model`.
@@ -203,18 +202,7 @@ fn conversation(messages: &[Value]) -> Result<(Option<Value>, Vec<Value>), ApiEr
 
 /// A system message's text: a string or text parts.
 fn text_only(content: &Value, i: usize) -> Result<String, ApiError> {
-    match content {
-        Value::String(s) => Ok(s.clone()),
-        Value::Array(parts) => parts
-            .iter()
-            .map(|p| match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
-                (Some("text"), Some(t)) => Ok(t.to_string()),
-                _ => Err(refuse("messages", format!("messages[{i}]: a system message may hold only text"))),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|t| t.join("\n")),
-        _ => Err(refuse("messages", format!("messages[{i}]: expected text content"))),
-    }
+    crate::openai_request::system_text("an Anthropic model", content, i)
 }
 
 fn text_block(text: &str) -> Value {

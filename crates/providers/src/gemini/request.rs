@@ -11,8 +11,7 @@ use deja_api::ApiError;
 use serde_json::{json, Map, Value};
 
 fn refuse(param: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError::invalid_request(format!("`{param}` cannot be sent to a Gemini model: {why}"), Some(param))
-        .with_code("unsupported_parameter")
+    crate::openai_request::refuse("a Gemini model", param, why)
 }
 
 /// The schema keywords Gemini's `Schema` (an OpenAPI subset) understands.
@@ -266,18 +265,7 @@ fn conversation(messages: &[Value]) -> Result<(Vec<String>, Vec<Value>), ApiErro
 
 /// A system message's text: a string or text parts.
 fn text_only(content: &Value, i: usize) -> Result<String, ApiError> {
-    match content {
-        Value::String(s) => Ok(s.clone()),
-        Value::Array(parts) => parts
-            .iter()
-            .map(|p| match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
-                (Some("text"), Some(t)) => Ok(t.to_string()),
-                _ => Err(refuse("messages", format!("messages[{i}]: a system message may hold only text"))),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|t| t.join("\n")),
-        _ => Err(refuse("messages", format!("messages[{i}]: expected text content"))),
-    }
+    crate::openai_request::system_text("a Gemini model", content, i)
 }
 
 fn user_parts(content: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
