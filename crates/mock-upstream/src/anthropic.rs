@@ -9,12 +9,10 @@
 use crate::control::{Fault, MockControl};
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Frame;
+use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
@@ -282,35 +280,7 @@ pub(crate) async fn messages(control: &MockControl, headers: &HeaderMap, body: &
     if req["stream"].as_bool() != Some(true) {
         return json_response(StatusCode::OK, &reply.message());
     }
-    let events = reply.events();
-    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
-    let delay = control.chunk_delay();
-    tokio::spawn(async move {
-        for (i, event) in events.iter().enumerate() {
-            match &fault {
-                Some(Fault::StallAfter { chunks }) if i == *chunks => {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                    return;
-                }
-                Some(Fault::CutAfter { chunks }) if i == *chunks => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let _ = tx.send(Err(std::io::Error::other("cut"))).await;
-                    return;
-                }
-                _ => {}
-            }
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            if tx.send(Ok(Frame::data(frame(event)))).await.is_err() {
-                return;
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
-    r
+    crate::stream::events(control, fault, reply.events(), frame)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod control;
 mod frame;
 mod gemini;
 mod server;
+mod stream;
 
 pub use anthropic::AnthropicHeaders;
 pub use control::{Fault, MockControl, StreamStyle, UsageStyle, JUDGE_MODEL};

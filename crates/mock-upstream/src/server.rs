@@ -3,7 +3,7 @@ use crate::control::{Fault, MockControl, StreamStyle};
 use crate::frame;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -190,29 +190,8 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
     let control = control.clone();
     tokio::spawn(async move {
         for (i, chunk) in content.iter().enumerate() {
-            match &fault {
-                Some(Fault::StallAfter { chunks }) if i == *chunks => {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                    return;
-                }
-                Some(Fault::CutAfter { chunks }) if i == *chunks => {
-                    // Let what was sent reach the wire before the connection drops.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let _ = tx.send(Err(std::io::Error::other("cut"))).await;
-                    return;
-                }
-                Some(Fault::EndlessEventAfter { chunks }) if i == *chunks => {
-                    let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: {\"endless\": \"")))).await;
-                    let filler = Bytes::from(vec![b'x'; 64 * 1024]);
-                    for _ in 0..4096 {
-                        if tx.send(Ok(Frame::data(filler.clone()))).await.is_err() {
-                            return;
-                        }
-                        control.count_endless_bytes(filler.len());
-                    }
-                    return;
-                }
-                _ => {}
+            if crate::stream::strike(&fault, i, &tx, &control).await {
+                return;
             }
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -228,10 +207,7 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
         }
         send_event(&tx, &style, frame::DONE).await;
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
-    r
+    crate::stream::response(rx)
 }
 
 /// The judge's answer: the scripted verdict, whatever it was asked.
