@@ -78,6 +78,7 @@ async fn on_budget_cheapest_routes_to_the_cheapest_rung() {
     let second = chat_with(&h, &ask("think hard again"), &headers).await;
     assert_eq!(second.status, 200, "{}", second.text);
     assert_eq!(second.header("x-deja-model"), Some("cheap"), "past its budget the plan is the cheapest rung");
+    assert_eq!(second.cache(), "bypass", "a downgraded answer is never stored");
     assert_eq!(h.mock.control.calls("top"), 1);
 }
 

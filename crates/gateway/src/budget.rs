@@ -82,11 +82,12 @@ fn reached(state: &AppState, client_key: &str, c: &ClientSettings) -> Option<(&'
 
 /// Applies the client's budget to a plan, before any upstream call: past
 /// its budget a client is refused with 429 `insufficient_quota`, or (with
-/// `on_budget = "cheapest"`) its plan is cut to the cheapest rung.
-pub fn enforce(state: &AppState, config: &Config, client_key: Option<&str>, plan: &mut Plan) -> Result<(), ApiError> {
-    let Some(key) = client_key else { return Ok(()) };
-    let Some(client) = config.client(Some(key)) else { return Ok(()) };
-    let Some((which, limit)) = reached(state, key, client) else { return Ok(()) };
+/// `on_budget = "cheapest"`) its plan is cut to the cheapest rung, and the
+/// answer is `true`: the plan was downgraded.
+pub fn enforce(state: &AppState, config: &Config, client_key: Option<&str>, plan: &mut Plan) -> Result<bool, ApiError> {
+    let Some(key) = client_key else { return Ok(false) };
+    let Some(client) = config.client(Some(key)) else { return Ok(false) };
+    let Some((which, limit)) = reached(state, key, client) else { return Ok(false) };
     let cheapest = match client.on_budget {
         OnBudget::Refuse => None,
         OnBudget::Cheapest => cheapest(config, plan),
@@ -105,7 +106,7 @@ pub fn enforce(state: &AppState, config: &Config, client_key: Option<&str>, plan
     if plan.attempts.is_empty() {
         plan.attempts.push(cheapest);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The model of the plan's ladder (or its one model) with the lowest price

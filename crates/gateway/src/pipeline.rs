@@ -120,7 +120,11 @@ async fn chat_inner(
         },
     )?;
     // Budgets: past its budget a client key is refused or cut to the cheapest rung.
-    crate::budget::enforce(&ctx.state, &config, tenant, &mut plan)?;
+    if crate::budget::enforce(&ctx.state, &config, tenant, &mut plan)? {
+        // A downgraded answer is not the one this request would normally get:
+        // it is neither stored nor shared with identical requests in flight.
+        ctx.policy.mode = CacheMode::Bypass;
+    }
     let leader = if ctx.policy.mode == CacheMode::Normal {
         match ctx.state.coalescer.join(ctx.key) {
             Role::Leader(l) => Some(l),
