@@ -1,5 +1,5 @@
 //! The admin routes the dashboard relies on: purge previews, stats over
-//! time and ladder health.
+//! time (in total, per model and per namespace) and ladder health.
 
 mod common;
 
@@ -37,7 +37,13 @@ async fn a_purge_dry_run_counts_what_would_go_and_removes_nothing() {
 #[tokio::test]
 async fn history_and_health_need_the_token() {
     let h = spawn_proxy(exact_only()).await;
-    for path in ["/admin/history", "/admin/history?window=1w", "/admin/health"] {
+    for path in [
+        "/admin/history",
+        "/admin/history?window=1w",
+        "/admin/history/by-model",
+        "/admin/history/by-namespace?window=1d",
+        "/admin/health",
+    ] {
         let r = client().get(h.url(path)).send().await.expect("answer");
         assert_eq!(r.status().as_u16(), 401, "{path}");
         let r = client().get(h.url(path)).bearer_auth("wrong").send().await.expect("answer");
@@ -66,6 +72,70 @@ async fn history_counts_the_traffic_in_its_window() {
     let r = admin_get(&h, "/admin/history?window=1y").await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["error"]["param"], "window");
+}
+
+/// `(key, totals)` of each series, busiest first.
+fn series(body: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let all = body["series"].as_array().cloned().unwrap_or_default();
+    all.iter().map(|s| (s["key"].as_str().unwrap_or("").to_string(), s["totals"].clone())).collect()
+}
+
+#[tokio::test]
+async fn history_splits_the_traffic_by_model_and_by_namespace() {
+    let h = spawn_proxy(exact_only()).await;
+    // "auto" starts at cheap: two misses and an exact hit in the default namespace.
+    for q in ["a", "b", "a"] {
+        chat(&h, &ask(q)).await;
+    }
+    // Asked of "mid" by name in namespace "team": a miss, then an exact hit.
+    let mid = json!({"model": "mid", "messages": [{"role": "user", "content": "c"}]});
+    for cache in ["miss", "exact"] {
+        let r = chat_with(&h, &mid, &[("x-deja-namespace", "team")]).await;
+        assert_eq!((r.cache(), r.header("x-deja-model")), (cache, Some("mid")));
+    }
+    // A streamed miss from "top" is counted when its stream ends.
+    let top = json!({"model": "top", "stream": true, "messages": [{"role": "user", "content": "d"}]});
+    let r = chat_with(&h, &top, &[("x-deja-namespace", "team")]).await;
+    assert_eq!((r.status, r.header("x-deja-model")), (200, Some("top")));
+
+    for window in ["1h", "1d", "1w"] {
+        let by_model = admin_get(&h, &format!("/admin/history/by-model?window={window}")).await;
+        assert_eq!(by_model.status, 200);
+        assert_eq!((by_model.body["by"].as_str(), by_model.body["window"].as_str()), (Some("model"), Some(window)));
+        let models = series(&by_model.body);
+        let keys: Vec<&str> = models.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["cheap", "mid", "top"], "{}", by_model.body);
+        let (cheap, mid, top) = (&models[0].1, &models[1].1, &models[2].1);
+        let counts = |t: &serde_json::Value| {
+            [&t["requests"], &t["exact"], &t["semantic"], &t["misses"]].map(|v| v.as_u64().unwrap_or(99))
+        };
+        assert_eq!(counts(cheap), [3, 1, 0, 2]);
+        assert_eq!(counts(mid), [2, 1, 0, 1]);
+        assert_eq!(counts(top), [1, 0, 0, 1]);
+        for t in [cheap, mid] {
+            assert!(t["usd_saved"].as_f64().unwrap_or(0.0) > 0.0, "{t}");
+        }
+        // The same spend the totals history reads from the store.
+        let history = admin_get(&h, &format!("/admin/history?window={window}")).await.body;
+        for (model, t) in [("cheap", cheap), ("mid", mid), ("top", top)] {
+            assert_eq!(t["usd_spent"], history["usd_spent_by_model"][model], "{model} in {window}");
+        }
+        // The points add up to the totals.
+        for s in by_model.body["series"].as_array().into_iter().flatten() {
+            let points = s["requests"].as_array().cloned().unwrap_or_default();
+            assert_eq!(points.len(), by_model.body["t_ms"].as_array().map_or(0, Vec::len));
+            assert_eq!(Some(points.iter().filter_map(|p| p.as_u64()).sum::<u64>()), s["totals"]["requests"].as_u64());
+        }
+
+        let by_ns = admin_get(&h, &format!("/admin/history/by-namespace?window={window}")).await.body;
+        let namespaces = series(&by_ns);
+        let keys: Vec<&str> = namespaces.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["default", "default/team"], "{by_ns}");
+        assert_eq!(counts(&namespaces[0].1), [3, 1, 0, 2]);
+        assert_eq!(counts(&namespaces[1].1), [3, 1, 0, 2]);
+    }
+    let r = admin_get(&h, "/admin/history/by-model?window=1y").await;
+    assert_eq!((r.status, r.body["error"]["param"].as_str()), (400, Some("window")));
 }
 
 #[tokio::test]

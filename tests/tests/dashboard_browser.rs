@@ -3,8 +3,10 @@
 //! operator signs in, watches the hit rate move, finds an entry, reads it,
 //! deletes it (the next request misses), asks "what would this hit?" and
 //! purges by filter after seeing how many entries would go; a second test
-//! finds a near miss in the threshold explorer and moves its slider. A screenshot of
-//! each page lands in `target/dashboard-screenshots/`.
+//! finds a near miss in the threshold explorer and moves its slider; a third
+//! compares two models and two namespaces over time and reads the semantic
+//! quality SLO. A screenshot of each page lands in
+//! `target/dashboard-screenshots/`.
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `chromium`, `chromium-driver`;
 //! `.ci/run` installs them). Without them the test fails and says so.
@@ -369,4 +371,146 @@ async fn explore(b: &Client, h: &deja_testkit::Harness, sim: f64, threshold: f64
     screenshot(b, "threshold").await;
     let stats = admin_get(h, "/admin/lookups").await.body;
     assert_eq!(stats["threshold"].as_f64().map(|t| (t * 100.0).round()), Some((threshold * 100.0).round()));
+}
+
+/// Asks `content` of `model` in namespace `namespace`.
+async fn ask_in(h: &deja_testkit::Harness, model: &str, namespace: &str, content: &str) -> String {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": content}]});
+    let r = chat_with(h, &body, &[("x-deja-namespace", namespace)]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.cache().to_string()
+}
+
+#[tokio::test]
+async fn an_operator_compares_models_and_namespaces_and_reads_the_slo_in_chromium() {
+    let missing = "the dashboard test needs chromium and chromedriver: on Debian \
+        `apt-get install chromium chromium-driver` (or set CHROMIUM and CHROMEDRIVER)";
+    let chromium = find_program("CHROMIUM", &["/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"])
+        .unwrap_or_else(|| panic!("{missing}"));
+    let chromedriver =
+        find_program("CHROMEDRIVER", &["/usr/bin/chromedriver", "chromedriver"]).unwrap_or_else(|| panic!("{missing}"));
+
+    // Every semantic hit is checked: the hash embedder puts the paraphrase at
+    // a cosine of about 0.83 (above this threshold), and the mock's fresh
+    // answer names the paraphrase, so the check disagrees (as in tests/slo.rs).
+    let config = TestConfig {
+        threshold: 0.80,
+        extra_toml: "\n[cache.semantic.slo]\nsample_rate = 1.0\nmax_false_hit_rate = 0.02\n\
+                     answer_similarity = 0.95\nmax_threshold = 0.99\nstep = 0.1\nmin_samples = 3\n"
+            .into(),
+        ..Default::default()
+    };
+    let h = spawn_proxy(config).await;
+    let (original, paraphrase) = ("How do I reset my password?", "How can I reset my password?");
+    // Namespace "support", ladder "auto" (answered by cheap): a miss, a semantic hit, an exact hit.
+    assert_eq!(ask_in(&h, "auto", "support", original).await, "miss");
+    assert_eq!(ask_in(&h, "auto", "support", paraphrase).await, "semantic");
+    assert_eq!(ask_in(&h, "auto", "support", original).await, "exact");
+    // Namespace "billing", model "mid" by name: a miss, then an exact hit.
+    assert_eq!(ask_in(&h, "mid", "billing", "Do you ship to Norway?").await, "miss");
+    assert_eq!(ask_in(&h, "mid", "billing", "Do you ship to Norway?").await, "exact");
+    let sampled = deja_testkit::eventually(Duration::from_secs(5), || async {
+        admin_get(&h, "/admin/slo").await.body["by_namespace"]["default/support"]["samples_total"] == 1
+    })
+    .await;
+    assert!(sampled, "the semantic hit was never checked: {}", admin_get(&h, "/admin/slo").await.body);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let driver = start_driver(&chromedriver, dir.path()).await;
+    let b = open_browser(&driver, &chromium, &dir.path().join("profile")).await;
+    let outcome = tokio::spawn({
+        let b = b.clone();
+        async move { compare(&b, &h, paraphrase).await }
+    })
+    .await;
+    let _ = b.close().await;
+    drop(driver);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// The keys of the per-model (per-namespace) legend, in the page's order.
+const LEGEND_KEYS: &str = "return [...document.querySelectorAll('#by-legend li')].map((li) => li.dataset.key)";
+/// The keys of the lines drawn in the requests chart.
+const LINE_KEYS: &str =
+    "return [...document.querySelectorAll('#chart-by-requests path.series')].map((p) => p.dataset.key).sort()";
+
+async fn wait_keys(b: &Client, what: &str, script: &str, keys: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = js(b, script).await;
+        if seen == json!(keys) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waited for {what} {keys:?}, the page shows {seen}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn select(b: &Client, id: &str, value: &str) {
+    js(
+        b,
+        &format!(
+            "const s = document.getElementById('{id}'); s.value = '{value}'; \
+             s.dispatchEvent(new Event('change')); return true"
+        ),
+    )
+    .await;
+}
+
+async fn compare(b: &Client, h: &deja_testkit::Harness, paraphrase: &str) {
+    b.set_window_size(1280, 1000).await.expect("window size");
+    b.goto(&h.url("/admin/ui")).await.expect("the dashboard loads");
+    type_into(b, "token", "test-admin-token").await;
+    b.find(Locator::Css("#login button[type=submit]")).await.expect("sign-in button").click().await.expect("click");
+    wait_text(b, "requests", "five requests", |t| t == "5").await;
+
+    // Per model: one legend entry and one line each, busiest first.
+    wait_keys(b, "the legend", LEGEND_KEYS, &["cheap", "mid"]).await;
+    wait_keys(b, "a line per model", LINE_KEYS, &["cheap", "mid"]).await;
+    let legend = text_of(b, "by-legend").await;
+    assert!(legend.contains("cheap 3 requests · hit 66.7%"), "{legend}");
+    assert!(legend.contains("mid 2 requests · hit 50.0%"), "{legend}");
+    let bars = js(b, "return document.querySelectorAll('#chart-by-usd g[data-key] rect.bar.spent').length").await;
+    assert_eq!(bars, json!(2), "saved and spent bars for each model");
+    js(b, "document.getElementById('by-dim').scrollIntoView(); return true").await;
+    screenshot(b, "per-model").await;
+
+    // Per namespace: the same traffic split by who asked.
+    select(b, "by-dim", "namespace").await;
+    wait_keys(b, "the legend", LEGEND_KEYS, &["default/support", "default/billing"]).await;
+    wait_keys(b, "a line per namespace", LINE_KEYS, &["default/billing", "default/support"]).await;
+    assert!(text_of(b, "by-legend").await.contains("default/support 3 requests"));
+    // One namespace alone: its exact, semantic and miss bars.
+    b.find(Locator::Css("#by-legend li[data-key='default/support']"))
+        .await
+        .expect("legend entry")
+        .click()
+        .await
+        .expect("click");
+    wait_text(b, "by-requests-caption", "the namespace's own chart", |t| t.starts_with("default/support:")).await;
+    for kind in ["exact", "semantic", "miss"] {
+        let n = js(b, &format!("return document.querySelectorAll('#chart-by-requests rect.{kind}').length")).await;
+        assert_eq!(n, json!(1), "{kind}: one bar in the interval it happened in");
+    }
+    assert_eq!(js(b, "return document.getElementById('by-key').value").await, json!("default/support"));
+    screenshot(b, "per-namespace").await;
+
+    // The semantic quality SLO: the checked hit disagreed.
+    let row = "#chart-slo g.slo-row[data-namespace='default/support']";
+    wait_js(b, "the namespace's SLO row", &format!("return document.querySelector(\"{row}\") !== null")).await;
+    let figures = js(b, &format!("return document.querySelector(\"{row}\").textContent")).await;
+    let figures = figures.as_str().unwrap_or("");
+    assert!(figures.contains("1 of 1 samples") && figures.contains("threshold 0.80"), "{figures}");
+    assert!(text_of(b, "slo-summary").await.starts_with("sampling 100.0% of semantic hits"));
+    assert_eq!(text_of(b, "slo-shadow-calls").await, "1");
+    assert_eq!(text_of(b, "verifications").await, "0");
+    let disagreements = text_of(b, "slo-disagreements").await;
+    assert!(disagreements.contains(paraphrase) && disagreements.contains("default/support"), "{disagreements}");
+    let visible =
+        "const r = document.getElementById('slo').getBoundingClientRect(); return r.height > 0 && r.width > 0";
+    wait_js(b, "the SLO panel to be shown", visible).await;
+    js(b, "document.getElementById('slo').scrollIntoView(); return true").await;
+    screenshot(b, "slo").await;
 }

@@ -1,8 +1,11 @@
 //! The admin routes the dashboard adds to the admin API: stats over time
-//! (`GET /admin/history`) and the ladder's live health (`GET /admin/health`).
+//! (`GET /admin/history`, and per model or namespace
+//! `GET /admin/history/by-model` and `/admin/history/by-namespace`) and the
+//! ladder's live health (`GET /admin/health`).
 //! Everything else goes to [`crate::api::handle`]. The caller has already
 //! shown the admin token.
 
+use crate::breakdown::Dimension;
 use crate::history::{History, Sample, Window};
 use deja_api::{ApiError, ErrorKind};
 use deja_gateway::reply::{self, Body};
@@ -28,6 +31,10 @@ impl Dashboard {
 pub async fn handle(state: &Arc<AppState>, dash: &Dashboard, parts: &Parts, body: &[u8]) -> Response<Body> {
     let result = match (&parts.method, parts.uri.path().trim_end_matches('/')) {
         (&Method::GET, "/admin/history") => history(state, dash, parts.uri.query().unwrap_or("")),
+        (&Method::GET, "/admin/history/by-model") => breakdown(state, dash, Dimension::Model, parts.uri.query()),
+        (&Method::GET, "/admin/history/by-namespace") => {
+            breakdown(state, dash, Dimension::Namespace, parts.uri.query())
+        }
         (&Method::GET, "/admin/health") => Ok(health(state)),
         (&Method::GET, "/admin/lookups") => crate::lookups::report(state, parts.uri.query().unwrap_or("")),
         _ => return crate::api::handle(state, parts, body).await,
@@ -38,14 +45,24 @@ pub async fn handle(state: &Arc<AppState>, dash: &Dashboard, parts: &Parts, body
     }
 }
 
-fn history(state: &AppState, dash: &Dashboard, query: &str) -> Result<Value, ApiError> {
+/// The `window` query parameter (`1h` when absent).
+fn window(query: &str) -> Result<Window, ApiError> {
     let asked = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "window").map(|(_, v)| v.into_owned());
-    let window = match asked.as_deref() {
-        None => Window::Hour,
+    match asked.as_deref() {
+        None => Ok(Window::Hour),
         Some(w) => {
-            Window::parse(w).ok_or_else(|| ApiError::invalid_request("window is one of 1h, 1d, 1w", Some("window")))?
+            Window::parse(w).ok_or_else(|| ApiError::invalid_request("window is one of 1h, 1d, 1w", Some("window")))
         }
-    };
+    }
+}
+
+fn breakdown(state: &AppState, dash: &Dashboard, d: Dimension, query: Option<&str>) -> Result<Value, ApiError> {
+    let window = window(query.unwrap_or(""))?;
+    Ok(dash.history.breakdown(state, d, window, deja_cache::now_ms()))
+}
+
+fn history(state: &AppState, dash: &Dashboard, query: &str) -> Result<Value, ApiError> {
+    let window = window(query)?;
     let now =
         Sample::take(state, deja_cache::now_ms()).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
     Ok(dash.history.report(window, now))

@@ -3,7 +3,10 @@
 //! hour, coarse for the last week), and `GET /admin/history?window=1h|1d|1w`
 //! answers the change between consecutive samples. Nothing here is persisted:
 //! after a restart the history starts again (the counters themselves do not).
+//! The same tick samples the per-model and per-namespace tallies
+//! ([`crate::breakdown`]).
 
+use crate::breakdown::{Breakdown, Dimension};
 use deja_gateway::state::AppState;
 use deja_store::{nano_to_usd, Counter, StoreError};
 use serde_json::{json, Map, Value};
@@ -93,9 +96,26 @@ struct Rings {
 #[derive(Debug, Default)]
 pub struct History {
     rings: Mutex<Rings>,
+    by: Mutex<Breakdown>,
 }
 
 impl History {
+    /// Samples the gateway's per-model and per-namespace tallies.
+    pub fn record_breakdown(&self, state: &AppState, at_ms: u64) {
+        let tallies = state.lookups.tallies();
+        let mut by = self.by.lock().unwrap_or_else(|e| e.into_inner());
+        let sample = by.sample(at_ms, &tallies);
+        by.record(sample);
+    }
+
+    /// What `GET /admin/history/by-model` (`by-namespace`) answers, up to now.
+    pub fn breakdown(&self, state: &AppState, d: Dimension, window: Window, now_ms: u64) -> Value {
+        let tallies = state.lookups.tallies();
+        let mut by = self.by.lock().unwrap_or_else(|e| e.into_inner());
+        let now = by.sample(now_ms, &tallies);
+        by.report(d, window, now)
+    }
+
     pub fn record(&self, sample: Sample) {
         let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
         let coarse_due = rings.coarse.back().is_none_or(|last| sample.at_ms >= last.at_ms + COARSE_EVERY_MS);
@@ -185,10 +205,12 @@ pub fn spawn(state: &Arc<AppState>) -> Arc<History> {
                 if state.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                     return;
                 }
-                match Sample::take(&state, deja_cache::now_ms()) {
+                let now = deja_cache::now_ms();
+                match Sample::take(&state, now) {
                     Ok(sample) => h.record(sample),
                     Err(e) => tracing::warn!(error = %e, "could not sample stats for the dashboard"),
                 }
+                h.record_breakdown(&state, now);
             }
             tokio::time::sleep(FINE_EVERY).await;
         }

@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
 
 pub mod api;
+pub mod breakdown;
 pub mod dashboard;
 pub mod figures;
 pub mod history;

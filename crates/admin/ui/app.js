@@ -114,16 +114,19 @@ function status(text) {
 
 async function refreshOverview() {
   await guarded(async () => {
-    const [s, h, health, lk] = await Promise.all([
+    const win = encodeURIComponent($("window").value);
+    const [s, h, health, by, slo] = await Promise.all([
       api("/admin/stats"),
-      api("/admin/history?window=" + encodeURIComponent($("window").value)),
+      api("/admin/history?window=" + win),
       api("/admin/health"),
-      api("/admin/lookups?limit=1"),
+      api("/admin/history/by-" + $("by-dim").value + "?window=" + win),
+      api("/admin/slo"),
     ]);
     renderStats(s);
     renderHistory(h);
     renderHealth(health);
-    renderNamespaces(lk.by_namespace || {});
+    renderBreakdown(by);
+    renderSlo(slo, s.verifier || {});
     status("updated " + new Date().toLocaleTimeString() + " · every " + REFRESH_MS / 1000 + " s");
   }, (m) => status("could not refresh: " + m));
 }
@@ -156,6 +159,7 @@ const W = 600, H = 180, PADL = 48, PADB = 20, PADT = 8;
 
 // Axes and labels shared by both charts; returns x and y scales.
 function frame(svg, from, to, maxY, fmt) {
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
   svg.replaceChildren();
   const x = (t) => PADL + ((t - from) / Math.max(1, to - from)) * (W - PADL - 4);
   const y = (v) => H - PADB - (v / (maxY || 1)) * (H - PADB - PADT);
@@ -180,11 +184,15 @@ function renderHistory(h) {
     int.format(t.requests || 0) + " requests, hit rate " +
     pct(lookups ? ((t.exact || 0) + (t.semantic || 0)) / lookups : 0) +
     ", saved " + usd(t.usd_saved) + ", spent " + usd(t.usd_spent);
+  drawStacked($("chart-lookups"), from, to, points);
+  $("chart-rate-note").textContent = "(" + points.length + (points.length === 1 ? " interval)" : " intervals)");
+  drawCumulative($("chart-usd"), from, to, points);
+}
 
-  // Stacked bars: exact, semantic, miss per interval.
-  const lk = $("chart-lookups");
+// Stacked bars: exact, semantic, miss per interval (`from_ms` to `t_ms`).
+function drawStacked(svg, from, to, points) {
   const maxL = Math.max(1, ...points.map((p) => p.exact + p.semantic + p.misses));
-  const { x, y } = frame(lk, from, to, maxL, (v) => int.format(Math.round(v)));
+  const { x, y } = frame(svg, from, to, maxL, (v) => int.format(Math.round(v)));
   for (const p of points) {
     const x0 = x(p.from_ms), x1 = Math.max(x0 + 1, x(p.t_ms) - 0.5);
     let base = 0;
@@ -192,13 +200,14 @@ function renderHistory(h) {
       if (!n) continue;
       const rect = svgEl("rect", { x: x0, width: x1 - x0, y: y(base + n), height: y(base) - y(base + n), class: kind });
       rect.appendChild(svgEl("title", {}, kind + ": " + n + " at " + new Date(p.t_ms).toLocaleTimeString()));
-      lk.appendChild(rect);
+      svg.appendChild(rect);
       base += n;
     }
   }
-  $("chart-rate-note").textContent = "(" + points.length + (points.length === 1 ? " interval)" : " intervals)");
+}
 
-  // Cumulative dollars saved and spent.
+// Dollars saved and spent, cumulative over the window.
+function drawCumulative(svg, from, to, points) {
   let saved = 0, spent = 0;
   const cum = [{ t: from, saved: 0, spent: 0 }];
   for (const p of points) {
@@ -206,22 +215,201 @@ function renderHistory(h) {
     spent += p.usd_spent;
     cum.push({ t: p.t_ms, saved, spent });
   }
-  const us = $("chart-usd");
   const maxU = Math.max(1e-6, saved, spent);
-  const scale = frame(us, from, to, maxU, (v) => usd(v));
+  const scale = frame(svg, from, to, maxU, (v) => usd(v));
   for (const key of ["saved", "spent"]) {
     const d = cum.map((c, i) => (i ? "L" : "M") + scale.x(c.t).toFixed(1) + " " + scale.y(c[key]).toFixed(1)).join(" ");
-    us.appendChild(svgEl("path", { d, class: "line " + key }));
+    svg.appendChild(svgEl("path", { d, class: "line " + key }));
   }
+}
 
-  const body = $("by-model");
+// ---- Per model and per namespace ----
+
+let breakdown = null;
+// Each model or namespace keeps its colour while the page is open.
+const colours = { model: new Map(), namespace: new Map() };
+const PALETTE = 10;
+
+function colourOf(dim, s) {
+  if (s.other) return "s-other";
+  const seen = colours[dim];
+  if (!seen.has(s.key)) seen.set(s.key, seen.size % PALETTE);
+  return "s" + seen.get(s.key);
+}
+
+const hitRate = (t) => {
+  const lookups = t.exact + t.semantic + t.misses;
+  return lookups ? (t.exact + t.semantic) / lookups : 0;
+};
+
+function renderBreakdown(r) {
+  const dim = r.by;
+  // An answer for the dimension shown before the selector changed.
+  if (dim !== $("by-dim").value) return;
+  breakdown = r;
+  const series = r.series || [];
+  const sel = $("by-key");
+  const chosen = sel.value;
+  const keys = series.map((s) => s.key);
+  if (chosen && !keys.includes(chosen)) keys.push(chosen);
+  const option = (value, text) => Object.assign(document.createElement("option"), { value, textContent: text });
+  sel.replaceChildren(option("", "all, compared"), ...keys.map((k) => option(k, k)));
+  sel.value = chosen;
+
+  const legend = $("by-legend");
+  legend.replaceChildren();
+  for (const s of series) {
+    const t = s.totals;
+    const li = document.createElement("li");
+    li.dataset.key = s.key;
+    li.classList.toggle("selected", s.key === chosen);
+    li.title = "show only " + s.key;
+    li.appendChild(Object.assign(document.createElement("span"), { className: "swatch " + colourOf(dim, s) }));
+    li.appendChild(Object.assign(document.createElement("strong"), { textContent: s.key }));
+    li.appendChild(document.createTextNode(
+      " " + int.format(t.requests) + " requests · hit " + pct(hitRate(t)) + " · saved " + usd(t.usd_saved) +
+      " · spent " + usd(t.usd_spent)));
+    li.addEventListener("click", () => {
+      $("by-key").value = $("by-key").value === s.key ? "" : s.key;
+      renderBreakdown(breakdown);
+    });
+    legend.appendChild(li);
+  }
+  const what = dim === "model" ? "model that answered" : "namespace";
+  $("by-note").textContent = series.length
+    ? series.length + (series.length === 1 ? " " + dim : " " + dim + "s") + " active in the window, by " + what +
+      " (hits count for the model whose answer was served; the first " + r.tracked + " seen have their own series, the rest share \"(other)\")"
+    : "nothing answered in the window yet";
+
+  const from = r.from_ms, to = Math.max(r.to_ms, r.from_ms + 1);
+  const pick = series.find((s) => s.key === chosen);
+  if (pick) {
+    // One model or namespace: its hits and misses, its dollars.
+    const points = (r.t_ms || []).map((t, i) => ({
+      from_ms: Math.max(from, t - r.bucket_ms), t_ms: t,
+      exact: pick.exact[i], semantic: pick.semantic[i], misses: pick.misses[i],
+      usd_saved: pick.usd_saved[i], usd_spent: pick.usd_spent[i],
+    }));
+    $("by-requests-caption").textContent = chosen + ": exact, semantic, miss per interval";
+    drawStacked($("chart-by-requests"), from, to, points);
+    $("by-usd-caption").textContent = chosen + ": USD saved and spent, cumulative over the window";
+    drawCumulative($("chart-by-usd"), from, to, points);
+    return;
+  }
+  $("by-requests-caption").textContent = "Requests per interval, one line per " + dim;
+  drawSeries($("chart-by-requests"), r, series, from, to);
+  $("by-usd-caption").textContent = "USD saved and spent in the window, per " + dim;
+  drawSavedSpent($("chart-by-usd"), series, dim);
+}
+
+// One line of requests per interval for each series.
+function drawSeries(svg, r, series, from, to) {
+  const maxY = Math.max(1, ...series.flatMap((s) => s.requests));
+  const { x, y } = frame(svg, from, to, maxY, (v) => int.format(Math.round(v)));
+  const ts = r.t_ms || [];
+  for (const s of series) {
+    const d = ts.map((t, i) => (i ? "L" : "M") + x(t).toFixed(1) + " " + y(s.requests[i] || 0).toFixed(1)).join(" ");
+    const path = svgEl("path", { d, class: "series " + colourOf(r.by, s), "data-key": s.key });
+    path.appendChild(svgEl("title", {}, s.key + ": " + int.format(s.totals.requests) + " requests"));
+    svg.appendChild(path);
+  }
+}
+
+// Two bars per series: dollars saved and spent in the window.
+function drawSavedSpent(svg, series, dim) {
+  const ROW = 34;
+  const h = Math.max(60, 8 + ROW * series.length);
+  svg.setAttribute("viewBox", "0 0 " + W + " " + h);
+  svg.replaceChildren();
+  const maxU = Math.max(1e-9, ...series.flatMap((s) => [s.totals.usd_saved, s.totals.usd_spent]));
+  const x = (v) => 4 + (v / maxU) * (W - 8);
+  series.forEach((s, i) => {
+    const top = 4 + i * ROW;
+    const g = svgEl("g", { "data-key": s.key });
+    g.appendChild(svgEl("rect", { x: 4, y: top + 2, width: 8, height: 8, class: "swatch " + colourOf(dim, s) }));
+    g.appendChild(svgEl("text", { x: 16, y: top + 10, class: "label" },
+      s.key + ": saved " + usd(s.totals.usd_saved) + ", spent " + usd(s.totals.usd_spent)));
+    for (const [j, kind] of [[0, "saved"], [1, "spent"]]) {
+      const v = s.totals["usd_" + kind];
+      const rect = svgEl("rect", { x: 4, y: top + 14 + j * 8, width: Math.max(v > 0 ? 1 : 0, x(v) - 4), height: 6, class: "bar " + kind });
+      rect.appendChild(svgEl("title", {}, s.key + " " + kind + " " + usd(v)));
+      g.appendChild(rect);
+    }
+    svg.appendChild(g);
+  });
+}
+
+// ---- Semantic quality ----
+
+function renderSlo(slo, verifier) {
+  const rows = Object.entries(slo.by_namespace || {});
+  $("slo-summary").textContent = slo.enabled
+    ? "sampling " + pct(slo.sample_rate) + " of semantic hits; target: at most " + pct(slo.max_false_hit_rate) +
+      " false hits (threshold raised by " + slo.step + " past " + slo.min_samples + " samples, up to " + slo.max_threshold + ")"
+    : "off: set sample_rate under [cache.semantic.slo] to check sampled semantic hits";
+  $("slo-shadow-calls").textContent = int.format(slo.shadow_calls || 0) +
+    (slo.shadow_in_flight ? " (+" + slo.shadow_in_flight + " running)" : "");
+  $("slo-shadow-usd").textContent = usd(slo.shadow_usd);
+  $("verifications").textContent = int.format(verifier.verifications || 0);
+  $("verification-usd").textContent = usd(verifier.verification_usd);
+  drawSlo($("chart-slo"), slo, rows);
+
+  const seen = [];
+  for (const [ns, v] of rows) for (const d of v.disagreements || []) seen.push({ ns, ...d });
+  seen.sort((a, b) => b.at_ms - a.at_ms);
+  const body = $("slo-disagreements");
   body.replaceChildren();
-  for (const [model, amount] of Object.entries(h.usd_spent_by_model || {})) {
+  for (const d of seen.slice(0, 20)) {
     const row = document.createElement("tr");
-    cell(row, model);
-    cell(row, usd(amount), "num");
+    cell(row, when(d.at_ms));
+    cell(row, d.ns);
+    cell(row, d.question, "preview");
+    cell(row, d.cached_answer, "preview");
+    cell(row, d.fresh_answer, "preview");
+    cell(row, d.similarity == null ? "–" : d.similarity.toFixed(3), "num");
+    cell(row, d.verifier_agreed == null ? "–" : d.verifier_agreed ? "same" : "different");
     body.appendChild(row);
   }
+  if (!seen.length) {
+    const row = document.createElement("tr");
+    cell(row, "none recorded").colSpan = 7;
+    body.appendChild(row);
+  }
+}
+
+// One row per namespace: the interval as a bar, the estimate as a dot.
+function drawSlo(svg, slo, rows) {
+  const ROW = 36, TOP = 16;
+  const h = TOP + 8 + ROW * Math.max(1, rows.length);
+  svg.setAttribute("viewBox", "0 0 " + W + " " + h);
+  svg.replaceChildren();
+  const target = slo.max_false_hit_rate || 0;
+  const maxX = Math.min(1, Math.max(0.05, 2 * target, ...rows.map(([, v]) => v.upper || 0)));
+  const x = (v) => 8 + (v / maxX) * (W - 16);
+  for (const v of [0, maxX / 2, maxX]) {
+    svg.appendChild(svgEl("text", { x: x(v), y: 10, class: "tick", "text-anchor": v ? (v === maxX ? "end" : "middle") : "start" }, pct(v)));
+  }
+  if (!rows.length) {
+    svg.appendChild(svgEl("text", { x: 8, y: TOP + 18, class: "label" },
+      slo.enabled ? "no semantic hit sampled yet" : "sampling is off"));
+  }
+  rows.forEach(([ns, v], i) => {
+    const top = TOP + i * ROW;
+    const over = v.lower > target;
+    const g = svgEl("g", { class: "slo-row" + (over ? " over" : ""), "data-namespace": ns });
+    const raise = v.threshold_raise > 0 ? " (+" + v.threshold_raise.toFixed(2) + ")" : "";
+    g.appendChild(svgEl("text", { x: 8, y: top + 12, class: "label" },
+      ns + ": " + pct(v.estimate) + " false (" + pct(v.lower) + "–" + pct(v.upper) + "), " + v.false_hits + " of " +
+      v.samples + " samples since the last change, " + v.false_hits_total + " of " + v.samples_total + " in all · threshold " +
+      v.threshold.toFixed(2) + raise));
+    g.appendChild(svgEl("line", { x1: x(0), y1: top + 24, x2: W - 8, y2: top + 24, class: "grid" }));
+    g.appendChild(svgEl("line", { x1: x(v.lower), y1: top + 24, x2: Math.max(x(v.upper), x(v.lower) + 1), y2: top + 24, class: "ci" }));
+    const dot = svgEl("circle", { cx: x(v.estimate), cy: top + 24, r: 4, class: "estimate" });
+    dot.appendChild(svgEl("title", {}, ns + ": estimated false-hit rate " + pct(v.estimate)));
+    g.appendChild(dot);
+    svg.appendChild(g);
+  });
+  svg.appendChild(svgEl("line", { x1: x(target), y1: TOP - 2, x2: x(target), y2: h - 4, class: "target" }));
 }
 
 function renderHealth(health) {
@@ -428,19 +616,6 @@ async function probe() {
 let explored = null;
 let exploredModel = "";
 
-function renderNamespaces(byNs) {
-  const body = $("by-namespace");
-  body.replaceChildren();
-  for (const [ns, c] of Object.entries(byNs)) {
-    const row = document.createElement("tr");
-    cell(row, ns);
-    cell(row, int.format(c.exact_hits), "num");
-    cell(row, int.format(c.semantic_hits), "num");
-    cell(row, int.format(c.semantic_lookups), "num");
-    body.appendChild(row);
-  }
-}
-
 async function loadLookups() {
   const q = new URLSearchParams({ limit: "2000" });
   const model = $("thr-model").value.trim();
@@ -567,6 +742,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("logout").addEventListener("click", () => showLogin(""));
   for (const p of PAGES) $("tab-" + p).addEventListener("click", () => show(p));
   $("window").addEventListener("change", refreshOverview);
+  $("by-dim").addEventListener("change", () => {
+    $("by-key").value = "";
+    refreshOverview();
+  });
+  $("by-key").addEventListener("change", () => breakdown && renderBreakdown(breakdown));
   $("entry-search").addEventListener("submit", (ev) => {
     ev.preventDefault();
     loadEntries(true);

@@ -3,7 +3,7 @@
 use crate::cache_control::{CacheMode, CachePolicy};
 use crate::config::Config;
 use crate::ctx::header;
-use crate::remember::{self, count_hit, count_spend};
+use crate::remember::{self, count_hit};
 use crate::reply::{self, Body, Outcome};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
@@ -91,8 +91,7 @@ async fn run(
     walker.succeeded(&spec);
     let prompt_tokens = value.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(Value::as_u64).unwrap_or(0);
     let cost = cost_usd(&spec, prompt_tokens, 0);
-    remember::count_upstream_answer(&state, policy.mode);
-    count_spend(&state, &spec.name, cost);
+    remember::count_upstream(&state, namespace.as_str(), &spec.name, policy.mode, cost);
     if policy.writes() {
         remember::store_off_runtime(
             &state,

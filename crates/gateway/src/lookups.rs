@@ -1,7 +1,9 @@
 //! Recent semantic lookups, kept in memory for the dashboard's threshold
 //! explorer: the question, the best candidate and its similarity, the
-//! threshold in force and what happened. Also hit and lookup counts per
-//! namespace since start. Bounded, never persisted, never on sled.
+//! threshold in force and what happened. Also what was answered per
+//! namespace and per model since start (hits, upstream answers, dollars
+//! saved and spent), which the dashboard samples into its per-model and
+//! per-namespace history. Bounded, never persisted, never on sled.
 
 use crate::ctx::ChatCtx;
 use crate::reply::Outcome;
@@ -14,10 +16,12 @@ use std::sync::{Arc, Mutex};
 pub const KEEP: usize = 2000;
 /// Questions are kept up to this many characters.
 const QUESTION_CHARS: usize = 200;
-/// Namespaces counted one by one; later ones are counted together.
+/// Namespaces (and models) counted one by one; later ones are counted together.
 const NAMESPACES_COUNTED: usize = 1000;
 /// Where namespaces past [`NAMESPACES_COUNTED`] are counted.
 pub const OTHER_NAMESPACES: &str = "(other namespaces)";
+/// Where models past [`NAMESPACES_COUNTED`] are counted.
+pub const OTHER_MODELS: &str = "(other models)";
 
 /// What became of one semantic lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,25 +71,43 @@ pub struct Seen {
     pub verdict: Verdict,
 }
 
-/// Hits and semantic lookups of one namespace since start.
+/// What one namespace (or one model) was answered since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NamespaceCounts {
+    /// Exact hits, coalesced answers included (as in the store's counters).
     pub exact: u64,
     pub semantic: u64,
-    /// Semantic lookups made (each request that reached the semantic stage).
+    /// Semantic lookups made (each request that reached the semantic stage);
+    /// counted per namespace only.
     pub lookups: u64,
+    /// Answers from upstream: misses, refreshes and bypasses.
+    pub upstream: u64,
+    /// Of those, misses (a normal request the cache could not answer).
+    pub misses: u64,
+    pub nano_usd_saved: u64,
+    pub nano_usd_spent: u64,
 }
 
-/// The ring of recent lookups and the per-namespace counts.
+/// Counts by namespace and by model, behind one lock.
+#[derive(Debug, Default)]
+struct Tallies {
+    namespaces: BTreeMap<String, NamespaceCounts>,
+    models: BTreeMap<String, NamespaceCounts>,
+}
+
+/// The ring of recent lookups and the per-namespace and per-model counts.
 #[derive(Debug, Default)]
 pub struct Lookups {
     ring: Mutex<VecDeque<Seen>>,
-    namespaces: Mutex<BTreeMap<String, NamespaceCounts>>,
+    tallies: Mutex<Tallies>,
 }
 
 impl Lookups {
     pub fn record(&self, seen: Seen) {
-        self.count(&seen.namespace, |c| c.lookups += 1);
+        {
+            let mut t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+            count(&mut t.namespaces, &seen.namespace, OTHER_NAMESPACES, |c| c.lookups += 1);
+        }
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         if ring.len() >= KEEP {
             ring.pop_front();
@@ -93,19 +115,32 @@ impl Lookups {
         ring.push_back(seen);
     }
 
-    /// Counts a cache hit in `namespace`.
-    pub fn count_hit(&self, namespace: &str, semantic: bool) {
-        self.count(namespace, |c| if semantic { c.semantic += 1 } else { c.exact += 1 });
+    /// Counts a cache hit in `namespace` of an answer `model` gave, and what it saved.
+    pub fn count_hit(&self, namespace: &str, model: &str, semantic: bool, nano_usd_saved: u64) {
+        let add = |c: &mut NamespaceCounts| {
+            if semantic {
+                c.semantic += 1;
+            } else {
+                c.exact += 1;
+            }
+            c.nano_usd_saved = c.nano_usd_saved.saturating_add(nano_usd_saved);
+        };
+        let mut t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        count(&mut t.namespaces, namespace, OTHER_NAMESPACES, &add);
+        count(&mut t.models, model, OTHER_MODELS, &add);
     }
 
-    fn count(&self, namespace: &str, f: impl FnOnce(&mut NamespaceCounts)) {
-        let mut map = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-        // A namespace already counted costs no allocation: this runs on every hit.
-        if let Some(counts) = map.get_mut(namespace) {
-            return f(counts);
-        }
-        let name = if map.len() < NAMESPACES_COUNTED { namespace } else { OTHER_NAMESPACES };
-        f(map.entry(name.to_string()).or_default());
+    /// Counts an answer `model` gave from upstream in `namespace` (`miss`:
+    /// a normal request, not a refresh or bypass) and what it cost.
+    pub fn count_upstream(&self, namespace: &str, model: &str, miss: bool, nano_usd_spent: u64) {
+        let add = |c: &mut NamespaceCounts| {
+            c.upstream += 1;
+            c.misses += u64::from(miss);
+            c.nano_usd_spent = c.nano_usd_spent.saturating_add(nano_usd_spent);
+        };
+        let mut t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        count(&mut t.namespaces, namespace, OTHER_NAMESPACES, &add);
+        count(&mut t.models, model, OTHER_MODELS, &add);
     }
 
     /// The most recent `limit` lookups, newest first.
@@ -115,8 +150,24 @@ impl Lookups {
     }
 
     pub fn namespaces(&self) -> BTreeMap<String, NamespaceCounts> {
-        self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.tallies.lock().unwrap_or_else(|e| e.into_inner()).namespaces.clone()
     }
+
+    /// Per namespace and per model, read together.
+    pub fn tallies(&self) -> (BTreeMap<String, NamespaceCounts>, BTreeMap<String, NamespaceCounts>) {
+        let t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        (t.namespaces.clone(), t.models.clone())
+    }
+}
+
+/// Applies `f` to `name`'s counts, or to `other`'s once the map is full.
+fn count(map: &mut BTreeMap<String, NamespaceCounts>, name: &str, other: &str, f: impl FnOnce(&mut NamespaceCounts)) {
+    // A name already counted costs no allocation: this runs on every hit.
+    if let Some(counts) = map.get_mut(name) {
+        return f(counts);
+    }
+    let name = if map.len() < NAMESPACES_COUNTED { name } else { other };
+    f(map.entry(name.to_string()).or_default());
 }
 
 /// A lookup whose verdict waits on the verifier.
@@ -203,13 +254,33 @@ mod tests {
     fn namespaces_past_the_cap_are_counted_together() {
         let l = Lookups::default();
         for i in 0..(NAMESPACES_COUNTED + 5) {
-            l.count_hit(&format!("ns{i}"), i % 2 == 0);
+            l.count_hit(&format!("ns{i}"), "cheap", i % 2 == 0, 1);
         }
-        l.count_hit("ns0", false);
+        l.count_hit("ns0", "cheap", false, 1);
         let counts = l.namespaces();
         assert_eq!(counts.len(), NAMESPACES_COUNTED + 1);
         assert_eq!(counts.get("ns0").map(|c| (c.exact, c.semantic)), Some((1, 1)));
         let other = counts.get(OTHER_NAMESPACES).copied().unwrap_or_default();
         assert_eq!(other.exact + other.semantic, 5);
+        let (_, models) = l.tallies();
+        let cheap = models.get("cheap").copied().unwrap_or_default();
+        assert_eq!(cheap.exact + cheap.semantic, NAMESPACES_COUNTED as u64 + 6);
+        assert_eq!(cheap.nano_usd_saved, NAMESPACES_COUNTED as u64 + 6);
+    }
+
+    #[test]
+    fn hits_and_upstream_answers_are_counted_by_namespace_and_by_model() {
+        let l = Lookups::default();
+        l.count_hit("a", "cheap", true, 30);
+        l.count_upstream("a", "mid", true, 100);
+        l.count_upstream("b", "mid", false, 50);
+        let (namespaces, models) = l.tallies();
+        let a = namespaces.get("a").copied().unwrap_or_default();
+        assert_eq!((a.semantic, a.upstream, a.misses, a.nano_usd_saved, a.nano_usd_spent), (1, 1, 1, 30, 100));
+        let b = namespaces.get("b").copied().unwrap_or_default();
+        assert_eq!((b.upstream, b.misses, b.nano_usd_spent), (1, 0, 50), "a bypass is not a miss");
+        let mid = models.get("mid").copied().unwrap_or_default();
+        assert_eq!((mid.upstream, mid.misses, mid.nano_usd_spent, mid.exact), (2, 1, 150, 0));
+        assert_eq!(models.get("cheap").map(|c| c.semantic), Some(1));
     }
 }

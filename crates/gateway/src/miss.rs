@@ -6,7 +6,7 @@
 
 use crate::answer::{Answer, Shared};
 use crate::ctx::ChatCtx;
-use crate::remember::{count_miss, count_spend, remember_answer};
+use crate::remember::{count_miss, remember_answer};
 use crate::reply::{self, Body};
 use crate::respond;
 use crate::walker::{Completed, Walker, MAX_RESPONSE_BYTES};
@@ -54,8 +54,7 @@ async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes), A
     let Completed { completion, raw, model: spec } = walker.complete(MAX_RESPONSE_BYTES).await?;
     let usage = completion.usage.clone().unwrap_or_default();
     let cost = cost_usd(&spec, usage.prompt_tokens, usage.completion_tokens);
-    count_miss(ctx);
-    count_spend(&ctx.state, &spec.name, cost);
+    count_miss(ctx, &spec.name, cost);
     crate::budget::record(&ctx.state, ctx.namespace.as_str(), cost);
     let answer =
         Arc::new(Answer { completion, answered_by: spec.name.clone(), attempts: walker.tries(), cost_usd: cost });

@@ -304,6 +304,8 @@ async fn follow(ctx: &ChatCtx, mut rx: tokio::sync::broadcast::Receiver<Shared>)
             let _ = ctx.state.store.add(Counter::NanoUsdSaved, deja_store::usd_to_nano(answer.cost_usd));
             ctx.state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: "exact".into() }).inc();
             ctx.state.metrics.saved_usd.inc_by(answer.cost_usd);
+            let saved = deja_store::usd_to_nano(answer.cost_usd);
+            ctx.state.lookups.count_hit(ctx.namespace.as_str(), &answer.answered_by, false, saved);
             Outcome { response, cache: "coalesced" }
         }
         Ok(Err(e)) => Outcome::error(&e),

@@ -7,7 +7,7 @@
 
 use crate::answer::{Answer, Shared};
 use crate::ctx::ChatCtx;
-use crate::remember::{count_miss, count_spend, remember_answer};
+use crate::remember::{count_miss, remember_answer};
 use crate::reply::{self, Body};
 use crate::respond;
 use crate::walker::{classify, Opened, Walker, MAX_RESPONSE_BYTES};
@@ -202,8 +202,7 @@ async fn run(
                 let usage = completion.usage.clone().unwrap_or_default();
                 walker.throughput(spec, usage.completion_tokens, first_event_at.elapsed());
                 let cost = cost_usd(spec, usage.prompt_tokens, usage.completion_tokens);
-                count_miss(&ctx);
-                count_spend(&ctx.state, &spec.name, cost);
+                count_miss(&ctx, &spec.name, cost);
                 crate::budget::record(&ctx.state, ctx.namespace.as_str(), cost);
                 fwd.send(sse::done_frame()).await;
                 let answer =

@@ -110,7 +110,7 @@ pub fn count_hit(state: &AppState, semantic: bool, entry: &Entry, saved_usd: f64
     if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
         tracing::warn!(error = %e, "could not count a hit");
     }
-    state.lookups.count_hit(&entry.namespace, semantic);
+    state.lookups.count_hit(&entry.namespace, &entry.answered_by, semantic, usd_to_nano(saved_usd));
     let kind = if semantic { "semantic" } else { "exact" };
     state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc();
     state.metrics.saved_usd.inc_by(saved_usd.max(0.0));
@@ -151,7 +151,22 @@ pub async fn remember_answer(ctx: &ChatCtx, answer: &Answer) {
     store_off_runtime(&ctx.state, ctx.config.cache.max_entries, new).await;
 }
 
-/// Counts a miss, refresh or bypass.
-pub fn count_miss(ctx: &ChatCtx) {
-    count_upstream_answer(&ctx.state, ctx.policy.mode);
+/// Counts a miss, refresh or bypass answered by `model`, and what it cost.
+pub fn count_miss(ctx: &ChatCtx, model: &str, cost_usd: f64) {
+    count_upstream(&ctx.state, ctx.namespace.as_str(), model, ctx.policy.mode, cost_usd);
+}
+
+/// Counts an answer `model` gave from upstream for `namespace` in `mode`,
+/// and what it cost: in the store, in the metrics and per namespace and model.
+pub fn count_upstream(
+    state: &AppState,
+    namespace: &str,
+    model: &str,
+    mode: crate::cache_control::CacheMode,
+    cost_usd: f64,
+) {
+    count_upstream_answer(state, mode);
+    count_spend(state, model, cost_usd);
+    let miss = mode == crate::cache_control::CacheMode::Normal;
+    state.lookups.count_upstream(namespace, model, miss, usd_to_nano(cost_usd));
 }
