@@ -240,6 +240,19 @@ async fn drive(b: &Client, h: &deja_testkit::Harness, sunday: &Value) {
            && rows.some((r) => /^cheap/.test(r.textContent) && /\\d+ ms/.test(r.querySelector('td.ttfb').textContent))",
     )
     .await;
+    // The same figures drawn: a TTFB bar for the rung that answered, none for the others.
+    wait_js(
+        b,
+        "a health row per model in the chart",
+        "return document.querySelectorAll('#chart-health g.health-row').length === 4",
+    )
+    .await;
+    let bars = js(
+        b,
+        "return [...document.querySelectorAll('#chart-health rect.ttfb')].map((r) => r.parentNode.dataset.model)",
+    )
+    .await;
+    assert_eq!(bars, json!(["cheap"]));
     assert!(text_of(b, "window-totals").await.contains("5 requests"));
     screenshot(b, "overview").await;
 
@@ -340,7 +353,9 @@ async fn explore(b: &Client, h: &deja_testkit::Harness, sim: f64, threshold: f64
     b.find(Locator::Css("#login button[type=submit]")).await.expect("sign-in button").click().await.expect("click");
     wait_text(b, "requests", "three requests", |t| t == "3").await;
     // The overview narrowed per namespace.
-    wait_text(b, "by-namespace", "the default namespace", |t| t.starts_with("default")).await;
+    select(b, "by-dim", "namespace").await;
+    wait_keys(b, "the namespace legend", LEGEND_KEYS, &["default"]).await;
+    assert!(text_of(b, "by-legend").await.starts_with("default 3 requests · hit 0.0%"));
 
     click(b, "tab-thresholds").await;
     wait_text(b, "thr-summary", "the lookups", |t| t.starts_with("3 recent semantic lookups")).await;

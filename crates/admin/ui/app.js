@@ -105,6 +105,8 @@ const usd = (x) => {
   return "$" + (n > 0 && n < 0.01 ? n.toPrecision(2) : n.toFixed(n >= 100 ? 2 : 4));
 };
 const when = (ms) => new Date(ms).toLocaleString();
+// Settings read as f32: 0.1 arrives as 0.10000000149011612.
+const num = (x) => String(Number(Number(x).toPrecision(4)));
 
 function status(text) {
   $("status").textContent = text;
@@ -275,10 +277,10 @@ function renderBreakdown(r) {
     });
     legend.appendChild(li);
   }
-  const what = dim === "model" ? "model that answered" : "namespace";
+  const why = dim === "model" ? "a hit counts for the model whose answer was served; " : "";
   $("by-note").textContent = series.length
-    ? series.length + (series.length === 1 ? " " + dim : " " + dim + "s") + " active in the window, by " + what +
-      " (hits count for the model whose answer was served; the first " + r.tracked + " seen have their own series, the rest share \"(other)\")"
+    ? series.length + (series.length === 1 ? " " + dim : " " + dim + "s") + " active in the window (" + why +
+      "the first " + r.tracked + " seen have their own series, later ones share \"(other)\")"
     : "nothing answered in the window yet";
 
   const from = r.from_ms, to = Math.max(r.to_ms, r.from_ms + 1);
@@ -345,7 +347,8 @@ function renderSlo(slo, verifier) {
   const rows = Object.entries(slo.by_namespace || {});
   $("slo-summary").textContent = slo.enabled
     ? "sampling " + pct(slo.sample_rate) + " of semantic hits; target: at most " + pct(slo.max_false_hit_rate) +
-      " false hits (threshold raised by " + slo.step + " past " + slo.min_samples + " samples, up to " + slo.max_threshold + ")"
+      " false hits (threshold raised by " + num(slo.step) + " past " + slo.min_samples + " samples, up to " +
+      num(slo.max_threshold) + ")"
     : "off: set sample_rate under [cache.semantic.slo] to check sampled semantic hits";
   $("slo-shadow-calls").textContent = int.format(slo.shadow_calls || 0) +
     (slo.shadow_in_flight ? " (+" + slo.shadow_in_flight + " running)" : "");
@@ -377,9 +380,10 @@ function renderSlo(slo, verifier) {
   }
 }
 
-// One row per namespace: the interval as a bar, the estimate as a dot.
+// One row per namespace: the interval as a bar, the estimate as a dot. The
+// figure spans the page, so it is drawn wider than the others.
 function drawSlo(svg, slo, rows) {
-  const ROW = 36, TOP = 16;
+  const ROW = 36, TOP = 16, W = 1000;
   const h = TOP + 8 + ROW * Math.max(1, rows.length);
   svg.setAttribute("viewBox", "0 0 " + W + " " + h);
   svg.replaceChildren();
@@ -399,9 +403,9 @@ function drawSlo(svg, slo, rows) {
     const g = svgEl("g", { class: "slo-row" + (over ? " over" : ""), "data-namespace": ns });
     const raise = v.threshold_raise > 0 ? " (+" + v.threshold_raise.toFixed(2) + ")" : "";
     g.appendChild(svgEl("text", { x: 8, y: top + 12, class: "label" },
-      ns + ": " + pct(v.estimate) + " false (" + pct(v.lower) + "–" + pct(v.upper) + "), " + v.false_hits + " of " +
-      v.samples + " samples since the last change, " + v.false_hits_total + " of " + v.samples_total + " in all · threshold " +
-      v.threshold.toFixed(2) + raise));
+      ns + " · " + pct(v.estimate) + " false hits (95%: " + pct(v.lower) + "–" + pct(v.upper) + ") · " + v.false_hits +
+      " of " + v.samples + " samples since the last change (" + v.false_hits_total + " of " + v.samples_total +
+      " in all) · threshold " + v.threshold.toFixed(2) + raise));
     g.appendChild(svgEl("line", { x1: x(0), y1: top + 24, x2: W - 8, y2: top + 24, class: "grid" }));
     g.appendChild(svgEl("line", { x1: x(v.lower), y1: top + 24, x2: Math.max(x(v.upper), x(v.lower) + 1), y2: top + 24, class: "ci" }));
     const dot = svgEl("circle", { cx: x(v.estimate), cy: top + 24, r: 4, class: "estimate" });
@@ -431,6 +435,37 @@ function renderHealth(health) {
     body.appendChild(row);
   }
   $("ladders").textContent = (health.ladders || []).map((l) => l.name + ": " + l.rungs.join(" → ")).join(" · ");
+  drawHealth($("chart-health"), health.models || []);
+}
+
+// One row per model: its TTFB as a bar (p90 as a tick), then its error
+// rate and cooldown as text; a cooling model is drawn in red.
+function drawHealth(svg, models) {
+  const ROW = 22, W = 1000, LEFT = 120, RIGHT = 300;
+  const h = 8 + ROW * Math.max(1, models.length);
+  svg.setAttribute("viewBox", "0 0 " + W + " " + h);
+  svg.replaceChildren();
+  const ms = (m) => (m.figures || {});
+  const maxMs = Math.max(1, ...models.flatMap((m) => [ms(m).ttfb_ewma_ms || 0, ms(m).ttfb_p90_ms || 0]));
+  const x = (v) => LEFT + (v / maxMs) * (W - LEFT - RIGHT);
+  models.forEach((m, i) => {
+    const f = ms(m), top = 4 + i * ROW;
+    const g = svgEl("g", { class: "health-row" + (m.cooling ? " cooling" : ""), "data-model": m.model });
+    g.appendChild(svgEl("text", { x: 4, y: top + 14, class: "label" }, m.model));
+    if (f.ttfb_ewma_ms != null) {
+      const bar = svgEl("rect", { x: LEFT, y: top + 4, width: Math.max(1, x(f.ttfb_ewma_ms) - LEFT), height: 12, class: "ttfb" });
+      bar.appendChild(svgEl("title", {}, m.model + ": " + Math.round(f.ttfb_ewma_ms) + " ms to first byte (weighted)"));
+      g.appendChild(bar);
+    }
+    if (f.ttfb_p90_ms != null) {
+      g.appendChild(svgEl("line", { x1: x(f.ttfb_p90_ms), y1: top + 1, x2: x(f.ttfb_p90_ms), y2: top + 19, class: "p90" }));
+    }
+    const ttfb = f.ttfb_ewma_ms == null ? "no attempt yet" : Math.round(f.ttfb_ewma_ms) + " / " + Math.round(f.ttfb_p90_ms) + " ms";
+    const errs = f.attempts ? (100 * f.error_rate).toFixed(1) + "% failed" : "";
+    const state = m.cooling ? "cooling down, " + Math.ceil(m.seconds_left) + " s left" : "ok";
+    g.appendChild(svgEl("text", { x: W - RIGHT + 8, y: top + 14, class: "label" }, [ttfb, errs, state].filter(Boolean).join(" · ")));
+    svg.appendChild(g);
+  });
 }
 
 // ---- Entries ----
