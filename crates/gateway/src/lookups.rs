@@ -126,8 +126,8 @@ impl Lookups {
             c.nano_usd_saved = c.nano_usd_saved.saturating_add(nano_usd_saved);
         };
         let mut t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
-        count(&mut t.namespaces, namespace, OTHER_NAMESPACES, &add);
-        count(&mut t.models, model, OTHER_MODELS, &add);
+        count(&mut t.namespaces, namespace, OTHER_NAMESPACES, add);
+        count(&mut t.models, model, OTHER_MODELS, add);
     }
 
     /// Counts an answer `model` gave from upstream in `namespace` (`miss`:
@@ -139,8 +139,8 @@ impl Lookups {
             c.nano_usd_spent = c.nano_usd_spent.saturating_add(nano_usd_spent);
         };
         let mut t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
-        count(&mut t.namespaces, namespace, OTHER_NAMESPACES, &add);
-        count(&mut t.models, model, OTHER_MODELS, &add);
+        count(&mut t.namespaces, namespace, OTHER_NAMESPACES, add);
+        count(&mut t.models, model, OTHER_MODELS, add);
     }
 
     /// The most recent `limit` lookups, newest first.
