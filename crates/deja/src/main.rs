@@ -134,6 +134,16 @@ fn check_config(path: &std::path::Path) -> Result<(), AnyError> {
         for (task, rung) in tasks {
             out.push_str(&format!("    task `{task}` starts at {rung}\n"));
         }
+        let latency = &l.latency;
+        if latency.strategy == deja_router::Strategy::Latency {
+            out.push_str("    strategy = \"latency\": unknown rungs first, then fastest recent p90 first\n");
+        }
+        if let Some(d) = latency.max_ttfb {
+            out.push_str(&format!("    rungs whose recent p90 time to first byte is over {d:?} are skipped\n"));
+        }
+        if let Some(d) = latency.hedge_after {
+            out.push_str(&format!("    an attempt silent for {d:?} is hedged with the next rung\n"));
+        }
         for r in c.routes.get(&l.name).into_iter().flatten() {
             let examples: Vec<String> = r.examples.iter().map(|e| format!("{e:?}")).collect();
             out.push_str(&format!(

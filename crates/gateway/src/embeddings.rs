@@ -11,13 +11,12 @@ use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
 use deja_api::key::embeddings_key;
 use deja_api::{ApiError, EmbeddingsRequest, ErrorKind, Namespace};
 use deja_cache::exact;
-use deja_router::{cost_usd, estimate_tokens, plan, FailureKind, RouteInput, Target};
+use deja_router::{cost_usd, estimate_tokens, FailureKind, RouteInput, Target};
 use deja_store::{Counter, EntryKind, EntryUsage};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Instant;
 
 pub async fn embeddings(
     state: Arc<AppState>,
@@ -66,8 +65,8 @@ async fn run(
 
     let route =
         RouteInput { target: &req.model, prompt_tokens: estimate_tokens(req.input_chars()), task: None, route: None };
-    let plan = plan(&config.catalog, route, &state.health, Instant::now(), 1 + config.routing.model_retries)
-        .map_err(|e| ApiError::new(ErrorKind::NotFound, e.to_string()))?;
+    let plan =
+        crate::planning::make(&state, &config, route).map_err(|e| ApiError::new(ErrorKind::NotFound, e.to_string()))?;
     let body = serde_json::to_value(&req).unwrap_or_default();
     let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/embeddings", body);
     let (value, raw, spec) = loop {

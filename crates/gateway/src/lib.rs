@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
 
 pub mod answer;
+pub mod attempt;
 pub mod auth;
 pub mod budget;
 pub mod cache_control;
@@ -16,18 +17,21 @@ pub mod ctx;
 pub mod dialect;
 pub mod embeddings;
 pub mod fleet;
+pub mod hedge;
 pub mod lookups;
 pub mod maintenance;
 pub mod metrics;
 pub mod miss;
 pub mod models;
 pub mod pipeline;
+pub mod planning;
 pub mod relay;
 pub mod reload;
 pub mod remember;
 pub mod reply;
 pub mod respond;
 pub mod routes;
+pub mod rung_metrics;
 pub mod slo;
 pub mod state;
 pub mod verify;

@@ -66,6 +66,7 @@ pub struct Metrics {
     pub cluster_events_applied: Counter,
     pub cluster_writes_skipped: Counter,
     pub slo: crate::slo::SloMetrics,
+    pub rungs: crate::rung_metrics::RungMetrics,
 }
 
 pub type FloatGauge = Gauge<f64, AtomicU64>;
@@ -200,6 +201,7 @@ impl Metrics {
             cluster_writes_skipped.clone(),
         );
         let slo = crate::slo::SloMetrics::register(&mut registry);
+        let rungs = crate::rung_metrics::RungMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -224,6 +226,7 @@ impl Metrics {
             cluster_events_applied,
             cluster_writes_skipped,
             slo,
+            rungs,
         }
     }
 

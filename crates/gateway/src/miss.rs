@@ -23,19 +23,21 @@ pub async fn unary_miss(ctx: ChatCtx, plan: Plan, leader: Option<Leader<Shared>>
     let task = tokio::spawn(async move {
         let result = run(&ctx, plan).await;
         if let Some(leader) = leader {
-            leader.publish(result.as_ref().map(|(a, _)| a.clone()).map_err(Clone::clone));
+            leader.publish(result.as_ref().map(|(a, _, _)| a.clone()).map_err(Clone::clone));
         }
         result
     });
     match task.await {
-        Ok(Ok((answer, raw))) => {
+        Ok(Ok((answer, raw, hedge_usd))) => {
             // Pass the provider's bytes through untouched.
             let mut r = if stream_flag {
                 respond::completion(&answer.completion, true, include_usage)
             } else {
                 reply::json_bytes(StatusCode::OK, raw)
             };
-            respond::miss_headers(&mut r, label, &answer.answered_by, answer.attempts, Some(answer.cost_usd));
+            // What this request cost: the answer, and any hedge loser beside it.
+            let cost = answer.cost_usd + hedge_usd;
+            respond::miss_headers(&mut r, label, &answer.answered_by, answer.attempts, Some(cost));
             r
         }
         Ok(Err(e)) => reply::error(&e),
@@ -43,15 +45,20 @@ pub async fn unary_miss(ctx: ChatCtx, plan: Plan, leader: Option<Leader<Shared>>
     }
 }
 
-async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes), ApiError> {
+/// The answer, its bytes, and what hedge losers cost beside it.
+async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes, f64), ApiError> {
     let config = ctx.config.clone();
     let mut body = serde_json::to_value(&ctx.req).unwrap_or_default();
     if let Some(o) = body.as_object_mut() {
         o.insert("stream".to_string(), serde_json::Value::Bool(false));
         o.remove("stream_options");
     }
-    let mut walker = Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body);
-    let Completed { completion, raw, model: spec } = walker.complete(MAX_RESPONSE_BYTES).await?;
+    let mut walker =
+        Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body).with_hedge(plan.hedge_after);
+    let completed = walker.complete(MAX_RESPONSE_BYTES).await;
+    let reported = completed.as_ref().ok().and_then(|c| c.completion.usage.as_ref()).map(|u| u.prompt_tokens);
+    let hedge_usd = crate::hedge::bill_losers(ctx, &walker, reported);
+    let Completed { completion, raw, model: spec } = completed?;
     let usage = completion.usage.clone().unwrap_or_default();
     let cost = cost_usd(&spec, usage.prompt_tokens, usage.completion_tokens);
     count_miss(ctx, &spec.name, cost);
@@ -61,5 +68,5 @@ async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes), A
     remember_answer(ctx, &answer).await;
     let overhead = ctx.started.elapsed().saturating_sub(walker.upstream_time);
     ctx.state.metrics.overhead.observe(overhead.as_secs_f64());
-    Ok((answer, raw))
+    Ok((answer, raw, hedge_usd))
 }

@@ -13,7 +13,7 @@ use crate::{miss, relay};
 use deja_api::key::routed_chat_keys;
 use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind, Namespace};
 use deja_cache::{exact, semantic, Role};
-use deja_router::{estimate_tokens, plan, PlanError, RouteInput, Target};
+use deja_router::{estimate_tokens, PlanError, RouteInput, Target};
 use deja_store::Counter;
 use http::request::Parts;
 use std::sync::Arc;
@@ -110,15 +110,12 @@ async fn chat_inner(
         task: ctx.task.as_deref(),
         route: ctx.route.as_deref(),
     };
-    let routing = &config.routing;
-    let mut plan = plan(&config.catalog, route, &ctx.state.health, Instant::now(), 1 + routing.model_retries).map_err(
-        |e| match e {
-            PlanError::NotFound(_) => ApiError::new(ErrorKind::NotFound, e.to_string()).with_code("model_not_found"),
-            PlanError::PromptTooLarge { .. } => {
-                ApiError::invalid_request(e.to_string(), Some("messages")).with_code("context_length_exceeded")
-            }
-        },
-    )?;
+    let mut plan = crate::planning::make(&ctx.state, &config, route).map_err(|e| match e {
+        PlanError::NotFound(_) => ApiError::new(ErrorKind::NotFound, e.to_string()).with_code("model_not_found"),
+        PlanError::PromptTooLarge { .. } => {
+            ApiError::invalid_request(e.to_string(), Some("messages")).with_code("context_length_exceeded")
+        }
+    })?;
     // Budgets: past its budget a client key is refused or cut to the cheapest rung.
     if crate::budget::enforce(&ctx.state, &config, tenant, &mut plan)? {
         // A downgraded answer is not the one this request would normally get:

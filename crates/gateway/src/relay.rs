@@ -6,6 +6,7 @@
 //! OpenAI-style error event and never a clean `[DONE]`.
 
 use crate::answer::{Answer, Shared};
+use crate::attempt::{Failure, Reached};
 use crate::ctx::ChatCtx;
 use crate::remember::{count_miss, remember_answer};
 use crate::reply::{self, Body};
@@ -20,6 +21,7 @@ use deja_router::{cost_usd, FailureKind, Plan};
 use http::Response;
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 struct Started {
@@ -101,47 +103,43 @@ async fn run(
             options.insert("include_usage".to_string(), Value::Bool(true));
         }
     }
-    let mut walker = Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body);
+    let mut walker =
+        Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body).with_hedge(plan.hedge_after);
     let mut fwd = Forwarder { tx, client_gone: false, include_usage: ctx.req.wants_usage_chunk() };
-    let mut started_tx = Some(started_tx);
 
-    // Until the first event: any failure moves to the next attempt.
-    let (mut opened, mut parser, mut asm, first_events) = loop {
-        let mut opened = match walker.open().await {
-            Ok(o) => o,
-            Err(e) => {
-                if let Some(s) = started_tx.take() {
-                    let _ = s.send(Err(e.clone()));
-                }
-                if let Some(l) = leader {
-                    l.publish(Err(e));
-                }
-                return;
+    // Until the first event: any failure moves to the next attempt (or, while
+    // a hedge races, to the other one).
+    let idle = walker.first_byte_timeout();
+    let reached = walker
+        .reach(move |mut opened: Opened| async move {
+            let mut parser = opened.events();
+            let events = first_events(&mut opened, &mut parser, idle).await?;
+            Ok::<_, Failure>((opened, (parser, events)))
+        })
+        .await;
+    let Reached { mut opened, value: (mut parser, first), .. } = match reached {
+        Ok(r) => r,
+        Err(e) => {
+            crate::hedge::bill_losers(&ctx, &walker, None);
+            let _ = started_tx.send(Err(e.clone()));
+            if let Some(l) = leader {
+                l.publish(Err(e));
             }
-        };
-        let mut parser = opened.events();
-        match first_events(&mut walker, &mut opened, &mut parser).await {
-            Some(events) => {
-                walker.first_byte(&opened.model, opened.started.elapsed());
-                break (opened, parser, StreamAssembler::new(), events);
-            }
-            None => continue,
+            return;
         }
     };
+    let mut asm = StreamAssembler::new();
     let first_event_at = std::time::Instant::now();
     let model = opened.model.name.clone();
-    if let Some(s) = started_tx.take() {
-        let _ = s.send(Ok(Started { model: model.clone(), attempts: walker.tries() }));
-    }
+    let _ = started_tx.send(Ok(Started { model: model.clone(), attempts: walker.tries() }));
     let overhead = ctx.started.elapsed().saturating_sub(walker.upstream_time);
     ctx.state.metrics.overhead.observe(overhead.as_secs_f64());
 
     // After the first event: relay, assemble, and end cleanly or with an error event.
     let mut end = None;
-    let mut pending = first_events;
+    let mut pending = first;
     // Everything relayed is also assembled for the cache: the whole stream is capped.
     let mut received = 0usize;
-    let idle = walker.first_byte_timeout();
     loop {
         for raw in pending.drain(..) {
             if raw.trim() == sse::DONE {
@@ -202,6 +200,7 @@ async fn run(
                 let usage = completion.usage.clone().unwrap_or_default();
                 walker.throughput(spec, usage.completion_tokens, first_event_at.elapsed());
                 let cost = cost_usd(spec, usage.prompt_tokens, usage.completion_tokens);
+                crate::hedge::bill_losers(&ctx, &walker, Some(usage.prompt_tokens));
                 count_miss(&ctx, &spec.name, cost);
                 crate::budget::record(&ctx.state, ctx.namespace.as_str(), cost);
                 fwd.send(sse::done_frame()).await;
@@ -213,6 +212,7 @@ async fn run(
                 }
             }
             None => {
+                crate::hedge::bill_losers(&ctx, &walker, None);
                 fail_stream(
                     &ctx,
                     &mut walker,
@@ -226,6 +226,7 @@ async fn run(
             }
         },
         Some(StreamEnd::Failed(kind, detail)) => {
+            crate::hedge::bill_losers(&ctx, &walker, None);
             fail_stream(&ctx, &mut walker, &opened, &mut fwd, leader, kind, detail).await
         }
         None => {}
@@ -250,41 +251,31 @@ async fn fail_stream(
     }
 }
 
-/// Reads until the attempt yields at least one event. `None` (after recording
-/// the failure) means: try the next attempt.
-async fn first_events(walker: &mut Walker, opened: &mut Opened, parser: &mut UpstreamEvents) -> Option<Vec<String>> {
+/// Reads until the attempt yields at least one event; a failure before that
+/// can still fall back, since nothing has reached the client.
+async fn first_events(
+    opened: &mut Opened,
+    parser: &mut UpstreamEvents,
+    idle: Duration,
+) -> Result<Vec<String>, Failure> {
     if !opened.response.is_event_stream() {
-        walker.fail(&opened.model, FailureKind::Malformed, None, "expected an event stream".into());
-        return None;
+        return Err(Failure::new(FailureKind::Malformed, "expected an event stream"));
     }
-    let idle = walker.first_byte_timeout();
     loop {
         match opened.response.next_chunk(idle).await {
             Ok(Some(chunk)) => {
-                let events = match parser.push(&chunk) {
-                    Ok(events) => events,
-                    Err(e) => {
-                        walker.fail(&opened.model, FailureKind::Malformed, None, e.to_string());
-                        return None;
-                    }
-                };
+                let events = parser.push(&chunk).map_err(|e| Failure::new(FailureKind::Malformed, e.to_string()))?;
                 let Some(first) = events.first() else { continue };
-                // Nothing has reached the client yet: a bad first event can still fall back.
                 let valid = serde_json::from_str::<Value>(first).is_ok_and(|v| v.get("error").is_none());
                 if !valid {
-                    walker.fail(&opened.model, FailureKind::Malformed, None, "the first event was not a chunk".into());
-                    return None;
+                    return Err(Failure::new(FailureKind::Malformed, "the first event was not a chunk"));
                 }
-                return Some(events);
+                return Ok(events);
             }
-            Ok(None) => {
-                walker.fail(&opened.model, FailureKind::Malformed, None, "the stream ended before any event".into());
-                return None;
-            }
+            Ok(None) => return Err(Failure::new(FailureKind::Malformed, "the stream ended before any event")),
             Err(e) => {
                 let (kind, _, detail) = classify(&e);
-                walker.fail(&opened.model, kind, None, detail);
-                return None;
+                return Err(Failure::new(kind, detail));
             }
         }
     }

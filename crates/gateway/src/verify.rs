@@ -12,11 +12,10 @@ use crate::config::{Config, VerifierSettings};
 use crate::state::AppState;
 use crate::walker::{Completed, Walker};
 use deja_api::{ApiError, CacheKey, ErrorKind};
-use deja_router::{cost_usd, estimate_tokens, plan, RouteInput};
+use deja_router::{cost_usd, estimate_tokens, RouteInput};
 use serde_json::json;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// The system message unless `[cache.semantic.verifier] prompt` replaces it.
 pub const DEFAULT_PROMPT: &str = "You decide whether a cached answer may be reused. You are given a new request \
@@ -88,7 +87,7 @@ async fn ask(
         task: None,
         route: None,
     };
-    let plan = plan(&config.catalog, route, &state.health, Instant::now(), 1 + config.routing.model_retries)
+    let plan = crate::planning::make(state, config, route)
         .map_err(|e| ApiError::new(ErrorKind::BadGateway, format!("verifier: {e}")))?;
     let body = json!({
         "model": settings.model,

@@ -1,20 +1,23 @@
-//! Walks a routing plan: one upstream attempt after another until one opens,
-//! recording every failure in metrics and, where the router says it counts,
-//! in the model's health.
+//! Walks a routing plan: one upstream attempt after another until one sends
+//! its first byte, recording every failure in metrics and, where the router
+//! says it counts, in the model's health. On a ladder with `hedge_after` a
+//! silent attempt gets the next one raced against it (`hedge.rs`).
 //!
 //! The router decided the order and what each failure means; this file only
 //! carries the decisions out.
 
+use crate::attempt::{AttemptEnd, Failure, Prepared, Reached};
 use crate::config::Config;
-use crate::metrics::{ModelErrorLabels, ModelLabels};
+use crate::metrics::ModelErrorLabels;
+use crate::rung_metrics::LadderLabels;
 use crate::state::AppState;
 use bytes::Bytes;
 use deja_api::{ApiError, ErrorKind};
 use deja_providers::{anthropic, gemini, ProviderKind};
 use deja_router::{failure_decision, Decision, FailureKind, ModelSpec, Plan};
-use deja_upstream::{Attempt, Dialect, UpstreamError, UpstreamResponse};
+use deja_upstream::{Dialect, UpstreamError, UpstreamResponse};
 use serde_json::Value;
-use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,10 +48,17 @@ pub struct Walker {
     kinds: Vec<FailureKind>,
     /// Time spent waiting on upstreams, to tell Deja's own overhead apart.
     pub upstream_time: Duration,
+    /// The plan's ladder, for metric labels.
+    ladder: Option<String>,
+    /// Set by [`Walker::with_hedge`]; cleared once the request has hedged.
+    hedge_after: Option<Duration>,
+    /// Hedge losers, cancelled before their first byte.
+    cancelled: Vec<ModelSpec>,
 }
 
 impl Walker {
     pub fn new(state: Arc<AppState>, config: Arc<Config>, plan: &Plan, path: &'static str, body: Value) -> Self {
+        let ladder = plan.ladder.and_then(|l| config.catalog.ladder(l)).map(|l| l.name.clone());
         Self {
             state,
             config,
@@ -60,7 +70,25 @@ impl Walker {
             refusals: Vec::new(),
             kinds: Vec::new(),
             upstream_time: Duration::ZERO,
+            ladder,
+            hedge_after: None,
+            cancelled: Vec::new(),
         }
+    }
+
+    /// Races the next attempt against one that has not sent its first byte
+    /// `after` it was sent (the plan's `hedge_after`), once per request.
+    /// Only client misses hedge: their miss paths bill the loser.
+    pub fn with_hedge(mut self, after: Option<Duration>) -> Self {
+        self.hedge_after = after;
+        if after.is_some() {
+            self.state.metrics.rungs.hedge_eligible.get_or_create(&self.ladder_label()).inc();
+        }
+        self
+    }
+
+    pub(crate) fn ladder_label(&self) -> LadderLabels {
+        LadderLabels { ladder: self.ladder.clone().unwrap_or_default() }
     }
 
     /// Attempts made so far (skipped ones are not attempts).
@@ -72,8 +100,14 @@ impl Walker {
         self.config.routing.first_byte_timeout
     }
 
-    /// Opens the next attempt that answers 2xx, or explains why none did.
-    pub async fn open(&mut self) -> Result<Opened, ApiError> {
+    /// Hedge losers, cancelled before their first byte, for billing.
+    pub fn cancelled(&self) -> &[ModelSpec] {
+        &self.cancelled
+    }
+
+    /// The next attempt of the plan that can be made, or `None` when the
+    /// plan is done. Attempts that cannot be made are recorded and passed.
+    fn prepare_next(&mut self) -> Result<Option<Prepared>, ApiError> {
         // A handle of our own, so borrows of it outlive `self.fail(..)`.
         let config = self.config.clone();
         while let Some(&m) = self.attempts.get(self.pos) {
@@ -92,7 +126,7 @@ impl Walker {
             let api_key = match &provider.api_key_env {
                 None => None,
                 Some(var) => match config.api_key(&provider.name) {
-                    Some(k) => Some(k),
+                    Some(k) => Some(k.to_string()),
                     None => {
                         self.fail(spec, FailureKind::NoCredentials, None, format!("no API key (${var} is unset)"));
                         continue;
@@ -104,11 +138,11 @@ impl Walker {
                     if let Some(fields) = self.body.as_object_mut() {
                         fields.insert("model".to_string(), Value::String(spec.upstream_name.clone()));
                     }
-                    (Cow::Borrowed(self.path), Bytes::from(self.body.to_string()), Dialect::OpenAi)
+                    (self.path.to_string(), Bytes::from(self.body.to_string()), Dialect::OpenAi)
                 }
                 ProviderKind::Anthropic => {
                     match crate::dialect::anthropic_body(self.path, &self.body, spec, provider) {
-                        Ok(body) => (Cow::Borrowed(anthropic::PATH), body, Dialect::Anthropic),
+                        Ok(body) => (anthropic::PATH.to_string(), body, Dialect::Anthropic),
                         Err(e) => {
                             self.refuse(spec, e);
                             continue;
@@ -116,56 +150,127 @@ impl Walker {
                     }
                 }
                 ProviderKind::Gemini => match crate::dialect::gemini_body(self.path, &self.body, spec, provider) {
-                    Ok((path, body)) => (Cow::Owned(path), body, Dialect::Gemini),
+                    Ok((path, body)) => (path, body, Dialect::Gemini),
                     Err(e) => {
                         self.refuse(spec, e);
                         continue;
                     }
                 },
             };
-            let routing = &config.routing;
-            let started = Instant::now();
-            let result = self
-                .state
-                .upstream
-                .send(Attempt {
-                    base_url: &provider.base_url,
-                    path: &path,
-                    api_key,
-                    dialect,
-                    body,
-                    first_byte_timeout: routing.first_byte_timeout,
-                    deadline: tokio::time::Instant::now() + routing.attempt_timeout,
-                })
-                .await;
-            let took = started.elapsed();
-            self.upstream_time += took;
-            self.state
-                .metrics
-                .upstream_latency
-                .get_or_create(&ModelLabels { model: spec.name.clone() })
-                .observe(took.as_secs_f64());
-            match result {
-                Ok(response) => {
-                    return Ok(Opened { response, model: spec.clone(), kind: provider.kind, started, head: took })
+            return Ok(Some(Prepared {
+                spec: spec.clone(),
+                kind: provider.kind,
+                base_url: provider.base_url.clone(),
+                path,
+                api_key,
+                dialect,
+                body,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Opens the next attempt that answers 2xx, or explains why none did.
+    pub async fn open(&mut self) -> Result<Opened, ApiError> {
+        self.reach(|opened| async move { Ok::<_, Failure>((opened, ())) }).await.map(|r| r.opened)
+    }
+
+    /// Walks the plan until an attempt sends its first byte, as `stage`
+    /// defines it (reading from the 2xx response up to it), and records that
+    /// time. With [`Walker::with_hedge`], an attempt still silent after
+    /// `hedge_after` gets the next one raced against it (see `hedge.rs`).
+    pub async fn reach<T, F, Fut>(&mut self, stage: F) -> Result<Reached<T>, ApiError>
+    where
+        F: Fn(Opened) -> Fut,
+        Fut: Future<Output = Result<(Opened, T), Failure>>,
+    {
+        loop {
+            let Some(first) = self.prepare_next()? else { return Err(self.exhausted()) };
+            let model = first.spec.clone();
+            let sent = Instant::now();
+            let (state, config) = self.handles();
+            let mut attempt = std::pin::pin!(crate::attempt::run(state, config, first, &stage));
+            let end = match self.hedge_after {
+                None => attempt.await,
+                Some(after) => {
+                    let in_time = tokio::select! {
+                        end = &mut attempt => Some(end),
+                        () = tokio::time::sleep(after) => None,
+                    };
+                    let hedge = match in_time {
+                        Some(_) => None,
+                        None => self.prepare_hedge()?,
+                    };
+                    match (in_time, hedge) {
+                        (Some(end), _) => end,
+                        // Nothing left to hedge with: keep waiting.
+                        (None, None) => attempt.await,
+                        (None, Some(second)) => {
+                            self.upstream_time += sent.elapsed();
+                            match crate::hedge::race(self, attempt, &model, sent, second, &stage).await? {
+                                Some(reached) => return Ok(reached),
+                                None => continue,
+                            }
+                        }
+                    }
                 }
-                Err(e) => {
-                    let (kind, retry_after, detail) = classify(&e);
-                    let retry_after = retry_after.map(|d| d.min(routing.retry_after_cap));
-                    self.fail(spec, kind, retry_after, detail);
-                    if failure_decision(kind) == Decision::Return {
-                        return Err(self.client_error(spec, &e, provider.kind));
+            };
+            self.upstream_time += sent.elapsed();
+            match end {
+                AttemptEnd::Reached(r) => {
+                    self.first_byte(&r.opened.model, r.took);
+                    return Ok(r);
+                }
+                AttemptEnd::Failed(spec, f) => {
+                    let retry_after = f.retry_after;
+                    if let Some(e) = self.failed(&spec, f) {
+                        return Err(e);
                     }
                     // Retrying the same model: wait as long as it asked (capped).
-                    if let (Some(wait), Some(&next)) = (retry_after, self.attempts.get(self.pos)) {
-                        if next == m {
+                    let next = self.attempts.get(self.pos).and_then(|&m| self.config.catalog.model(m));
+                    if let (Some(wait), Some(next)) = (retry_after, next) {
+                        if next.name == spec.name {
                             tokio::time::sleep(wait).await;
                         }
                     }
                 }
             }
         }
-        Err(self.exhausted())
+    }
+
+    /// Records an attempt that failed before its first byte; `Some` is the
+    /// error to give the client (the request itself is at fault).
+    pub(crate) fn failed(&mut self, spec: &ModelSpec, f: Failure) -> Option<ApiError> {
+        self.fail(spec, f.kind, f.retry_after, f.detail);
+        if failure_decision(f.kind) == Decision::Return {
+            return Some(f.client_error.unwrap_or_else(|| ApiError::new(ErrorKind::BadGateway, spec.name.clone())));
+        }
+        None
+    }
+
+    /// Takes the next attempt for a hedge, if the plan has one: no hedge
+    /// after this one.
+    pub(crate) fn prepare_hedge(&mut self) -> Result<Option<Prepared>, ApiError> {
+        self.hedge_after = None;
+        self.prepare_next()
+    }
+
+    pub(crate) fn handles(&self) -> (Arc<AppState>, Arc<Config>) {
+        (self.state.clone(), self.config.clone())
+    }
+
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A hedge loser, dropped (its connection closed) before its first byte,
+    /// `waited` after it was sent. Not a failure: health and error rate are
+    /// left alone. Its wait is a lower bound of its time to first byte and
+    /// is recorded as a sample; its cost is billed by the miss path.
+    pub(crate) fn cancel(&mut self, model: &ModelSpec, waited: Duration) {
+        tracing::debug!(model = %model.name, waited_ms = waited.as_millis() as u64, "hedge loser cancelled");
+        self.state.latency.record_first_byte(&model.name, waited, Instant::now());
+        self.cancelled.push(model.clone());
     }
 
     /// Records a failed attempt on `model`.
@@ -202,8 +307,8 @@ impl Walker {
     }
 
     /// The answer's first byte arrived `took` after its attempt was sent.
-    pub fn first_byte(&self, model: &ModelSpec, took: Duration) {
-        self.state.latency.record_first_byte(&model.name, took);
+    pub(crate) fn first_byte(&self, model: &ModelSpec, took: Duration) {
+        self.state.latency.record_first_byte(&model.name, took, Instant::now());
     }
 
     /// `tokens` completion tokens arrived over `body`, first byte to end.
@@ -229,31 +334,6 @@ impl Walker {
         ApiError::new(kind, format!("every upstream attempt failed ({} tried): {detail}", self.kinds.len()))
             .with_code("upstream_exhausted")
     }
-
-    /// A 4xx that is the request's own fault, normalized to OpenAI's shape.
-    fn client_error(&self, model: &ModelSpec, e: &UpstreamError, dialect: ProviderKind) -> ApiError {
-        let name = &model.name;
-        let UpstreamError::Status { status, body, .. } = e else {
-            return ApiError::new(ErrorKind::BadGateway, format!("{name}: {e}"));
-        };
-        let upstream: Option<Value> = serde_json::from_slice(body).ok();
-        let field = |key: &str| upstream.as_ref().and_then(|v| v.get("error")?.get(key)?.as_str()).map(str::to_string);
-        let message =
-            field("message").unwrap_or_else(|| format!("the upstream refused the request with status {status}"));
-        let kind = match status {
-            404 => ErrorKind::NotFound,
-            413 => ErrorKind::PayloadTooLarge,
-            _ => ErrorKind::InvalidRequest,
-        };
-        let mut err = ApiError::new(kind, format!("{name}: {message}")).with_status(*status);
-        err.code = match dialect {
-            ProviderKind::OpenAi => field("code"),
-            ProviderKind::Anthropic => anthropic::error_type(body),
-            ProviderKind::Gemini => gemini::error_status(body),
-        };
-        err.param = field("param");
-        err
-    }
 }
 
 /// A whole `chat.completion` in OpenAI's shape, the bytes it came as (after
@@ -271,7 +351,6 @@ impl Walker {
     pub async fn complete(&mut self, max_bytes: usize) -> Result<Completed, ApiError> {
         loop {
             let mut opened = self.open().await?;
-            self.first_byte(&opened.model, opened.head);
             let raw = match opened.response.collect(max_bytes).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -303,6 +382,30 @@ impl Walker {
             }
         }
     }
+}
+
+/// A 4xx that is the request's own fault, normalized to OpenAI's shape.
+pub fn client_error(model: &ModelSpec, e: &UpstreamError, dialect: ProviderKind) -> ApiError {
+    let name = &model.name;
+    let UpstreamError::Status { status, body, .. } = e else {
+        return ApiError::new(ErrorKind::BadGateway, format!("{name}: {e}"));
+    };
+    let upstream: Option<Value> = serde_json::from_slice(body).ok();
+    let field = |key: &str| upstream.as_ref().and_then(|v| v.get("error")?.get(key)?.as_str()).map(str::to_string);
+    let message = field("message").unwrap_or_else(|| format!("the upstream refused the request with status {status}"));
+    let kind = match status {
+        404 => ErrorKind::NotFound,
+        413 => ErrorKind::PayloadTooLarge,
+        _ => ErrorKind::InvalidRequest,
+    };
+    let mut err = ApiError::new(kind, format!("{name}: {message}")).with_status(*status);
+    err.code = match dialect {
+        ProviderKind::OpenAi => field("code"),
+        ProviderKind::Anthropic => anthropic::error_type(body),
+        ProviderKind::Gemini => gemini::error_status(body),
+    };
+    err.param = field("param");
+    err
 }
 
 pub fn classify(e: &UpstreamError) -> (FailureKind, Option<Duration>, String) {

@@ -67,6 +67,8 @@ struct Inner {
     faults: HashMap<String, VecDeque<Fault>>,
     sticky: HashMap<String, Fault>,
     calls: HashMap<String, u64>,
+    /// Calls whose caller hung up before the answer was sent whole.
+    hangups: HashMap<String, u64>,
     authorization: HashMap<String, Option<String>>,
     requests: Vec<serde_json::Value>,
     stream_style: StreamStyle,
@@ -148,6 +150,16 @@ impl MockControl {
 
     pub fn calls(&self, model: &str) -> u64 {
         self.lock().calls.get(model).copied().unwrap_or(0)
+    }
+
+    /// Calls to `model` whose caller hung up before getting the whole answer
+    /// (during an injected delay, or mid-stream).
+    pub fn hangups(&self, model: &str) -> u64 {
+        self.lock().hangups.get(model).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn count_hangup(&self, model: &str) {
+        *self.lock().hangups.entry(model.to_string()).or_default() += 1;
     }
 
     pub fn total_calls(&self) -> u64 {

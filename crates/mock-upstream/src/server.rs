@@ -163,10 +163,30 @@ async fn accept(
     body: &[u8],
 ) -> Result<(Value, Option<Fault>), Response<Body>> {
     let Ok(req) = serde_json::from_slice::<Value>(body) else { return Err(error(400, "invalid JSON")) };
-    let fault = control.on_call(req["model"].as_str().unwrap_or("unknown"), auth, &req);
-    match pre_response(&fault).await {
+    let model = req["model"].as_str().unwrap_or("unknown").to_string();
+    let fault = control.on_call(&model, auth, &req);
+    // Dropped mid-delay when the caller hangs up (hyper drops the handler).
+    let mut watch = HangupWatch { control, model, armed: true };
+    let response = pre_response(&fault).await;
+    watch.armed = false;
+    match response {
         Some(r) => Err(r),
         None => Ok((req, fault)),
+    }
+}
+
+/// Counts a hang-up if dropped while armed.
+struct HangupWatch<'a> {
+    control: &'a MockControl,
+    model: String,
+    armed: bool,
+}
+
+impl Drop for HangupWatch<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.control.count_hangup(&self.model);
+        }
     }
 }
 
@@ -188,6 +208,7 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
     let delay = control.chunk_delay();
     let control = control.clone();
+    let model = req["model"].as_str().unwrap_or("unknown").to_string();
     tokio::spawn(async move {
         for (i, chunk) in content.iter().enumerate() {
             if crate::stream::strike(&fault, i, &tx, &control).await {
@@ -197,15 +218,19 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
                 tokio::time::sleep(delay).await;
             }
             if !send_event(&tx, &style, &chunk.to_string()).await {
+                control.count_hangup(&model);
                 return;
             }
         }
         for chunk in &tail {
             if !send_event(&tx, &style, &chunk.to_string()).await {
+                control.count_hangup(&model);
                 return;
             }
         }
-        send_event(&tx, &style, frame::DONE).await;
+        if !send_event(&tx, &style, frame::DONE).await {
+            control.count_hangup(&model);
+        }
     });
     crate::stream::response(rx)
 }

@@ -29,6 +29,8 @@ pub struct LadderSpec {
     pub start_rules: Vec<StartRule>,
     /// Task tag (`x-deja-task` or `metadata.task`) to the rung to start at.
     pub tasks: HashMap<String, String>,
+    /// `strategy`, `max_ttfb` and `hedge_after`.
+    pub latency: crate::order::LatencyPolicy,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

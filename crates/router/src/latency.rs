@@ -5,16 +5,25 @@
 //!
 //! Only failures that count against health move the error rate: a request
 //! the upstream refused as malformed says nothing about the model.
+//!
+//! Each time-to-first-byte sample carries the instant it was taken (passed
+//! in), so the router can ask for the p90 of recent samples only
+//! ([`Latency::recent_p90_ms`]). An attempt cancelled before its first byte
+//! (a hedge's loser) records how long it had waited: a lower bound, so a
+//! model is never made to look slower than it was.
 
 use crate::FailureKind;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Weight of the newest sample in every EWMA.
 pub const ALPHA: f64 = 0.2;
 /// Time-to-first-byte samples kept per model for the p90.
 pub const RING: usize = 50;
+/// How long a time-to-first-byte sample says something about a model now,
+/// for ordering ladders and `max_ttfb`.
+pub const RECENT: Duration = Duration::from_secs(60);
 
 /// A model's figures at one moment; `None` until a sample arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -31,7 +40,8 @@ pub struct ModelFigures {
 #[derive(Debug, Default)]
 struct ModelLatency {
     ttfb_ewma_ms: Option<f64>,
-    ring: VecDeque<f64>,
+    /// (milliseconds, when the sample was taken)
+    ring: VecDeque<(f64, Instant)>,
     tokens_per_s: Option<f64>,
     error_rate: f64,
     attempts: u64,
@@ -55,8 +65,8 @@ impl Latency {
     }
 
     /// Time from sending an attempt to its response head (unary) or its
-    /// first event (streams).
-    pub fn record_first_byte(&self, model: &str, took: Duration) {
+    /// first event (streams), measured at `at`.
+    pub fn record_first_byte(&self, model: &str, took: Duration, at: Instant) {
         let ms = took.as_secs_f64() * 1000.0;
         let mut models = lock(&self.models);
         let m = models.entry(model.to_string()).or_default();
@@ -64,7 +74,15 @@ impl Latency {
         if m.ring.len() >= RING {
             m.ring.pop_front();
         }
-        m.ring.push_back(ms);
+        m.ring.push_back((ms, at));
+    }
+
+    /// The p90 of `model`'s samples taken within [`RECENT`] before `now`;
+    /// `None` when there is none.
+    pub fn recent_p90_ms(&self, model: &str, now: Instant) -> Option<f64> {
+        let models = lock(&self.models);
+        let recent = models.get(model)?.ring.iter().filter(|(_, at)| now.saturating_duration_since(*at) <= RECENT);
+        p90(recent.map(|(ms, _)| *ms))
     }
 
     /// `tokens` completion tokens arrived over `body` (first byte to end).
@@ -112,7 +130,7 @@ impl Latency {
 fn figures(m: &ModelLatency) -> ModelFigures {
     ModelFigures {
         ttfb_ewma_ms: m.ttfb_ewma_ms,
-        ttfb_p90_ms: p90(&m.ring),
+        ttfb_p90_ms: p90(m.ring.iter().map(|(ms, _)| *ms)),
         tokens_per_s: m.tokens_per_s,
         error_rate: m.error_rate,
         attempts: m.attempts,
@@ -120,8 +138,8 @@ fn figures(m: &ModelLatency) -> ModelFigures {
 }
 
 /// The nearest-rank 90th percentile.
-fn p90(ring: &VecDeque<f64>) -> Option<f64> {
-    let mut sorted: Vec<f64> = ring.iter().copied().collect();
+fn p90(samples: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut sorted: Vec<f64> = samples.collect();
     sorted.sort_by(f64::total_cmp);
     let rank = (sorted.len() * 9).div_ceil(10);
     sorted.get(rank.checked_sub(1)?).copied()
@@ -144,9 +162,9 @@ mod tests {
     fn ttfb_ewma_starts_at_the_first_sample_and_moves_by_alpha() {
         let l = Latency::new();
         assert_eq!(l.figures("a").ttfb_ewma_ms, None);
-        l.record_first_byte("a", ms(100));
+        l.record_first_byte("a", ms(100), Instant::now());
         assert_eq!(l.figures("a").ttfb_ewma_ms, Some(100.0));
-        l.record_first_byte("a", ms(200));
+        l.record_first_byte("a", ms(200), Instant::now());
         let e = l.figures("a").ttfb_ewma_ms.unwrap_or_default();
         assert!((e - 120.0).abs() < 1e-9, "{e}");
         assert_eq!(l.figures("b"), ModelFigures::default());
@@ -156,19 +174,35 @@ mod tests {
     fn p90_covers_only_the_last_samples() {
         let l = Latency::new();
         for i in 1..=10 {
-            l.record_first_byte("a", ms(i * 10));
+            l.record_first_byte("a", ms(i * 10), Instant::now());
         }
         assert_eq!(l.figures("a").ttfb_p90_ms, Some(90.0));
         // Old slow samples fall out of the ring.
         for _ in 0..10 {
-            l.record_first_byte("b", ms(5000));
+            l.record_first_byte("b", ms(5000), Instant::now());
         }
         for _ in 0..RING {
-            l.record_first_byte("b", ms(20));
+            l.record_first_byte("b", ms(20), Instant::now());
         }
         assert_eq!(l.figures("b").ttfb_p90_ms, Some(20.0));
-        l.record_first_byte("c", ms(7));
+        l.record_first_byte("c", ms(7), Instant::now());
         assert_eq!(l.figures("c").ttfb_p90_ms, Some(7.0));
+    }
+
+    #[test]
+    fn recent_p90_ignores_samples_older_than_the_window() {
+        let l = Latency::new();
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            l.record_first_byte("a", ms(900), t0);
+        }
+        l.record_first_byte("a", ms(50), t0 + Duration::from_secs(30));
+        assert_eq!(l.recent_p90_ms("a", t0 + Duration::from_secs(30)), Some(900.0));
+        assert_eq!(l.recent_p90_ms("a", t0 + RECENT + Duration::from_secs(1)), Some(50.0));
+        assert_eq!(l.recent_p90_ms("a", t0 + Duration::from_secs(200)), None);
+        assert_eq!(l.recent_p90_ms("b", t0), None);
+        // The displayed figures keep the whole ring.
+        assert_eq!(l.figures("a").ttfb_p90_ms, Some(900.0));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod health;
 pub mod latency;
+pub mod order;
 pub mod plan;
 pub mod price;
 pub mod routes;
@@ -18,8 +19,9 @@ pub use catalog::Target;
 pub use catalog::{Catalog, CatalogError, LadderSpec, ModelSpec, StartRule};
 pub use health::{Health, HealthSettings};
 pub use latency::{Latency, ModelFigures};
+pub use order::{speed_class, LatencyPolicy, Strategy};
 pub use plan::{
-    estimate_tokens, failure_decision, plan, Decision, FailureKind, Plan, PlanError, RouteInput, SkipReason,
+    estimate_tokens, failure_decision, plan, Decision, FailureKind, Live, Plan, PlanError, RouteInput, SkipReason,
 };
 pub use price::cost_usd;
 pub use routes::{choose_route, EmbeddedRoute, RouteChoice, RouteSpec};

@@ -1,9 +1,10 @@
 //! Turning a request into an ordered list of attempts, and deciding what a
 //! failed attempt means for the rest of that list.
 
-use crate::catalog::{Catalog, LadderSpec, ModelSpec, Target};
+use crate::catalog::{Catalog, LadderSpec, Target};
 use crate::health::Health;
-use std::time::Instant;
+use crate::latency::Latency;
+use std::time::{Duration, Instant};
 
 /// What the router needs to know about a request.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +23,8 @@ pub enum SkipReason {
     BelowStart,
     ContextTooSmall,
     CoolingDown,
+    /// Its recent p90 time to first byte is over the ladder's `max_ttfb`.
+    SlowFirstByte,
 }
 
 impl SkipReason {
@@ -30,6 +33,17 @@ impl SkipReason {
             Self::BelowStart => "below starting rung",
             Self::ContextTooSmall => "context window too small",
             Self::CoolingDown => "cooling down",
+            Self::SlowFirstByte => "first byte slower than max_ttfb",
+        }
+    }
+
+    /// The `reason` label of `deja_rung_skipped_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::BelowStart => "below_start",
+            Self::ContextTooSmall => "context_too_small",
+            Self::CoolingDown => "cooling_down",
+            Self::SlowFirstByte => "slow_first_byte",
         }
     }
 }
@@ -41,6 +55,11 @@ pub struct Plan {
     pub skipped: Vec<(usize, SkipReason)>,
     /// Set when the target is a ladder.
     pub ladder: Option<usize>,
+    /// Every candidate rung was over the ladder's `max_ttfb`, so none was
+    /// skipped for it.
+    pub all_over_max_ttfb: bool,
+    /// The ladder's `hedge_after`.
+    pub hedge_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -56,22 +75,28 @@ pub fn estimate_tokens(chars: usize) -> u64 {
     (chars as u64).div_ceil(4)
 }
 
+/// What the router knows about the models right now.
+#[derive(Debug, Clone, Copy)]
+pub struct Live<'a> {
+    pub health: &'a Health,
+    pub latency: &'a Latency,
+    pub now: Instant,
+}
+
 /// Orders the attempts for `input`. `model_attempts` is how many times a
 /// single model is tried (1 + retries).
-pub fn plan(
-    catalog: &Catalog,
-    input: RouteInput<'_>,
-    health: &Health,
-    now: Instant,
-    model_attempts: u32,
-) -> Result<Plan, PlanError> {
+pub fn plan(catalog: &Catalog, input: RouteInput<'_>, live: Live<'_>, model_attempts: u32) -> Result<Plan, PlanError> {
     match catalog.resolve(input.target) {
         None => Err(PlanError::NotFound(input.target.to_string())),
-        Some(Target::Model(i)) => {
-            Ok(Plan { attempts: vec![i; model_attempts.max(1) as usize], skipped: Vec::new(), ladder: None })
-        }
+        Some(Target::Model(i)) => Ok(Plan {
+            attempts: vec![i; model_attempts.max(1) as usize],
+            skipped: Vec::new(),
+            ladder: None,
+            all_over_max_ttfb: false,
+            hedge_after: None,
+        }),
         Some(Target::Ladder(l)) => match catalog.ladder(l) {
-            Some(ladder) => plan_ladder(catalog, l, ladder, input, health, now),
+            Some(ladder) => plan_ladder(catalog, l, ladder, input, live),
             // `resolve` only hands out indexes of this catalog's ladders.
             None => Err(PlanError::NotFound(input.target.to_string())),
         },
@@ -83,8 +108,7 @@ fn plan_ladder(
     ladder_idx: usize,
     ladder: &LadderSpec,
     input: RouteInput<'_>,
-    health: &Health,
-    now: Instant,
+    live: Live<'_>,
 ) -> Result<Plan, PlanError> {
     let rung_pos = |name: &str| ladder.rungs.iter().position(|r| r == name).unwrap_or(0);
     let by_size = ladder
@@ -115,16 +139,23 @@ fn plan_ladder(
         return Err(PlanError::PromptTooLarge { ladder: ladder.name.clone(), tokens: input.prompt_tokens });
     }
     let (healthy, cooling): (Vec<_>, Vec<_>) =
-        fitting.into_iter().partition(|(_, spec)| !health.is_cooling(&spec.name, now));
-    let indexes = |rungs: Vec<(usize, &ModelSpec)>| -> Vec<usize> { rungs.into_iter().map(|(m, _)| m).collect() };
+        fitting.into_iter().partition(|(_, spec)| !live.health.is_cooling(&spec.name, live.now));
     // When every fitting rung is cooling, trying them beats refusing outright.
-    let attempts = if healthy.is_empty() {
-        indexes(cooling)
+    let candidates = if healthy.is_empty() {
+        cooling
     } else {
-        skipped.extend(indexes(cooling).into_iter().map(|m| (m, SkipReason::CoolingDown)));
-        indexes(healthy)
+        skipped.extend(cooling.into_iter().map(|(m, _)| (m, SkipReason::CoolingDown)));
+        healthy
     };
-    Ok(Plan { attempts, skipped, ladder: Some(ladder_idx) })
+    let arranged = crate::order::arrange(candidates, &ladder.latency, live.latency, live.now);
+    skipped.extend(arranged.slow.into_iter().map(|m| (m, SkipReason::SlowFirstByte)));
+    Ok(Plan {
+        attempts: arranged.attempts,
+        skipped,
+        ladder: Some(ladder_idx),
+        all_over_max_ttfb: arranged.all_slow,
+        hedge_after: ladder.latency.hedge_after,
+    })
 }
 
 /// How an attempt failed.

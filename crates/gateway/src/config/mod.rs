@@ -4,6 +4,7 @@
 mod clients;
 mod cluster;
 mod duration;
+mod ladder;
 mod raw;
 mod routes;
 mod slo;
@@ -365,10 +366,11 @@ impl Config {
             });
         }
         let routes = routes::validate(&raw.ladders)?;
-        let ladders = raw
-            .ladders
-            .into_iter()
-            .map(|l| LadderSpec {
+        let first_byte_timeout = dur("routing.first_byte_timeout", &raw.routing.first_byte_timeout)?;
+        let mut ladders = Vec::with_capacity(raw.ladders.len());
+        for (i, l) in raw.ladders.into_iter().enumerate() {
+            let latency = ladder::latency_policy(i, &l, first_byte_timeout)?;
+            ladders.push(LadderSpec {
                 name: l.name,
                 rungs: l.rungs,
                 start_rules: l
@@ -377,8 +379,9 @@ impl Config {
                     .map(|r| StartRule { min_prompt_tokens: r.min_prompt_tokens, rung: r.start_at })
                     .collect(),
                 tasks: l.tasks,
-            })
-            .collect();
+                latency,
+            });
+        }
         let catalog = Catalog::new(models, ladders).map_err(|e| {
             let msg = e.to_string();
             match msg.split_once(": ") {
@@ -472,7 +475,7 @@ impl Config {
                 max_batch: raw.embedding.max_batch,
             },
             routing: RoutingSettings {
-                first_byte_timeout: dur("routing.first_byte_timeout", &raw.routing.first_byte_timeout)?,
+                first_byte_timeout,
                 attempt_timeout: dur("routing.attempt_timeout", &raw.routing.attempt_timeout)?,
                 model_retries: raw.routing.model_retries,
                 retry_after_cap: dur("routing.retry_after_cap", &raw.routing.retry_after_cap)?,

@@ -323,6 +323,14 @@ pub struct RawLadder {
     pub tasks: HashMap<String, String>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// "cost" (default) or "latency".
+    #[serde(default)]
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub max_ttfb: Option<String>,
+    /// Off unless set.
+    #[serde(default)]
+    pub hedge_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

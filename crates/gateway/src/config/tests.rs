@@ -173,3 +173,62 @@ fn routes_are_validated_and_their_errors_name_the_field() {
     }
     assert!(error_path(&second("examples = [\"x\"]\nstart_at = \"a\"\nstart = 1")).contains("ladders"));
 }
+
+const TWO_RUNGS: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[routing]
+first_byte_timeout = "10s"
+[[providers]]
+name = "p"
+base_url = "http://127.0.0.1:1/v1"
+[[models]]
+name = "a"
+provider = "p"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
+context_window = 1000
+[[models]]
+name = "b"
+provider = "p"
+input_usd_per_mtok = 2.0
+output_usd_per_mtok = 4.0
+context_window = 1000
+[[ladders]]
+name = "auto"
+rungs = ["a", "b"]
+"#;
+
+fn with_ladder_options(options: &str) -> String {
+    TWO_RUNGS.replace("rungs = [\"a\", \"b\"]", &format!("rungs = [\"a\", \"b\"]\n{options}"))
+}
+
+#[test]
+fn ladder_latency_options_default_to_off() {
+    let c = Config::parse(TWO_RUNGS).expect("valid");
+    assert_eq!(c.catalog.ladders[0].latency, deja_router::LatencyPolicy::default());
+    let c = Config::parse(&with_ladder_options("strategy = \"latency\"\nmax_ttfb = \"1.5s\"\nhedge_after = \"800ms\""))
+        .expect("valid");
+    let latency = c.catalog.ladders[0].latency;
+    assert_eq!(latency.strategy, deja_router::Strategy::Latency);
+    assert_eq!(latency.max_ttfb, Some(Duration::from_millis(1500)));
+    assert_eq!(latency.hedge_after, Some(Duration::from_millis(800)));
+}
+
+#[test]
+fn bad_ladder_latency_options_name_the_field() {
+    for (options, path) in [
+        ("strategy = \"fastest\"", "ladders[0].strategy"),
+        ("max_ttfb = \"soon\"", "ladders[0].max_ttfb"),
+        ("max_ttfb = \"0s\"", "ladders[0].max_ttfb"),
+        ("hedge_after = \"0ms\"", "ladders[0].hedge_after"),
+        // Never reached: the first attempt times out first.
+        ("hedge_after = \"10s\"", "ladders[0].hedge_after"),
+        ("hedge = \"1s\"", "ladders[0]"),
+    ] {
+        let text = with_ladder_options(options);
+        assert!(error_path(&text).starts_with(path), "{options}: {}", error_path(&text));
+    }
+    let one_rung = with_ladder_options("hedge_after = \"1s\"").replace("rungs = [\"a\", \"b\"]", "rungs = [\"a\"]");
+    assert_eq!(error_path(&one_rung), "ladders[0].hedge_after");
+}

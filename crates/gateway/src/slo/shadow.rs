@@ -12,9 +12,8 @@ use crate::ctx::ChatCtx;
 use crate::state::AppState;
 use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
 use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind};
-use deja_router::{cost_usd, estimate_tokens, plan, FailureKind, RouteInput};
+use deja_router::{cost_usd, estimate_tokens, FailureKind, RouteInput};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The verifier's system message when it compares two answers.
 pub const ANSWER_PROMPT: &str = "You check a cache. The new request below is a freshly generated answer; the \
@@ -145,7 +144,7 @@ impl Shadow {
             route: self.route.as_deref(),
         };
         let config = &self.config;
-        let plan = plan(&config.catalog, route, &self.state.health, Instant::now(), 1 + config.routing.model_retries)
+        let plan = crate::planning::make(&self.state, config, route)
             .map_err(|e| ApiError::new(ErrorKind::BadGateway, format!("shadow call: {e}")))?;
         let mut body = serde_json::to_value(&self.req).unwrap_or_default();
         if let Some(o) = body.as_object_mut() {
