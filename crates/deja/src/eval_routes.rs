@@ -120,6 +120,12 @@ impl RouteReport {
         self.count(None, Some(self.labels.len() - 1))
     }
 
+    /// Questions no route took though their label names one.
+    pub fn missed(&self) -> usize {
+        let none = self.labels.len() - 1;
+        self.unrouted() - self.count(Some(none), Some(none))
+    }
+
     /// Questions a route took though they belong to another route or to none.
     pub fn misrouted(&self) -> usize {
         let none = self.labels.len() - 1;
@@ -140,10 +146,12 @@ impl RouteReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "questions: {}; accuracy {:.1}%; sent to no route: {}; sent to a wrong route: {}",
+            "questions: {}; accuracy {:.1}%; sent to no route: {} ({} of them labelled with a route); \
+             sent to a wrong route: {}",
             self.total,
             self.accuracy() * 100.0,
             self.unrouted(),
+            self.missed(),
             self.misrouted()
         );
         let _ = writeln!(out, "\n  {:<width$}  precision  recall  support", "route");
@@ -188,6 +196,7 @@ mod tests {
         let r = RouteReport::new(&routes, &expected, &predicted);
         assert!((r.accuracy() - 4.0 / 6.0).abs() < 1e-9);
         assert_eq!(r.unrouted(), 2);
+        assert_eq!(r.missed(), 1);
         assert_eq!(r.misrouted(), 1);
         // refunds: chosen 3 times, 2 right; labelled 3 times, 2 found.
         let (p, rc, support) = r.scores(0);
@@ -198,7 +207,7 @@ mod tests {
         assert_eq!(r.scores(2), (Some(0.5), Some(1.0), 1));
         let text = r.render();
         assert!(text.contains("accuracy 66.7%"), "{text}");
-        assert!(text.contains("sent to no route: 2"), "{text}");
+        assert!(text.contains("sent to no route: 2 (1 of them labelled with a route)"), "{text}");
     }
 
     #[test]
