@@ -8,6 +8,8 @@ mock streaming in each provider style: usage null in every chunk, absent until
 the last, on the final content chunk, or never), cache hits,
 the ladder falling back on 429/500/timeouts, no fallback on 400, the exception
 classes for 401/404/413/502, and that the upstream never sees the client's key.
+providers.py runs the same kind of checks against Anthropic- and Gemini-kind
+rungs (the mock speaking each provider's own API), and fallback across kinds.
 """
 
 import atexit
@@ -24,6 +26,8 @@ import time
 import urllib.request
 
 import openai
+
+import providers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEJA = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target/debug/deja")
@@ -164,7 +168,8 @@ def main():
     # Each process binds port 0 itself and logs the address it got: no port
     # is picked here and then reused.
     env = dict(os.environ, DEJA_CLIENT_KEYS=CLIENT_KEY, DEJA_ADMIN_TOKEN="sdk-admin", NO_COLOR="1",
-               RUST_LOG="warn,deja=info")
+               RUST_LOG="warn,deja=info", **{providers.ANTHROPIC_KEY_ENV: "sk-ant-sdk",
+                                             providers.GEMINI_KEY_ENV: "AIza-sdk"})
     deadline = time.monotonic() + READY_TIMEOUT_S
     mock_proc = Child("mock upstream", [DEJA, "mock-upstream", "--listen", "127.0.0.1:0"], env)
     CHILDREN.append(mock_proc)
@@ -176,7 +181,10 @@ def main():
               .replace('listen = "127.0.0.1:8080"', 'listen = "127.0.0.1:0"')
               .replace("data/demo.sled", f"{tmp}/store")
               .replace('model_dir = "models"', f'model_dir = "{ROOT}/models"')
-              .replace('first_byte_timeout = "15s"', 'first_byte_timeout = "1s"'))
+              .replace('first_byte_timeout = "15s"', 'first_byte_timeout = "1s"')
+              # Many failures are injected below; cooling is the Rust tests' subject.
+              .replace("failures_to_cool = 3", "failures_to_cool = 1000"))
+    config += providers.extra_toml(MOCK)
     cfg = pathlib.Path(tmp) / "deja.toml"
     cfg.write_text(config)
     proxy_proc = Child("deja", [DEJA, "serve", "--config", str(cfg)], env)
@@ -314,6 +322,9 @@ def run_checks():
             raise AssertionError("expected a 502")
         except openai.InternalServerError as e:
             assert e.status_code == 502, e.status_code
+
+    for sparse in (False, True):
+        providers.run_provider_checks(client, check, fault, status, stream_style, sparse)
 
     @check("the upstream never sees the client's key")
     def _():

@@ -28,8 +28,11 @@ pub enum Command {
         #[arg(env = "DEJA_CONFIG", default_value = "config/deja.toml")]
         path: PathBuf,
     },
-    /// Measure the semantic cache on labelled question pairs: duplicates served
-    /// and false hits across thresholds, with and without the guards.
+    /// Measure the semantic cache on labelled question pairs (`--pairs`):
+    /// duplicates served and false hits across thresholds, with and without
+    /// the guards. Or measure a ladder's semantic routes on labelled
+    /// questions (`--routes`): accuracy, precision and recall per route, the
+    /// confusion, and how many fall to no route.
     Eval(EvalArgs),
     /// Run the simulated OpenAI-compatible upstream used by the demo and tests.
     MockUpstream {
@@ -44,8 +47,18 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// JSONL file of {"a": "...", "b": "...", "same": true|false}; .gz is read as gzip.
+    #[arg(long, required_unless_present = "routes", conflicts_with = "routes")]
+    pub pairs: Option<PathBuf>,
+    /// JSONL file of {"text": "...", "route": "<route name>" | "none"}: the
+    /// semantic routes of `--ladder` are evaluated instead of the cache.
     #[arg(long)]
-    pub pairs: PathBuf,
+    pub routes: Option<PathBuf>,
+    /// The ladder whose routes `--routes` evaluates (default: the only ladder with routes).
+    #[arg(long, requires = "routes")]
+    pub ladder: Option<String>,
+    /// Print questions `--routes` sends somewhere other than their label.
+    #[arg(long, default_value_t = 0, requires = "routes")]
+    pub show_misses: usize,
     /// Pairs to use, spread evenly over the file (0: all).
     #[arg(long, default_value_t = 20000)]
     pub limit: usize,

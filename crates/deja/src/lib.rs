@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod eval;
+pub mod eval_routes;
 mod rate;
 pub mod server;
 pub mod tls;

@@ -147,7 +147,8 @@ fn check_config(path: &std::path::Path) -> Result<(), AnyError> {
         for r in c.routes.get(&l.name).into_iter().flatten() {
             let examples: Vec<String> = r.examples.iter().map(|e| format!("{e:?}")).collect();
             out.push_str(&format!(
-                "    route to {} (similarity >= {}): {}\n",
+                "    route `{}` to {} (similarity >= {}): {}\n",
+                r.name,
                 r.start_at,
                 r.threshold,
                 examples.join(", ")
@@ -174,7 +175,10 @@ fn write_stdout(s: &str) {
 fn eval(args: EvalArgs) -> Result<(), AnyError> {
     let config = Config::load(&args.config)?;
     use deja::eval;
-    let pairs = eval::read_pairs(&args.pairs, args.limit)?;
+    let Some(pairs_path) = &args.pairs else {
+        return eval_routes(config, &args);
+    };
+    let pairs = eval::read_pairs(pairs_path, args.limit)?;
     let cached = args.similarities.as_deref().and_then(|p| eval::load_similarities(p, pairs.len()));
     let sims = match cached {
         Some(s) => s,
@@ -203,6 +207,64 @@ fn eval(args: EvalArgs) -> Result<(), AnyError> {
         report.push_str(&format!("  false hit {:.3}: {a} | {b}\n", s.similarity));
     }
     write_stdout(&report);
+    Ok(())
+}
+
+/// `deja eval --routes`: the ladder's routes on labelled questions, at the
+/// configured thresholds, then at one threshold for every route.
+fn eval_routes(mut config: Config, args: &EvalArgs) -> Result<(), AnyError> {
+    use deja::eval_routes::{predict, read_labelled, RouteReport};
+    let path = args.routes.as_deref().ok_or("--routes names no file")?;
+    let ladder = match &args.ladder {
+        Some(l) if config.routes.contains_key(l) => l.clone(),
+        Some(l) => return Err(format!("ladder `{l}` has no [[ladders.routes]] in {}", args.config.display()).into()),
+        None => {
+            let mut with: Vec<&String> = config.routes.keys().collect();
+            with.sort();
+            match with.as_slice() {
+                [one] => (*one).clone(),
+                [] => return Err(format!("no ladder in {} has [[ladders.routes]]", args.config.display()).into()),
+                many => {
+                    let names: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+                    return Err(
+                        format!("several ladders have routes ({}): pick one with --ladder", names.join(", ")).into()
+                    );
+                }
+            }
+        }
+    };
+    let names: Vec<String> = config.routes.get(&ladder).into_iter().flatten().map(|r| r.name.clone()).collect();
+    let labelled = read_labelled(path, &names)?;
+    let embedder: Arc<dyn deja_embed::Embedder> = deja::state::load_embedder(&config)?;
+    eprintln!("embedding {} questions and the routes of `{ladder}` with {}...", labelled.len(), embedder.name());
+    deja_gateway::routes::embed_routes(&mut config, embedder.as_ref())?;
+    let routes = config.route_vectors.get(&ladder).cloned().unwrap_or_default();
+    let texts: Vec<String> = labelled.iter().map(|(t, _)| t.clone()).collect();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        vectors.extend(embedder.embed_batch(chunk)?);
+    }
+    let expected: Vec<Option<String>> = labelled.iter().map(|(_, r)| r.clone()).collect();
+    let predicted = predict(&routes, &names, &vectors, None);
+    let mut out = format!("ladder `{ladder}`, {} routes, configured thresholds:\n", names.len());
+    out.push_str(&RouteReport::new(&names, &expected, &predicted).render());
+    out.push_str("\none threshold for every route:\n  threshold  accuracy  no route  wrong route\n");
+    for step in 0..=10 {
+        let t = 0.30 + step as f32 * 0.05;
+        let r = RouteReport::new(&names, &expected, &predict(&routes, &names, &vectors, Some(t)));
+        out.push_str(&format!(
+            "  {t:>9.2}  {:>7.1}%  {:>8}  {:>11}\n",
+            r.accuracy() * 100.0,
+            r.unrouted(),
+            r.misrouted()
+        ));
+    }
+    let misses = labelled.iter().zip(&predicted).filter(|((_, e), p)| e != *p).take(args.show_misses);
+    for ((text, e), p) in misses {
+        let name = |r: &Option<String>| r.clone().unwrap_or_else(|| deja::config::NO_ROUTE.to_string());
+        out.push_str(&format!("  labelled {}, chosen {}: {text}\n", name(e), name(p)));
+    }
+    write_stdout(&out);
     Ok(())
 }
 

@@ -55,7 +55,7 @@ fn now_s() -> u64 {
 impl Opened {
     /// The attempt's stream events as OpenAI chunk payloads.
     pub fn events(&self) -> UpstreamEvents {
-        UpstreamEvents::new(self.kind, now_s())
+        UpstreamEvents::new(self.kind, &self.model.upstream_name, now_s())
     }
 
     /// A whole answer as an OpenAI `chat.completion` body; `Err` says why

@@ -188,21 +188,40 @@ impl Reply {
         blocks
     }
 
-    fn message(&self) -> Value {
+    /// A `usage` object: `output` tokens (none: the field is left out, as
+    /// `message_start` may), with the prompt-cache counts and service tier
+    /// the reference shows unless `sparse`.
+    fn usage(&self, output: Option<u64>, sparse: bool) -> Value {
+        let mut u = json!({"input_tokens": self.input_tokens});
+        if !sparse {
+            u["cache_creation_input_tokens"] = json!(0);
+            u["cache_read_input_tokens"] = json!(0);
+            u["service_tier"] = json!("standard");
+        }
+        if let Some(n) = output {
+            u["output_tokens"] = json!(n);
+        }
+        u
+    }
+
+    fn message(&self, sparse: bool) -> Value {
         json!({
             "id": self.id, "type": "message", "role": "assistant", "model": self.model,
             "content": self.content(), "stop_reason": self.stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens()},
+            "usage": self.usage(Some(self.output_tokens()), sparse),
         })
     }
 
     /// The stream's events, in the order the streaming guide shows them.
-    fn events(&self) -> Vec<Value> {
+    /// `message_delta`'s usage is cumulative: in full, it repeats the input
+    /// and cache counts as the current API does; sparse, it has only
+    /// `output_tokens`, as the streaming guide's example.
+    fn events(&self, sparse: bool) -> Vec<Value> {
         let mut events = vec![
             json!({"type": "message_start", "message": {
                 "id": self.id, "type": "message", "role": "assistant", "content": [], "model": self.model,
                 "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": self.input_tokens, "output_tokens": 1},
+                "usage": self.usage((!sparse).then_some(1), sparse),
             }}),
             json!({"type": "ping"}),
         ];
@@ -230,8 +249,13 @@ impl Reply {
             }
             events.push(json!({"type": "content_block_stop", "index": index}));
         }
+        let usage = if sparse {
+            json!({"output_tokens": self.output_tokens()})
+        } else {
+            self.usage(Some(self.output_tokens()), false)
+        };
         events.push(json!({"type": "message_delta", "delta": {"stop_reason": self.stop_reason, "stop_sequence": null},
-            "usage": {"output_tokens": self.output_tokens()}}));
+            "usage": usage}));
         events.push(json!({"type": "message_stop"}));
         events
     }
@@ -277,10 +301,11 @@ pub(crate) async fn messages(control: &MockControl, headers: &HeaderMap, body: &
         return error(400, &why);
     }
     let reply = Reply::for_request(&req);
+    let sparse = control.stream_style().sparse;
     if req["stream"].as_bool() != Some(true) {
-        return json_response(StatusCode::OK, &reply.message());
+        return json_response(StatusCode::OK, &reply.message(sparse));
     }
-    crate::stream::events(control, fault, reply.events(), frame)
+    crate::stream::events(control, fault, reply.events(sparse), frame)
 }
 
 #[cfg(test)]
@@ -303,6 +328,23 @@ mod tests {
         assert!(invalid(&stray).is_some());
         let extra = json!({"model": "m", "max_tokens": 10, "seed": 1, "messages": [{"role": "user", "content": "a"}]});
         assert_eq!(invalid(&extra).as_deref(), Some("seed: Extra inputs are not permitted"));
+    }
+
+    #[test]
+    fn sparse_answers_leave_out_the_optional_usage_fields() {
+        let req = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+        let reply = Reply::for_request(&req);
+        let full = reply.message(false);
+        assert_eq!(full["usage"]["cache_read_input_tokens"], 0);
+        assert_eq!(full["stop_sequence"], Value::Null);
+        let sparse = reply.message(true);
+        assert!(sparse["usage"].get("cache_read_input_tokens").is_none());
+        assert_eq!(sparse["usage"]["output_tokens"], full["usage"]["output_tokens"]);
+        let start = &reply.events(true)[0]["message"]["usage"];
+        assert!(start.get("output_tokens").is_none() && start["input_tokens"].is_u64(), "{start}");
+        let events = reply.events(false);
+        let delta = events.iter().find(|e| e["type"] == "message_delta").expect("a message_delta");
+        assert_eq!(delta["usage"]["input_tokens"], full["usage"]["input_tokens"]);
     }
 
     #[test]

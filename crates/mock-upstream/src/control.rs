@@ -60,6 +60,14 @@ pub struct StreamStyle {
     pub keep_alive: bool,
     /// Each event written in two pieces, in separate TCP writes.
     pub split_events: bool,
+    /// Anthropic and Gemini answers (whole and streamed) leave out what
+    /// their references mark optional or nullable: Anthropic's usage carries
+    /// no cache counts (and `message_start` no `output_tokens`); Gemini's
+    /// `usageMetadata` comes only on the last chunk, which holds the
+    /// `finishReason` and an empty text part, with no `index`,
+    /// `safetyRatings`, `modelVersion` or `responseId` anywhere. Off, they
+    /// carry every field the references show.
+    pub sparse: bool,
 }
 
 #[derive(Default)]

@@ -178,18 +178,35 @@ impl Reply {
 
     fn usage(&self, output: u64) -> Value {
         json!({"promptTokenCount": self.prompt_tokens, "candidatesTokenCount": output,
-            "totalTokenCount": self.prompt_tokens + output})
+            "totalTokenCount": self.prompt_tokens + output,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": self.prompt_tokens}]})
     }
 
-    /// One `GenerateContentResponse` holding `parts`.
-    fn response(&self, parts: Vec<Value>, finish: Option<&str>, output: u64) -> Value {
-        let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+    /// One `GenerateContentResponse` holding `parts`. In full, every
+    /// response carries the candidate's `index` and safety ratings, the
+    /// usage so far, `modelVersion` and `responseId`; sparse, only the last
+    /// (`finish` set) carries usage, and none of the others appear.
+    fn response(&self, parts: Vec<Value>, finish: Option<&str>, output: u64, sparse: bool) -> Value {
+        let mut candidate = json!({"content": {"role": "model", "parts": parts}});
         if let Some(f) = finish {
             candidate["finishReason"] = json!(f);
-            candidate["safetyRatings"] = json!([{"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"}]);
         }
-        json!({"candidates": [candidate], "usageMetadata": self.usage(output), "modelVersion": self.model,
-            "responseId": self.id})
+        let mut response = json!({"candidates": [candidate]});
+        if !sparse {
+            response["candidates"][0]["index"] = json!(0);
+            response["candidates"][0]["safetyRatings"] = json!([
+                {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
+                {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "NEGLIGIBLE"},
+                {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+                {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
+            ]);
+            response["modelVersion"] = json!(self.model);
+            response["responseId"] = json!(self.id);
+        }
+        if !sparse || finish.is_some() {
+            response["usageMetadata"] = self.usage(output);
+        }
+        response
     }
 
     fn parts(&self) -> Vec<Value> {
@@ -203,28 +220,34 @@ impl Reply {
         parts
     }
 
-    fn whole(&self) -> Value {
-        self.response(self.parts(), Some(self.finish), self.output_tokens())
+    fn whole(&self, sparse: bool) -> Value {
+        self.response(self.parts(), Some(self.finish), self.output_tokens(), sparse)
     }
 
-    /// The stream: text two words at a time, usage in every event, the
-    /// finish reason on the last; a function call comes whole.
-    fn events(&self) -> Vec<Value> {
+    /// The stream: text two words at a time; a function call comes whole.
+    /// In full, the finish reason rides on the last piece of text; sparse,
+    /// it comes alone, on a last response whose only part is empty text.
+    fn events(&self, sparse: bool) -> Vec<Value> {
         let Some(text) = &self.text else {
-            return vec![self.response(self.parts(), Some(self.finish), self.output_tokens())];
+            return vec![self.response(self.parts(), Some(self.finish), self.output_tokens(), sparse)];
         };
         let words: Vec<&str> = text.split_inclusive(' ').collect();
         let pieces: Vec<String> = words.chunks(2).map(|p| p.concat()).collect();
         let mut sent = 0;
         let last = pieces.len().saturating_sub(1);
-        pieces
+        let mut events: Vec<Value> = pieces
             .iter()
             .enumerate()
             .map(|(i, piece)| {
                 sent += piece.split_whitespace().count() as u64;
-                self.response(vec![json!({"text": piece})], (i == last).then_some(self.finish), sent)
+                let finish = (i == last && !sparse).then_some(self.finish);
+                self.response(vec![json!({"text": piece})], finish, sent, sparse)
             })
-            .collect()
+            .collect();
+        if sparse {
+            events.push(self.response(vec![json!({"text": ""})], Some(self.finish), sent, true));
+        }
+        events
     }
 }
 
@@ -284,13 +307,14 @@ pub(crate) async fn generate(
         return error(400, &why);
     }
     let reply = Reply::for_request(model, &req);
+    let sparse = control.stream_style().sparse;
     if !stream {
-        return json_response(StatusCode::OK, &reply.whole());
+        return json_response(StatusCode::OK, &reply.whole(sparse));
     }
     if query != Some("alt=sse") {
         return error(400, "the mock streams server-sent events only: ask with alt=sse");
     }
-    crate::stream::events(control, fault, reply.events(), frame)
+    crate::stream::events(control, fault, reply.events(sparse), frame)
 }
 
 /// `data: <json>\r\n\r\n`, as Gemini frames each event.
@@ -316,6 +340,26 @@ mod tests {
         let extra = json!({"model": "m", "contents": [{"role": "user", "parts": [{"text": "a"}]}]});
         assert!(invalid(&extra).is_some_and(|m| m.contains("\"model\"")));
         assert!(invalid(&json!({"contents": []})).is_some());
+    }
+
+    #[test]
+    fn sparse_streams_carry_usage_and_the_finish_reason_only_at_the_end() {
+        let req = json!({"contents": [{"role": "user", "parts": [{"text": "what is the answer to this"}]}]});
+        let reply = Reply::for_request("gemini-x", &req);
+        let full = reply.events(false);
+        assert!(full.iter().all(|e| e["usageMetadata"].is_object() && e["modelVersion"] == "gemini-x"));
+        assert!(full.iter().all(|e| e["candidates"][0]["safetyRatings"].is_array()));
+        assert_eq!(full.iter().filter(|e| e["candidates"][0].get("finishReason").is_some()).count(), 1);
+        let sparse = reply.events(true);
+        assert_eq!(sparse.len(), full.len() + 1);
+        let (last, rest) = sparse.split_last().expect("events");
+        assert!(rest
+            .iter()
+            .all(|e| e.get("usageMetadata").is_none() && e["candidates"][0].get("finishReason").is_none()));
+        assert!(sparse.iter().all(|e| e.get("modelVersion").is_none() && e["candidates"][0].get("index").is_none()));
+        assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+        assert_eq!(last["candidates"][0]["content"]["parts"], json!([{"text": ""}]));
+        assert_eq!(last["usageMetadata"], full.last().expect("events")["usageMetadata"]);
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! usage in different places or not at all, CRLF separators, keep-alive
 //! comments, events split across writes. It frames SSE itself.
 //! `POST /v1/messages` speaks Anthropic's Messages API the same way, and
-//! `POST /v1beta/models/{model}:generateContent` Google's Gemini API.
+//! `POST /v1beta/models/{model}:generateContent` Google's Gemini API; with
+//! `StreamStyle::sparse` their answers leave out the fields the providers'
+//! references mark optional (Gemini usage only on the last chunk, no
+//! `modelVersion`, no cache counts in Anthropic's usage).
 //! Tests drive it through [`MockControl`]; other processes through its
 //! `/_mock/*` control routes.
 

@@ -19,12 +19,14 @@ pub struct UpstreamEvents {
 }
 
 impl UpstreamEvents {
-    /// `created` stamps translated chunks (Anthropic and Gemini send no timestamp).
-    pub fn new(kind: ProviderKind, created: u64) -> Self {
+    /// `created` stamps translated chunks (Anthropic and Gemini send no
+    /// timestamp); `model` names them until the provider does (Gemini's
+    /// `modelVersion` is optional).
+    pub fn new(kind: ProviderKind, model: &str, created: u64) -> Self {
         let translator = match kind {
             ProviderKind::OpenAi => Translator::None,
-            ProviderKind::Anthropic => Translator::Anthropic(anthropic::StreamTranslator::new(created)),
-            ProviderKind::Gemini => Translator::Gemini(gemini::StreamTranslator::new(created)),
+            ProviderKind::Anthropic => Translator::Anthropic(anthropic::StreamTranslator::new(model, created)),
+            ProviderKind::Gemini => Translator::Gemini(gemini::StreamTranslator::new(model, created)),
         };
         Self { parser: SseParser::new(), translator }
     }

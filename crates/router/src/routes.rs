@@ -5,6 +5,8 @@
 /// One `[[ladders.routes]]` table, as configured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteSpec {
+    /// What reports call the route (`deja eval --routes` labels, `check-config`).
+    pub name: String,
     pub examples: Vec<String>,
     /// A rung of the route's ladder.
     pub start_at: String,

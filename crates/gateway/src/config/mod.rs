@@ -14,7 +14,7 @@ pub use cluster::ClusterSettings;
 
 pub use duration::parse_duration;
 pub use raw::default_threshold;
-pub use routes::DEFAULT_ROUTE_THRESHOLD;
+pub use routes::{DEFAULT_ROUTE_THRESHOLD, NO_ROUTE};
 pub use slo::SloSettings;
 
 use deja_cache::{GuardSettings, SemanticSettings};

@@ -336,6 +336,8 @@ pub struct RawLadder {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    #[serde(default)]
+    pub name: Option<String>,
     pub examples: Vec<String>,
     pub start_at: String,
     #[serde(default)]

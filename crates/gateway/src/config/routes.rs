@@ -7,6 +7,9 @@ use std::collections::HashMap;
 /// The similarity a route needs when it names no `threshold`.
 pub const DEFAULT_ROUTE_THRESHOLD: f32 = 0.55;
 
+/// What reports call a question no route takes; no route may be named so.
+pub const NO_ROUTE: &str = "none";
+
 /// Each ladder's routes by ladder name; ladders without routes are left out.
 pub fn validate(ladders: &[RawLadder]) -> Result<HashMap<String, Vec<RouteSpec>>, ConfigError> {
     let mut out = HashMap::new();
@@ -27,7 +30,14 @@ pub fn validate(ladders: &[RawLadder]) -> Result<HashMap<String, Vec<RouteSpec>>
             if !(threshold > 0.0 && threshold <= 1.0) {
                 return Err(invalid(path("threshold"), "must be in (0, 1]"));
             }
-            routes.push(RouteSpec { examples: r.examples.clone(), start_at: r.start_at.clone(), threshold });
+            let name = match &r.name {
+                Some(n) if n.trim().is_empty() || n == NO_ROUTE => {
+                    return Err(invalid(path("name"), format!("may not be empty or `{NO_ROUTE}`")))
+                }
+                Some(n) => n.clone(),
+                None => r.start_at.clone(),
+            };
+            routes.push(RouteSpec { name, examples: r.examples.clone(), start_at: r.start_at.clone(), threshold });
         }
         if !routes.is_empty() {
             out.insert(ladder.name.clone(), routes);

@@ -163,6 +163,7 @@ fn routes_are_validated_and_their_errors_name_the_field() {
     let routes = c.routes.get("auto").expect("routes of auto");
     assert_eq!(routes[0].threshold, DEFAULT_ROUTE_THRESHOLD);
     assert_eq!(routes[0].start_at, "a");
+    assert_eq!(routes[0].name, "a", "an unnamed route is called by its rung");
     let second = |table: &str| format!("{ok}[[ladders.routes]]\n{table}\n");
     assert_eq!(error_path(&second("examples = [\"x\"]\nstart_at = \"zzz\"")), "ladders[0].routes[1].start_at");
     assert_eq!(error_path(&second("examples = []\nstart_at = \"a\"")), "ladders[0].routes[1].examples");
@@ -172,6 +173,12 @@ fn routes_are_validated_and_their_errors_name_the_field() {
         assert_eq!(error_path(&text), "ladders[0].routes[1].threshold", "{bad}");
     }
     assert!(error_path(&second("examples = [\"x\"]\nstart_at = \"a\"\nstart = 1")).contains("ladders"));
+    let named = Config::parse(&second("name = \"refunds\"\nexamples = [\"x\"]\nstart_at = \"a\"")).expect("valid");
+    assert_eq!(named.routes.get("auto").map(|r| r[1].name.as_str()), Some("refunds"));
+    for bad in ["\"\"", "\"none\""] {
+        let text = second(&format!("name = {bad}\nexamples = [\"x\"]\nstart_at = \"a\""));
+        assert_eq!(error_path(&text), "ladders[0].routes[1].name", "{bad}");
+    }
 }
 
 const TWO_RUNGS: &str = r#"

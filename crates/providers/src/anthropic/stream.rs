@@ -24,10 +24,11 @@ pub struct StreamTranslator {
 }
 
 impl StreamTranslator {
-    pub fn new(created: u64) -> Self {
+    /// `model` names the chunks until the stream does.
+    pub fn new(model: &str, created: u64) -> Self {
         Self {
             id: String::new(),
-            model: String::new(),
+            model: model.to_string(),
             created,
             tools: HashMap::new(),
             input_tokens: 0,
@@ -68,7 +69,9 @@ impl StreamTranslator {
                 let message = event.get("message");
                 let field = |f: &str| message.and_then(|m| m.get(f)).and_then(Value::as_str).unwrap_or_default();
                 self.id = field("id").to_string();
-                self.model = field("model").to_string();
+                if let Some(m) = message.and_then(|m| m.get("model")).and_then(Value::as_str) {
+                    self.model = m.to_string();
+                }
                 self.read_usage(message.and_then(|m| m.get("usage")));
                 vec![self.chunk(json!({"role": "assistant", "content": ""}), None)]
             }

@@ -231,7 +231,7 @@ fn wire(events: &[Value], piece: usize) -> Vec<Vec<u8>> {
 }
 
 fn translate_stream(events: &[Value], piece: usize) -> Vec<String> {
-    let mut up = UpstreamEvents::new(ProviderKind::Anthropic, 1_700_000_000);
+    let mut up = UpstreamEvents::new(ProviderKind::Anthropic, "claude-test", 1_700_000_000);
     wire(events, piece).iter().flat_map(|c| up.push(c).expect("small events")).collect()
 }
 
@@ -315,6 +315,34 @@ fn an_error_event_becomes_an_openai_error_event() {
 
 #[test]
 fn openai_streams_pass_through() {
-    let mut up = UpstreamEvents::new(ProviderKind::OpenAi, 0);
+    let mut up = UpstreamEvents::new(ProviderKind::OpenAi, "gpt-test", 0);
     assert_eq!(up.push(b"data: {\"a\":1}\n\ndata: [DONE]\n\n").expect("small"), vec!["{\"a\":1}", "[DONE]"]);
+}
+
+#[test]
+fn usage_fields_may_be_null_missing_or_repeated_cumulatively() {
+    // message_start without output_tokens and with null cache counts; a
+    // message_delta repeating the input and cache counts, as the current API does.
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_u", "type": "message", "role": "assistant",
+            "content": [], "model": "claude-x", "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 30, "cache_creation_input_tokens": null, "cache_read_input_tokens": null}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+            "usage": {"input_tokens": 30, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10,
+                "output_tokens": 3, "service_tier": "standard"}}),
+        json!({"type": "message_stop"}),
+    ];
+    let c = serde_json::to_value(assemble(&translate_stream(&events, 5))).expect("serializable");
+    assert_eq!(c["model"], "claude-x");
+    assert_eq!(c["usage"]["prompt_tokens"], 40);
+    assert_eq!(c["usage"]["completion_tokens"], 3);
+    assert_eq!(c["usage"]["prompt_tokens_details"]["cached_tokens"], 10);
+    let whole = json!({"id": "msg_w", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [{"type": "text", "text": "Hi"}], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 7, "output_tokens": 2, "cache_creation_input_tokens": null}});
+    let c = to_chat_completion(whole.to_string().as_bytes(), 1).expect("a message");
+    assert_eq!(c["usage"], json!({"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}));
 }

@@ -33,10 +33,11 @@ pub struct StreamTranslator {
 }
 
 impl StreamTranslator {
-    pub fn new(created: u64) -> Self {
+    /// `model` names the chunks until the stream does.
+    pub fn new(model: &str, created: u64) -> Self {
         Self {
             id: String::new(),
-            model: String::new(),
+            model: model.to_string(),
             created,
             candidates: BTreeMap::new(),
             calls: 0,

@@ -266,7 +266,7 @@ fn sse(events: &[Value]) -> String {
 }
 
 fn translate_stream(wire: &str) -> Vec<String> {
-    let mut events = UpstreamEvents::new(ProviderKind::Gemini, 1_700_000_000);
+    let mut events = UpstreamEvents::new(ProviderKind::Gemini, "gemini-test", 1_700_000_000);
     // Fed in small pieces, as a network would.
     wire.as_bytes().chunks(7).flat_map(|c| events.push(c).expect("small events")).collect()
 }
@@ -320,4 +320,26 @@ fn a_function_call_stream_and_an_error_event() {
     let e: Value = serde_json::from_str(out.first().expect("an event")).expect("JSON");
     assert_eq!(e["error"]["code"], "UNAVAILABLE");
     assert_eq!(e["error"]["message"], "The model is overloaded.");
+}
+
+#[test]
+fn a_sparse_stream_is_named_by_the_requested_model_and_counts_the_last_usage() {
+    // No modelVersion, responseId, index or safety ratings; usage only on the
+    // last event, which holds the finish reason and an empty text part.
+    let piece = |t: &str| json!({"candidates": [{"content": {"role": "model", "parts": [{"text": t}]}}]});
+    let wire = sse(&[
+        piece("Hello "),
+        piece("there."),
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 2, "totalTokenCount": 6}}),
+    ]);
+    let out = translate_stream(&wire);
+    let chunks: Vec<Value> = out.iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+    assert!(chunks.iter().all(|c| c["model"] == "gemini-test"), "{chunks:?}");
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "Hello there.");
+    assert_eq!(chunks.iter().filter(|c| c["choices"][0]["finish_reason"] == "stop").count(), 1);
+    let usage = chunks.iter().find_map(|c| c.get("usage")).expect("a usage chunk");
+    assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(out.last().map(String::as_str), Some("[DONE]"));
 }
