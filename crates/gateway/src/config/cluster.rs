@@ -22,7 +22,7 @@ pub struct RawCluster {
     /// stream, trimmed approximately; a replica left behind rebuilds from Redis.
     #[serde(default = "default_stream_max_len")]
     pub stream_max_len: u64,
-    /// Whether new semantic entries are published on the stream and indexed by every replica.
+    /// Whether new semantic entries are published on the stream, and other replicas' indexed here.
     #[serde(default = "default_replicate_semantic")]
     pub replicate_semantic: bool,
     /// How long a starting replica waits for Redis to catch up on deletes before serving.

@@ -26,8 +26,9 @@ const BATCH: usize = 500;
 const RETRY: Duration = Duration::from_millis(250);
 
 /// Starts the background reader and waits, at most `cluster.startup_wait`,
-/// until it has applied every tombstone up to the stream's end: a replica
-/// that was down while entries were deleted removes them before it serves.
+/// until it has applied every event up to the stream's end: a replica that
+/// was down while entries were deleted removes them before it serves, and
+/// indexes the semantic entries stored meanwhile.
 /// Past the wait (Redis unreachable) it serves from its own store, degraded,
 /// and catches up when Redis answers.
 pub async fn start(state: &Arc<AppState>) {
@@ -289,17 +290,7 @@ async fn trimmed_past(fleet: &Fleet, conn: &mut ConnectionManager, last: &str) -
         Ok(Err(e)) => return Err(e.into()),
         Err(_) => return Err(FleetError::Timeout(fleet.settings.timeout * 4)),
     };
-    let info = StreamInfo::read(reply);
-    let last = stream_id(last);
-    let lost_some = match (info.added, info.length) {
-        (Some(added), Some(length)) => added > length,
-        // Before Redis 7 the stream does not say: assume it did.
-        _ => true,
-    } || info.max_deleted.is_some_and(|d| stream_id(&d) > last);
-    Ok(match (info.first, info.end) {
-        (Some(first), Some(end)) if lost_some && stream_id(&first) > last => Some(end),
-        _ => None,
-    })
+    Ok(StreamInfo::read(reply).gap_after(last))
 }
 
 /// What `XINFO STREAM` says that matters here.
@@ -338,6 +329,20 @@ impl StreamInfo {
             }
         }
         info
+    }
+
+    /// The stream's last id, if events after `last` may have been removed.
+    fn gap_after(self, last: &str) -> Option<String> {
+        let last = stream_id(last);
+        let lost_some = match (self.added, self.length) {
+            (Some(added), Some(length)) => added > length,
+            // Before Redis 7 the stream does not say: assume it did.
+            _ => true,
+        } || self.max_deleted.is_some_and(|d| stream_id(&d) > last);
+        match (self.first, self.end) {
+            (Some(first), Some(end)) if lost_some && stream_id(&first) > last => Some(end),
+            _ => None,
+        }
     }
 }
 
@@ -474,4 +479,38 @@ fn clear_local(state: &AppState) -> Result<(), StoreError> {
     }
     state.metrics.entries.set(state.store.len() as i64);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(length: u64, added: u64, first: &str, end: &str) -> StreamInfo {
+        StreamInfo {
+            length: Some(length),
+            added: Some(added),
+            first: Some(first.into()),
+            end: Some(end.into()),
+            max_deleted: Some("0-0".into()),
+        }
+    }
+
+    #[test]
+    fn a_gap_is_a_trimmed_stream_starting_after_the_position() {
+        // Never trimmed: whatever the position, nothing was lost.
+        assert_eq!(info(5, 5, "10-0", "14-0").gap_after("0-0"), None);
+        // Trimmed, but the position is still in the stream.
+        assert_eq!(info(5, 9, "10-0", "14-0").gap_after("10-0"), None);
+        assert_eq!(info(5, 9, "10-0", "14-0").gap_after("12-3"), None);
+        // Trimmed past the position (or a fresh replica, position 0-0).
+        assert_eq!(info(5, 9, "10-0", "14-0").gap_after("9-5").as_deref(), Some("14-0"));
+        assert_eq!(info(5, 9, "10-0", "14-0").gap_after("0-0").as_deref(), Some("14-0"));
+        // An XDEL past the position counts as a loss.
+        let deleted = StreamInfo { max_deleted: Some("11-0".into()), ..info(5, 5, "10-0", "14-0") };
+        assert_eq!(deleted.gap_after("9-0").as_deref(), Some("14-0"));
+        // A missing or empty stream has lost nothing.
+        assert_eq!(StreamInfo::default().gap_after("3-0"), None);
+        assert_eq!(stream_id("12-3"), (12, 3));
+        assert_eq!(stream_id("garbage"), (0, 0));
+    }
 }

@@ -24,6 +24,9 @@ use std::time::Duration;
 /// Keys read at once while backfilling.
 const BACKFILL_PAGE: usize = 500;
 
+/// An entry key with the values read for it: the entry's copy and its vector's.
+type RedisCopy = (String, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// A `stored` event: a new semantic entry on another replica.
 pub(super) struct Stored {
     pub id: CacheKey,
@@ -116,10 +119,10 @@ pub(super) fn parse(e: &StreamId) -> Option<Stored> {
     })
 }
 
-/// Whether this replica should apply `s`: not its own, and embedded by the
-/// same model as its own questions.
+/// Whether this replica should apply `s`: replicating, not its own, and
+/// embedded by the same model as its own questions.
 pub(super) fn wanted(fleet: &Fleet, model: Option<&str>, s: &Stored) -> bool {
-    s.origin != fleet.origin && model == Some(s.model.as_str())
+    fleet.settings.replicate_semantic && s.origin != fleet.origin && model == Some(s.model.as_str())
 }
 
 /// Reads the Redis copies the wanted `stored` events point at, one `MGET`.
@@ -166,8 +169,13 @@ fn insert(
     if entry.kind != EntryKind::Chat || entry.is_expired(now_ms) || fleet.buried(entry) {
         return Ok(false);
     }
-    if state.store.get(&entry.id).ok().flatten().is_some_and(|held| held.created_ms >= entry.created_ms) {
-        return Ok(false);
+    // Already held (this replica's own, or an earlier event): keep it, unless
+    // it is this very entry copied by an exact lookup without its vector.
+    if let Some(held) = state.store.get(&entry.id).ok().flatten() {
+        let indexed = || state.store.vector(&entry.id).ok().flatten().is_some();
+        if held.created_ms > entry.created_ms || (held.created_ms == entry.created_ms && indexed()) {
+            return Ok(false);
+        }
     }
     state.store.put(entry, Some(vector))?;
     state.index.insert(&state.store, entry.id, fingerprint, vector)?;
@@ -190,7 +198,8 @@ pub(super) async fn backfill(
     fleet: &std::sync::Arc<Fleet>,
     conn: &mut ConnectionManager,
 ) -> Result<u64, FleetError> {
-    let Some(model) = model_identity(state) else { return Ok(0) };
+    // With the semantic cache off, entries come back without their vectors.
+    let model = model_identity(state).unwrap_or_default();
     let max = state.config().cache.max_entries;
     let pattern = format!("{}:e:*", fleet.prefix());
     let (mut cursor, mut written) = (0u64, 0u64);
@@ -207,7 +216,7 @@ pub(super) async fn backfill(
             }
             let entries: Vec<Option<Vec<u8>>> = bounded(fleet, conn, redis::cmd("MGET").arg(page)).await?;
             let vectors: Vec<Option<Vec<u8>>> = bounded(fleet, conn, redis::cmd("MGET").arg(&vector_keys)).await?;
-            let copies: Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>)> =
+            let copies: Vec<RedisCopy> =
                 page.iter().cloned().zip(entries).zip(vectors).map(|((k, e), v)| (k, e, v)).collect();
             let (s, f) = (state.clone(), fleet.clone());
             let model = model.clone();
@@ -226,12 +235,7 @@ pub(super) async fn backfill(
 
 /// Writes one page of Redis copies: each checked against the key it was
 /// read from (namespace and id), unexpired, with a vector of this model's size.
-fn backfill_page(
-    state: &AppState,
-    fleet: &Fleet,
-    model: &str,
-    copies: &[(String, Option<Vec<u8>>, Option<Vec<u8>>)],
-) -> Result<u64, StoreError> {
+fn backfill_page(state: &AppState, fleet: &Fleet, model: &str, copies: &[RedisCopy]) -> Result<u64, StoreError> {
     let dim = model.rsplit_once('/').and_then(|(_, d)| d.parse::<usize>().ok()).unwrap_or(0);
     let now = deja_cache::now_ms();
     let mut written = 0;
@@ -285,6 +289,32 @@ async fn bounded<T: redis::FromRedisValue>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ClusterSettings;
+
+    fn fleet() -> Fleet {
+        let settings = ClusterSettings {
+            redis_url: "redis://127.0.0.1:1".into(),
+            key_prefix: "deja".into(),
+            password: None,
+            timeout: Duration::from_millis(50),
+            stream_max_len: 1000,
+            replicate_semantic: true,
+            startup_wait: Duration::from_secs(1),
+        };
+        Fleet::new(settings, &crate::metrics::Metrics::new())
+    }
+
+    #[test]
+    fn entry_keys_map_to_their_vector_keys_and_back() {
+        let f = fleet();
+        let id = CacheKey([7; 32]);
+        let key = f.entry_key("team:a", &id);
+        assert_eq!(vector_key_of(&f, &key), Some(format!("deja:v:team:a:{}", id.to_hex())));
+        assert_eq!(split_entry_key(&f, &key), Some(("team:a", id)));
+        assert_eq!(vector_key_of(&f, "other:e:x:y"), None);
+        assert_eq!(split_entry_key(&f, "deja:e:ns:not-hex"), None);
+        assert_eq!(with_vector_keys(&f, std::slice::from_ref(&key)).len(), 2);
+    }
 
     #[test]
     fn vectors_round_trip_and_garbage_is_refused() {

@@ -106,7 +106,7 @@ impl Write {
         let Write { store, entry, bytes, semantic, ttl_ms } = self;
         // Deleted (or replaced) here before its turn came: publishing it now
         // would put it behind its own tombstone in the stream.
-        if !store.get(&entry.id).ok().flatten().is_some_and(|held| held.created_ms == entry.created_ms) {
+        if store.get(&entry.id).ok().flatten().is_none_or(|held| held.created_ms != entry.created_ms) {
             return;
         }
         let key = fleet.entry_key(&entry.namespace, &entry.id);
