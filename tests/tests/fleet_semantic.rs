@@ -233,3 +233,32 @@ async fn an_event_whose_copy_is_corrupt_is_a_counted_miss() {
     assert_eq!(cluster_stat(b.url("/admin/stats"), "entries_replicated").await, 0);
     assert!(cluster_stat(b.url("/admin/stats"), "corrupt_values").await >= 1);
 }
+
+#[tokio::test]
+async fn replication_resumes_after_redis_comes_back() {
+    let mut redis = RedisServer::start();
+    let a = spawn_proxy(semantic_fleet(&redis, "")).await;
+    let b = spawn_replica(&a.mock, semantic_fleet(&redis, "")).await;
+    redis.kill();
+    // Stored while Redis is down: kept on A only.
+    assert_eq!(post_to(a.url("/v1/chat/completions"), &ask(RESET), None).await.cache(), "miss");
+    redis.restart();
+    for r in [a.url("/readyz"), b.url("/readyz")] {
+        let back = eventually(Duration::from_secs(10), || {
+            let url = r.clone();
+            async move {
+                let resp = client().get(url).send().await.expect("readyz");
+                resp.json::<Value>().await.unwrap_or(Value::Null)["cluster"] == "connected"
+            }
+        })
+        .await;
+        assert!(back, "{r} never reconnected");
+    }
+    let first = post_to(a.url("/v1/chat/completions"), &ask(OPEN), None).await;
+    assert_eq!(first.cache(), "miss");
+    assert!(stat_reaches(b.url("/admin/stats"), "entries_replicated", 1, Duration::from_secs(5)).await);
+    let para = post_to(b.url("/v1/chat/completions"), &ask(OPEN_PARAPHRASE), None).await;
+    assert_eq!(para.cache(), "semantic");
+    assert_eq!(para.content(), first.content());
+    assert_eq!(cluster_stat(b.url("/admin/stats"), "entries_replicated").await, 1);
+}
