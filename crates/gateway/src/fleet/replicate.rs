@@ -120,9 +120,17 @@ pub(super) fn parse(e: &StreamId) -> Option<Stored> {
 }
 
 /// Whether this replica should apply `s`: replicating, not its own, and
-/// embedded by the same model as its own questions.
+/// embedded by the same model as its own questions (so of its dimension).
 pub(super) fn wanted(fleet: &Fleet, model: Option<&str>, s: &Stored) -> bool {
-    fleet.settings.replicate_semantic && s.origin != fleet.origin && model == Some(s.model.as_str())
+    fleet.settings.replicate_semantic
+        && s.origin != fleet.origin
+        && model == Some(s.model.as_str())
+        && dimension(&s.model) == Some(s.vector.len())
+}
+
+/// The dimension in a model identity (`name/dim`).
+fn dimension(model: &str) -> Option<usize> {
+    model.rsplit_once('/').and_then(|(_, d)| d.parse().ok())
 }
 
 /// Reads the Redis copies the wanted `stored` events point at, one `MGET`.
@@ -177,14 +185,10 @@ fn insert(
             return Ok(false);
         }
     }
+    // Tombstones are remembered only by this reader, which applies events one
+    // after another, so none can arrive between the check above and here.
     state.store.put(entry, Some(vector))?;
     state.index.insert(&state.store, entry.id, fingerprint, vector)?;
-    // A tombstone applied by a concurrent Redis lookup's delete: it must not stay.
-    if fleet.buried(entry) {
-        state.index.remove(&entry.id);
-        state.store.remove(&entry.id)?;
-        return Ok(false);
-    }
     Ok(true)
 }
 
@@ -236,7 +240,7 @@ pub(super) async fn backfill(
 /// Writes one page of Redis copies: each checked against the key it was
 /// read from (namespace and id), unexpired, with a vector of this model's size.
 fn backfill_page(state: &AppState, fleet: &Fleet, model: &str, copies: &[RedisCopy]) -> Result<u64, StoreError> {
-    let dim = model.rsplit_once('/').and_then(|(_, d)| d.parse::<usize>().ok()).unwrap_or(0);
+    let dim = dimension(model).unwrap_or(0);
     let now = deja_cache::now_ms();
     let mut written = 0;
     for (key, entry, vector) in copies {
@@ -323,5 +327,7 @@ mod tests {
         assert_eq!(decode_vector(&[1, 2, 3]), None);
         assert_eq!(decode_vector(&[]), None);
         assert_eq!(decode_vector(&encode_vector(&[f32::NAN])), None);
+        assert_eq!(dimension("all-MiniLM-L6-v2-int8/384"), Some(384));
+        assert_eq!(dimension("no-dimension"), None);
     }
 }
