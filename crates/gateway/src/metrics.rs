@@ -65,6 +65,8 @@ pub struct Metrics {
     pub cluster_corrupt_values: Counter,
     pub cluster_events_applied: Counter,
     pub cluster_writes_skipped: Counter,
+    pub cluster_entries_replicated: Counter,
+    pub cluster_entries_backfilled: Counter,
     pub slo: crate::slo::SloMetrics,
     pub rungs: crate::rung_metrics::RungMetrics,
 }
@@ -200,6 +202,18 @@ impl Metrics {
             "Entries not written to Redis because too many writes were in flight",
             cluster_writes_skipped.clone(),
         );
+        let cluster_entries_replicated = Counter::default();
+        registry.register(
+            "cluster_entries_replicated",
+            "Semantic entries stored by another replica, read from the events stream and indexed here",
+            cluster_entries_replicated.clone(),
+        );
+        let cluster_entries_backfilled = Counter::default();
+        registry.register(
+            "cluster_entries_backfilled",
+            "Entries rebuilt from Redis copies after the events stream was trimmed past this replica",
+            cluster_entries_backfilled.clone(),
+        );
         let slo = crate::slo::SloMetrics::register(&mut registry);
         let rungs = crate::rung_metrics::RungMetrics::register(&mut registry);
         Self {
@@ -225,6 +239,8 @@ impl Metrics {
             cluster_corrupt_values,
             cluster_events_applied,
             cluster_writes_skipped,
+            cluster_entries_replicated,
+            cluster_entries_backfilled,
             slo,
             rungs,
         }

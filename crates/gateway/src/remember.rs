@@ -75,7 +75,7 @@ pub fn store(state: &AppState, max_entries: u64, new: NewEntry) -> Option<CacheK
         tracing::warn!(error = %e, "could not store a cache entry");
         return None;
     }
-    crate::fleet::share(state, &entry);
+    crate::fleet::share(state, &entry, vector.as_ref().map(|(_, v)| v.as_slice()));
     if let Some((fp, v)) = vector {
         if let Err(e) = state.index.insert(&state.store, entry.id, &fp, &v) {
             tracing::warn!(error = %e, "could not index a cache entry");

@@ -75,6 +75,11 @@ pub fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, StartError> {
 }
 
 impl AppState {
+    /// The embedding model's name and dimension; `None` with the semantic cache off.
+    pub fn embedder_identity(&self) -> Option<(&str, usize)> {
+        self.route_embedder.as_ref().map(|e| (e.name(), e.dim()))
+    }
+
     /// Opens the store, loads the embedder (unless `embedder` is given) and
     /// rebuilds the semantic index from the store.
     pub fn build(mut config: Config, embedder: Option<Arc<dyn Embedder>>) -> Result<Arc<Self>, StartError> {

@@ -18,9 +18,13 @@ pub struct RawCluster {
     /// The longest any one Redis operation may take before it counts as a failure.
     #[serde(default = "default_timeout")]
     pub timeout: String,
-    /// Tombstones kept in the events stream (trimmed approximately).
+    /// Events (tombstones and new semantic entries) kept in the events
+    /// stream, trimmed approximately; a replica left behind rebuilds from Redis.
     #[serde(default = "default_stream_max_len")]
     pub stream_max_len: u64,
+    /// Whether new semantic entries are published on the stream, and other replicas' indexed here.
+    #[serde(default = "default_replicate_semantic")]
+    pub replicate_semantic: bool,
     /// How long a starting replica waits for Redis to catch up on deletes before serving.
     #[serde(default = "default_startup_wait")]
     pub startup_wait: String,
@@ -38,6 +42,10 @@ fn default_stream_max_len() -> u64 {
     100_000
 }
 
+fn default_replicate_semantic() -> bool {
+    true
+}
+
 fn default_startup_wait() -> String {
     "3s".into()
 }
@@ -51,6 +59,7 @@ pub struct ClusterSettings {
     pub password: Option<String>,
     pub timeout: Duration,
     pub stream_max_len: u64,
+    pub replicate_semantic: bool,
     pub startup_wait: Duration,
 }
 
@@ -62,6 +71,7 @@ impl std::fmt::Debug for ClusterSettings {
             .field("password", &self.password.as_ref().map(|_| "redacted"))
             .field("timeout", &self.timeout)
             .field("stream_max_len", &self.stream_max_len)
+            .field("replicate_semantic", &self.replicate_semantic)
             .field("startup_wait", &self.startup_wait)
             .finish()
     }
@@ -86,6 +96,10 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Below this a replica would fall behind the stream (and rebuild from
+/// Redis) at the slightest pause.
+const MIN_STREAM_MAX_LEN: u64 = 10;
+
 pub fn validate(raw: Option<RawCluster>) -> Result<Option<ClusterSettings>, ConfigError> {
     let Some(raw) = raw else { return Ok(None) };
     let schemes = ["redis://", "redis+unix://", "unix://"];
@@ -100,8 +114,8 @@ pub fn validate(raw: Option<RawCluster>) -> Result<Option<ClusterSettings>, Conf
         return Err(invalid("cluster.timeout", "must be greater than 0"));
     }
     let startup_wait = parse_duration(&raw.startup_wait).map_err(|m| invalid("cluster.startup_wait", m))?;
-    if raw.stream_max_len < 1000 {
-        return Err(invalid("cluster.stream_max_len", "must be at least 1000"));
+    if raw.stream_max_len < MIN_STREAM_MAX_LEN {
+        return Err(invalid("cluster.stream_max_len", format!("must be at least {MIN_STREAM_MAX_LEN}")));
     }
     let password = match &raw.password_env {
         None => None,
@@ -116,6 +130,7 @@ pub fn validate(raw: Option<RawCluster>) -> Result<Option<ClusterSettings>, Conf
         password,
         timeout,
         stream_max_len: raw.stream_max_len,
+        replicate_semantic: raw.replicate_semantic,
         startup_wait,
     }))
 }
@@ -161,6 +176,7 @@ mod tests {
             password: Some("s3cret".into()),
             timeout: Duration::from_millis(50),
             stream_max_len: 1000,
+            replicate_semantic: true,
             startup_wait: Duration::from_secs(1),
         };
         let shown = format!("{c:?}");

@@ -2,7 +2,9 @@
 //!
 //! sled stays each replica's own store and is always asked first. Redis adds
 //! a shared exact tier behind it ([`shared`]) and a stream of deletes and
-//! purges every replica applies to its own store ([`events`]). Redis is a
+//! purges every replica applies to its own store ([`events`]); the same
+//! stream carries new semantic entries, which every replica indexes itself
+//! ([`replicate`]). Redis is a
 //! dependency, never a single point of failure: every call is bounded by
 //! `cluster.timeout`, and while Redis is unreachable the replica is
 //! *degraded*: it skips Redis entirely, serves from sled and upstream, and
@@ -12,6 +14,7 @@
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
 
 mod events;
+mod replicate;
 mod shared;
 
 pub use events::{delete, purge, start};
@@ -75,6 +78,10 @@ pub struct Fleet {
     pub(crate) corrupt_values: Counter,
     pub(crate) events_applied: Counter,
     pub(crate) writes_skipped: Counter,
+    /// Tells this process's own `stored` events apart from other replicas'.
+    origin: u64,
+    pub(crate) entries_replicated: Counter,
+    pub(crate) entries_backfilled: Counter,
 }
 
 impl Fleet {
@@ -91,6 +98,9 @@ impl Fleet {
             corrupt_values: metrics.cluster_corrupt_values.clone(),
             events_applied: metrics.cluster_events_applied.clone(),
             writes_skipped: metrics.cluster_writes_skipped.clone(),
+            origin: random_origin(),
+            entries_replicated: metrics.cluster_entries_replicated.clone(),
+            entries_backfilled: metrics.cluster_entries_backfilled.clone(),
         }
     }
 
@@ -117,6 +127,8 @@ impl Fleet {
             "events_applied": self.events_applied.get(),
             "corrupt_values": self.corrupt_values.get(),
             "writes_skipped": self.writes_skipped.get(),
+            "entries_replicated": self.entries_replicated.get(),
+            "entries_backfilled": self.entries_backfilled.get(),
         })
     }
 
@@ -227,6 +239,15 @@ impl Fleet {
             Tomb::Filter(f) => f.matches(entry),
         })
     }
+}
+
+/// A random id for this process (std's per-process hash keys, the pid and the clock).
+fn random_origin() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.finish()
 }
 
 /// A command or an atomic pipeline, for [`Fleet::run`].

@@ -2,10 +2,10 @@
 //! looked for in Redis, checked, copied into sled and served; an answer
 //! stored here is written to Redis too, with the entry's remaining TTL.
 
-use super::{Fleet, Query};
+use super::{replicate, Fleet, Query};
 use crate::state::AppState;
 use deja_api::CacheKey;
-use deja_store::{Entry, EntryKind};
+use deja_store::{Entry, EntryKind, Store};
 use std::sync::Arc;
 
 /// The entry stored under `key` by any replica, if Redis has a valid, live
@@ -49,7 +49,7 @@ pub async fn lookup(state: &AppState, key: &CacheKey, namespace: &str, now_ms: u
 /// Decodes a value read from Redis and checks it is the entry asked for:
 /// its id is the key and its namespace the request's. Anything else is a
 /// corrupt value: counted, logged, never served.
-fn verify(fleet: &Fleet, bytes: &[u8], key: &CacheKey, namespace: &str) -> Option<Entry> {
+pub(super) fn verify(fleet: &Fleet, bytes: &[u8], key: &CacheKey, namespace: &str) -> Option<Entry> {
     match serde_json::from_slice::<Entry>(bytes) {
         Ok(e) if e.id == *key && e.namespace == namespace => Some(e),
         Ok(_) | Err(_) => {
@@ -61,9 +61,11 @@ fn verify(fleet: &Fleet, bytes: &[u8], key: &CacheKey, namespace: &str) -> Optio
 }
 
 /// Writes a newly stored chat entry to Redis with its remaining TTL, on a
-/// spawned task bounded by `cluster.timeout`. At most a fixed number of
+/// spawned task bounded by `cluster.timeout`. A semantic entry's `vector`
+/// goes with it, and its `stored` event in the same atomic pipeline, so the
+/// other replicas index it ([`super::replicate`]). At most a fixed number of
 /// writes are in flight; past it (or while degraded) the write is skipped.
-pub fn share(state: &AppState, entry: &Entry) {
+pub fn share(state: &AppState, entry: &Entry, vector: Option<&[f32]>) {
     let Some(fleet) = state.fleet.clone() else { return };
     if entry.kind != EntryKind::Chat || !fleet.is_connected() {
         return;
@@ -79,25 +81,49 @@ pub fn share(state: &AppState, entry: &Entry) {
         fleet.writes_skipped.inc();
         return;
     };
-    let entry = entry.clone();
-    handle.spawn(write(fleet, entry, bytes, ttl_ms, permit));
+    let semantic = match (vector, replicate::model_identity(state)) {
+        (Some(v), Some(model)) if fleet.settings.replicate_semantic && entry.semantic.is_some() => {
+            Some((replicate::encode_vector(v), model))
+        }
+        _ => None,
+    };
+    let write = Write { store: state.store.clone(), entry: entry.clone(), bytes, semantic, ttl_ms };
+    handle.spawn(write.run(fleet, permit));
 }
 
-async fn write(
-    fleet: Arc<Fleet>,
+/// One entry on its way to Redis.
+struct Write {
+    store: Arc<Store>,
     entry: Entry,
     bytes: Vec<u8>,
+    /// The encoded vector and the model that made it.
+    semantic: Option<(Vec<u8>, String)>,
     ttl_ms: u64,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-) {
-    let key = fleet.entry_key(&entry.namespace, &entry.id);
-    let set = redis::cmd("SET").arg(&key).arg(bytes).arg("PX").arg(ttl_ms).to_owned();
-    if let Err(e) = fleet.run::<()>(Query::Cmd(&set)).await {
-        tracing::debug!(error = %e, "could not share an entry through Redis");
-        return;
-    }
-    // A delete that raced the write: take the copy back out.
-    if fleet.buried(&entry) {
-        let _ = fleet.run::<()>(Query::Cmd(redis::cmd("DEL").arg(&key))).await;
+}
+
+impl Write {
+    async fn run(self, fleet: Arc<Fleet>, _permit: tokio::sync::OwnedSemaphorePermit) {
+        let Write { store, entry, bytes, semantic, ttl_ms } = self;
+        // Deleted (or replaced) here before its turn came: publishing it now
+        // would put it behind its own tombstone in the stream.
+        if store.get(&entry.id).ok().flatten().is_none_or(|held| held.created_ms != entry.created_ms) {
+            return;
+        }
+        let key = fleet.entry_key(&entry.namespace, &entry.id);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("SET").arg(&key).arg(bytes).arg("PX").arg(ttl_ms).ignore();
+        if let Some((vector, model)) = &semantic {
+            replicate::publish(&fleet, &mut pipe, &entry, vector, model, ttl_ms);
+        }
+        if let Err(e) = fleet.run::<()>(Query::Pipe(&pipe)).await {
+            tracing::debug!(error = %e, "could not share an entry through Redis");
+            return;
+        }
+        // A delete that raced the write: take the copy back out.
+        if fleet.buried(&entry) {
+            let keys = replicate::with_vector_keys(&fleet, &[key]);
+            let _ = fleet.run::<()>(Query::Cmd(redis::cmd("DEL").arg(keys))).await;
+        }
     }
 }
