@@ -2,6 +2,24 @@
 //! is stored, priced and replayed the same whichever provider produced it.
 
 use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An id for an answer Gemini sent without `responseId`. OpenAI clients
+/// expect every answer, and every tool call in it, to have an id of its own
+/// (a tool result names its call), so a constant would make separate answers'
+/// calls collide. `created` and a per-process counter keep them apart.
+pub(crate) fn fallback_id(created: u64) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("gemini-{created:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The answer's own id, or a fresh one when Gemini gave none.
+pub(crate) fn response_id(response: &Value, created: u64) -> String {
+    match response.get("responseId").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => fallback_id(created),
+    }
+}
 
 /// OpenAI's `finish_reason` for a Gemini `finishReason`. A candidate that
 /// calls functions finishes with `STOP`; the caller says `tool_calls` then.
@@ -50,7 +68,6 @@ pub(crate) fn usage(meta: Option<&Value>) -> Value {
 pub(crate) fn call_id(call: &Value, response_id: &str, n: usize) -> String {
     match call.get("id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() => id.to_string(),
-        _ if response_id.is_empty() => format!("call_{n}"),
         _ => format!("call_{response_id}_{n}"),
     }
 }
@@ -77,7 +94,8 @@ pub fn to_chat_completion(body: &[u8], model: &str, created: u64) -> Result<Valu
         None if response.get("promptFeedback").is_some() || response.get("usageMetadata").is_some() => &[],
         _ => return Err("the answer is not a Gemini GenerateContentResponse".into()),
     };
-    let id = response.get("responseId").and_then(Value::as_str).unwrap_or_default();
+    let id = response_id(&response, created);
+    let id = id.as_str();
     let mut choices = Vec::new();
     let mut n = 0;
     for (i, candidate) in candidates.iter().enumerate() {
@@ -112,7 +130,7 @@ pub fn to_chat_completion(body: &[u8], model: &str, created: u64) -> Result<Valu
             "finish_reason": "content_filter"}));
     }
     Ok(json!({
-        "id": if id.is_empty() { "chatcmpl-gemini".to_string() } else { format!("chatcmpl-{id}") },
+        "id": format!("chatcmpl-{id}"),
         "object": "chat.completion",
         "created": created,
         "model": response.get("modelVersion").and_then(Value::as_str).unwrap_or(model),

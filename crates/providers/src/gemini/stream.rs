@@ -23,6 +23,8 @@ struct Candidate {
 
 pub struct StreamTranslator {
     id: String,
+    /// Gemini's `responseId` (or one made up for it), for tool call ids.
+    response_id: String,
     model: String,
     created: u64,
     candidates: BTreeMap<u64, Candidate>,
@@ -37,6 +39,7 @@ impl StreamTranslator {
     pub fn new(model: &str, created: u64) -> Self {
         Self {
             id: String::new(),
+            response_id: String::new(),
             model: model.to_string(),
             created,
             candidates: BTreeMap::new(),
@@ -70,8 +73,8 @@ impl StreamTranslator {
             return vec![error.to_string()];
         }
         if self.id.is_empty() {
-            let id = event.get("responseId").and_then(Value::as_str).unwrap_or("gemini");
-            self.id = format!("chatcmpl-{id}");
+            self.response_id = super::response::response_id(&event, self.created);
+            self.id = format!("chatcmpl-{}", self.response_id);
         }
         if let Some(m) = event.get("modelVersion").and_then(Value::as_str) {
             self.model = m.to_string();
@@ -79,7 +82,6 @@ impl StreamTranslator {
         if let Some(u) = event.get("usageMetadata") {
             self.usage = Some(u.clone());
         }
-        let response_id = event.get("responseId").and_then(Value::as_str).unwrap_or_default();
         let mut out = Vec::new();
         let candidates = event.get("candidates").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         for (i, candidate) in candidates.iter().enumerate() {
@@ -99,7 +101,7 @@ impl StreamTranslator {
                     out.push(self.chunk(index, json!({"content": t}), None));
                 } else if let Some(call) = part.get("functionCall") {
                     let n = self.candidates.get(&index).map_or(0, |c| c.calls);
-                    let mut delta = tool_call(call, call_id(call, response_id, self.calls));
+                    let mut delta = tool_call(call, call_id(call, &self.response_id, self.calls));
                     if let Some(d) = delta.as_object_mut() {
                         d.insert("index".into(), json!(n));
                     }

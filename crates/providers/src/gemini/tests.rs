@@ -343,3 +343,15 @@ fn a_sparse_stream_is_named_by_the_requested_model_and_counts_the_last_usage() {
     assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(4), Some(2)));
     assert_eq!(out.last().map(String::as_str), Some("[DONE]"));
 }
+
+#[test]
+fn answers_without_a_response_id_get_ids_of_their_own() {
+    let body = json!({"candidates": [{"content": {"role": "model", "parts": [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]}, "finishReason": "STOP"}]});
+    let a = to_chat_completion(body.to_string().as_bytes(), "m", 7).expect("a response");
+    let b = to_chat_completion(body.to_string().as_bytes(), "m", 7).expect("a response");
+    assert_ne!(a["id"], b["id"]);
+    let call = |c: &Value| c["choices"][0]["message"]["tool_calls"][0]["id"].clone();
+    assert!(call(&a).as_str().is_some_and(|id| !id.is_empty()), "{a}");
+    assert_ne!(call(&a), call(&b), "a tool result names its call: two answers' calls must differ");
+}
