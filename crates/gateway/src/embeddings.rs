@@ -91,8 +91,8 @@ async fn run(
     walker.succeeded(&spec);
     let prompt_tokens = value.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(Value::as_u64).unwrap_or(0);
     let cost = cost_usd(&spec, prompt_tokens, 0);
-    remember::count_upstream_answer(&state, policy.mode);
-    count_spend(&state, &spec.name, cost);
+    remember::count_upstream_answer(&state, namespace.as_str(), policy.mode);
+    count_spend(&state, namespace.as_str(), &spec.name, cost);
     if policy.writes() {
         remember::store_off_runtime(
             &state,

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub cluster_corrupt_values: Counter,
     pub cluster_events_applied: Counter,
     pub cluster_writes_skipped: Counter,
+    pub fleet: crate::fleet::FleetMetrics,
     pub slo: crate::slo::SloMetrics,
 }
 
@@ -199,6 +200,7 @@ impl Metrics {
             "Entries not written to Redis because too many writes were in flight",
             cluster_writes_skipped.clone(),
         );
+        let fleet = crate::fleet::FleetMetrics::register(&mut registry);
         let slo = crate::slo::SloMetrics::register(&mut registry);
         Self {
             registry,
@@ -223,6 +225,7 @@ impl Metrics {
             cluster_corrupt_values,
             cluster_events_applied,
             cluster_writes_skipped,
+            fleet,
             slo,
         }
     }

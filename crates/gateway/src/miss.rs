@@ -55,7 +55,7 @@ async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes), A
     let usage = completion.usage.clone().unwrap_or_default();
     let cost = cost_usd(&spec, usage.prompt_tokens, usage.completion_tokens);
     count_miss(ctx);
-    count_spend(&ctx.state, &spec.name, cost);
+    count_spend(&ctx.state, ctx.namespace.as_str(), &spec.name, cost);
     crate::budget::record(&ctx.state, ctx.namespace.as_str(), cost);
     let answer =
         Arc::new(Answer { completion, answered_by: spec.name.clone(), attempts: walker.tries(), cost_usd: cost });

@@ -203,7 +203,7 @@ async fn run(
                 walker.throughput(spec, usage.completion_tokens, first_event_at.elapsed());
                 let cost = cost_usd(spec, usage.prompt_tokens, usage.completion_tokens);
                 count_miss(&ctx);
-                count_spend(&ctx.state, &spec.name, cost);
+                count_spend(&ctx.state, ctx.namespace.as_str(), &spec.name, cost);
                 crate::budget::record(&ctx.state, ctx.namespace.as_str(), cost);
                 fwd.send(sse::done_frame()).await;
                 let answer =

@@ -7,15 +7,38 @@
 //! `cluster.timeout`, and while Redis is unreachable the replica is
 //! *degraded*: it skips Redis entirely, serves from sled and upstream, and
 //! its background reader reconnects and resumes the stream where it stopped.
+//!
+//! Beyond the cache, replicas share fleet-wide numbers ([`counters`]),
+//! cooldowns ([`cooldowns`]) and the upstream call for a question asked of
+//! several at once ([`coalesce`]), with pub/sub for what must travel at once
+//! ([`bus`]) and a periodic flush for the rest (`tick`).
 
 // On the request path: no indexing, string slicing, `expect` or `panic!`.
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
 
+mod bus;
+pub mod coalesce;
+pub mod cooldowns;
+pub mod counters;
 mod events;
 mod shared;
+mod tick;
 
-pub use events::{delete, purge, start};
+pub use coalesce::{turn, Lock, Turn};
+pub use cooldowns::cooled;
+pub use counters::{count_hit, count_miss, count_spend, figures, FleetMetrics};
+pub use events::{delete, purge};
 pub use shared::{lookup, share};
+
+/// Starts the fleet's background work (pub/sub, counters and cooldowns),
+/// then applies the deletes made while this replica was down ([`events::start`]).
+pub async fn start(state: &Arc<crate::state::AppState>) {
+    if let Some(fleet) = &state.fleet {
+        tokio::spawn(bus::listen(state.clone(), fleet.clone()));
+        tokio::spawn(tick::run(state.clone(), fleet.clone()));
+    }
+    events::start(state).await;
+}
 
 use crate::config::ClusterSettings;
 use crate::metrics::Metrics;
@@ -75,6 +98,10 @@ pub struct Fleet {
     pub(crate) corrupt_values: Counter,
     pub(crate) events_applied: Counter,
     pub(crate) writes_skipped: Counter,
+    pub(crate) tally: counters::Tally,
+    pub(crate) fleet_metrics: FleetMetrics,
+    pub(crate) locks: coalesce::Locks,
+    pub(crate) cools: cooldowns::Published,
 }
 
 impl Fleet {
@@ -91,6 +118,10 @@ impl Fleet {
             corrupt_values: metrics.cluster_corrupt_values.clone(),
             events_applied: metrics.cluster_events_applied.clone(),
             writes_skipped: metrics.cluster_writes_skipped.clone(),
+            tally: counters::Tally::default(),
+            fleet_metrics: metrics.fleet.clone(),
+            locks: coalesce::Locks::default(),
+            cools: cooldowns::Published::default(),
         }
     }
 

@@ -80,7 +80,8 @@ pub fn share(state: &AppState, entry: &Entry) {
         return;
     };
     let entry = entry.clone();
-    handle.spawn(write(fleet, entry, bytes, ttl_ms, permit));
+    let lock = super::coalesce::release_with_write(&fleet, &entry.namespace, &entry.id);
+    handle.spawn(write(fleet, entry, bytes, ttl_ms, lock, permit));
 }
 
 async fn write(
@@ -88,11 +89,17 @@ async fn write(
     entry: Entry,
     bytes: Vec<u8>,
     ttl_ms: u64,
+    lock: Option<redis::Cmd>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let key = fleet.entry_key(&entry.namespace, &entry.id);
-    let set = redis::cmd("SET").arg(&key).arg(bytes).arg("PX").arg(ttl_ms).to_owned();
-    if let Err(e) = fleet.run::<()>(Query::Cmd(&set)).await {
+    let mut set = redis::pipe();
+    set.cmd("SET").arg(&key).arg(bytes).arg("PX").arg(ttl_ms).ignore();
+    // A fleet-wide lock on this key is given up once the entry is in.
+    if let Some(lock) = lock {
+        set.add_command(lock).ignore();
+    }
+    if let Err(e) = fleet.run::<()>(Query::Pipe(&set)).await {
         tracing::debug!(error = %e, "could not share an entry through Redis");
         return;
     }
