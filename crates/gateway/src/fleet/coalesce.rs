@@ -167,7 +167,8 @@ pub async fn turn(state: &AppState, namespace: &str, id: &CacheKey) -> Turn {
             if taken.is_some() {
                 let _ = fleet.run::<i64>(Query::Cmd(&release(&fleet, &key, &token))).await;
             }
-            break answer(state, namespace, id).await;
+            // Written since this request's own shared lookup, or refused by it (not counted twice).
+            break answer(state, namespace, id, false).await;
         }
         if taken.is_some() {
             fleet.locks.held.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), token.clone());
@@ -176,7 +177,7 @@ pub async fn turn(state: &AppState, namespace: &str, id: &CacheKey) -> Turn {
         // Another replica is answering: wait for its entry, or for its lock to go.
         waited = true;
         match wait_for(&fleet, &waiting, &entry_key, &key, deadline).await {
-            Waited::Entry => break answer(state, namespace, id).await,
+            Waited::Entry => break answer(state, namespace, id, true).await,
             Waited::LockGone => continue,
             Waited::GiveUp => break Turn::Call(None),
         }
@@ -218,9 +219,11 @@ async fn wait_for(fleet: &Fleet, waiting: &Waiting<'_>, entry_key: &str, key: &s
 
 /// The entry another replica stored, read like a shared exact hit (checked,
 /// copied into sled), as the answer this replica's waiters get.
-async fn answer(state: &AppState, namespace: &str, id: &CacheKey) -> Turn {
+async fn answer(state: &AppState, namespace: &str, id: &CacheKey, count_corrupt: bool) -> Turn {
     let now = deja_cache::now_ms();
-    let Some(entry) = super::shared::lookup(state, id, namespace, now).await else { return Turn::Call(None) };
+    let Some(entry) = super::shared::fetch(state, id, namespace, now, count_corrupt).await else {
+        return Turn::Call(None);
+    };
     match serde_json::from_value::<ChatCompletion>(entry.response) {
         Ok(completion) => Turn::Answered(Arc::new(Answer {
             completion,

@@ -12,6 +12,18 @@ use std::sync::Arc;
 /// one for this namespace. It is written to the local store first, so the
 /// next identical request is a local hit. Any failure is a miss.
 pub async fn lookup(state: &AppState, key: &CacheKey, namespace: &str, now_ms: u64) -> Option<Entry> {
+    fetch(state, key, namespace, now_ms, true).await
+}
+
+/// [`lookup`]; `count_corrupt` false when this request may already have
+/// refused (and counted) the same value.
+pub(super) async fn fetch(
+    state: &AppState,
+    key: &CacheKey,
+    namespace: &str,
+    now_ms: u64,
+    count_corrupt: bool,
+) -> Option<Entry> {
     let fleet = state.fleet.as_ref()?;
     if !fleet.is_connected() {
         return None;
@@ -24,7 +36,7 @@ pub async fn lookup(state: &AppState, key: &CacheKey, namespace: &str, now_ms: u
             return None;
         }
     };
-    let entry = verify(fleet, &bytes?, key, namespace)?;
+    let entry = verify(fleet, &bytes?, key, namespace, count_corrupt)?;
     if entry.is_expired(now_ms) || fleet.buried(&entry) {
         return None;
     }
@@ -49,9 +61,10 @@ pub async fn lookup(state: &AppState, key: &CacheKey, namespace: &str, now_ms: u
 /// Decodes a value read from Redis and checks it is the entry asked for:
 /// its id is the key and its namespace the request's. Anything else is a
 /// corrupt value: counted, logged, never served.
-fn verify(fleet: &Fleet, bytes: &[u8], key: &CacheKey, namespace: &str) -> Option<Entry> {
+fn verify(fleet: &Fleet, bytes: &[u8], key: &CacheKey, namespace: &str, count: bool) -> Option<Entry> {
     match serde_json::from_slice::<Entry>(bytes) {
         Ok(e) if e.id == *key && e.namespace == namespace => Some(e),
+        Ok(_) | Err(_) if !count => None,
         Ok(_) | Err(_) => {
             fleet.corrupt_values.inc();
             tracing::warn!(entry = %key.to_hex(), "a value in Redis is not the entry its key names; ignored");
