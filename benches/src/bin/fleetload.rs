@@ -45,7 +45,7 @@ fn ask(i: usize) -> String {
 /// for `seconds`, each request taking the next index (at most `limit`).
 async fn closed_loop(
     client: &HttpClient,
-    urls: &[String],
+    urls: &[&str],
     concurrency: usize,
     seconds: u64,
     limit: usize,
@@ -57,7 +57,7 @@ async fn closed_loop(
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let (client, next) = (client.clone(), next.clone());
-        let url = urls.get(w % urls.len().max(1)).cloned().unwrap_or_default();
+        let url = urls.get(w % urls.len().max(1)).map(|u| u.to_string()).unwrap_or_default();
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut kinds) = (Vec::new(), Vec::new());
             while Instant::now() < end {
@@ -177,29 +177,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut results: Vec<Summary> = Vec::new();
 
     // A stores `fill` answers (and writes each to Redis).
-    let (l, n, e, kinds) = closed_loop(&client, &[a.clone()], c, 600, fill, |i| i).await;
+    let (l, n, e, kinds) = closed_loop(&client, &[a.as_str()], c, 600, fill, |i| i).await;
     results.push(summarize("fill: misses on A (stored, shared)", l, n, e, note(&kinds, "miss")));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let (l, n, e, _) = closed_loop(&client, &[mock.clone()], c, secs, usize::MAX, |i| i).await;
+    let (l, n, e, _) = closed_loop(&client, &[mock.as_str()], c, secs, usize::MAX, |i| i).await;
     results.push(summarize(&format!("upstream direct, {c} clients"), l, n, e, "baseline".into()));
-    let (l, n, e, kinds) = closed_loop(&client, &[a.clone()], c, secs, usize::MAX, move |i| i % fill).await;
+    let (l, n, e, kinds) = closed_loop(&client, &[a.as_str()], c, secs, usize::MAX, move |i| i % fill).await;
     results.push(summarize(&format!("exact hits, local sled (A), {c} clients"), l, n, e, note(&kinds, "exact")));
     // Each request a key B has never seen: a local miss and a Redis hit.
-    let (l, n, e, kinds) = closed_loop(&client, &[b.clone()], c, secs, fill, |i| i).await;
+    let (l, n, e, kinds) = closed_loop(&client, &[b.as_str()], c, secs, fill, |i| i).await;
     let fetched = kinds.len();
     results.push(summarize(&format!("exact hits from Redis (B), {c} clients"), l, n, e, note(&kinds, "exact")));
-    let (l, n, e, kinds) = closed_loop(&client, &[a.clone()], 1, secs, usize::MAX, move |i| i % fill).await;
+    let (l, n, e, kinds) = closed_loop(&client, &[a.as_str()], 1, secs, usize::MAX, move |i| i % fill).await;
     results.push(summarize("exact hits, local sled (A), 1 client", l, n, e, note(&kinds, "exact")));
     let offset = fetched;
-    let (l, n, e, kinds) = closed_loop(&client, &[b.clone()], 1, secs, fill - offset, move |i| i + offset).await;
+    let (l, n, e, kinds) = closed_loop(&client, &[b.as_str()], 1, secs, fill - offset, move |i| i + offset).await;
     results.push(summarize("exact hits from Redis (B), 1 client", l, n, e, note(&kinds, "exact")));
 
     // One replica against two, on keys both hold in their own sled.
     let both = fetched.max(1);
-    let (l, n, e, kinds) = closed_loop(&client, &[a.clone()], c, secs, usize::MAX, move |i| i % both).await;
+    let (l, n, e, kinds) = closed_loop(&client, &[a.as_str()], c, secs, usize::MAX, move |i| i % both).await;
     results.push(summarize(&format!("one replica (A), {c} clients"), l, n, e, note(&kinds, "exact")));
-    let (l, n, e, kinds) = closed_loop(&client, &[a.clone(), b.clone()], c, secs, usize::MAX, move |i| i % both).await;
+    let (l, n, e, kinds) =
+        closed_loop(&client, &[a.as_str(), b.as_str()], c, secs, usize::MAX, move |i| i % both).await;
     results.push(summarize(&format!("two replicas (A+B), {c} clients"), l, n, e, note(&kinds, "exact")));
 
     let mut out = table(&results);
