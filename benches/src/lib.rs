@@ -1,5 +1,7 @@
 //! Shared, seeded fixtures for the benchmarks.
 
+pub mod load;
+
 use deja_api::{CacheKey, ChatRequest, ContextFingerprint};
 use deja_store::{Entry, EntryKind, EntryUsage, SemanticMeta, Store};
 use rand::rngs::SmallRng;

@@ -109,6 +109,7 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
         "cooling_down": cooling,
         "models": crate::figures::models(state),
         "cluster": state.fleet.as_ref().map_or_else(|| json!({"enabled": false}), |f| f.stats()),
+        "fleet": deja_gateway::fleet::figures(state),
         "slo": slo(state, false),
         "clients": deja_gateway::budget::stats(state),
     }))

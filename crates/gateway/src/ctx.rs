@@ -24,6 +24,10 @@ pub struct ChatCtx {
     /// The rung the semantic route chosen for the question starts at.
     pub route: Option<String>,
     pub vector: Option<Vec<f32>>,
+    /// This replica's hold on the fleet-wide lock for `key` ([cluster]),
+    /// given up when the answer reaches Redis or, failing that, when the
+    /// request ends.
+    pub fleet_lock: Option<crate::fleet::Lock>,
     pub started: Instant,
     pub request_id: String,
 }

@@ -67,6 +67,7 @@ pub struct Metrics {
     pub cluster_writes_skipped: Counter,
     pub cluster_entries_replicated: Counter,
     pub cluster_entries_backfilled: Counter,
+    pub fleet: crate::fleet::FleetMetrics,
     pub slo: crate::slo::SloMetrics,
     pub rungs: crate::rung_metrics::RungMetrics,
 }
@@ -214,6 +215,7 @@ impl Metrics {
             "Entries rebuilt from Redis copies after the events stream was trimmed past this replica",
             cluster_entries_backfilled.clone(),
         );
+        let fleet = crate::fleet::FleetMetrics::register(&mut registry);
         let slo = crate::slo::SloMetrics::register(&mut registry);
         let rungs = crate::rung_metrics::RungMetrics::register(&mut registry);
         Self {
@@ -241,6 +243,7 @@ impl Metrics {
             cluster_writes_skipped,
             cluster_entries_replicated,
             cluster_entries_backfilled,
+            fleet,
             slo,
             rungs,
         }

@@ -1,10 +1,11 @@
 //! The life of a chat completion request, in order:
 //! accept → exact cache → semantic cache → ladder → upstream → store.
 
-use crate::answer::Shared;
+use crate::answer::{Answer, Shared};
 use crate::cache_control::{CacheMode, CachePolicy};
 use crate::config::Config;
 use crate::ctx::{header, ChatCtx};
+use crate::fleet::Turn;
 use crate::remember::{count_hit, count_verification};
 use crate::reply::{self, Outcome};
 use crate::respond::{self, HitKind};
@@ -79,6 +80,7 @@ async fn chat_inner(
         task,
         route: None,
         vector: None,
+        fleet_lock: None,
         started,
         request_id,
     };
@@ -122,7 +124,7 @@ async fn chat_inner(
         // it is neither stored nor shared with identical requests in flight.
         ctx.policy.mode = CacheMode::Bypass;
     }
-    let leader = if ctx.policy.mode == CacheMode::Normal {
+    let mut leader = if ctx.policy.mode == CacheMode::Normal {
         match ctx.state.coalescer.join(ctx.key) {
             Role::Leader(l) => Some(l),
             Role::Follower(rx) => return Ok(follow(&ctx, rx).await),
@@ -130,6 +132,19 @@ async fn chat_inner(
     } else {
         None
     };
+    // Across the fleet too ([cluster]): one replica calls upstream, the others wait for its answer.
+    if let Some(l) = leader.take() {
+        match crate::fleet::turn(&ctx.state, ctx.namespace.as_str(), &ctx.key).await {
+            Turn::Answered(answer) => {
+                l.publish(Ok(answer.clone()));
+                return Ok(coalesced(&ctx, &answer));
+            }
+            Turn::Call(lock) => {
+                ctx.fleet_lock = lock;
+                leader = Some(l);
+            }
+        }
+    }
     let cache = ctx.policy.miss_label();
     let response = if ctx.req.is_stream() {
         relay::stream_miss(ctx, plan, leader).await
@@ -289,22 +304,26 @@ fn serve_entry(
     Outcome { response, cache: kind.label() }
 }
 
+/// Answers with what an identical request in flight (on this replica or
+/// another) got from upstream: counted as an exact hit.
+fn coalesced(ctx: &ChatCtx, answer: &Answer) -> Outcome {
+    let mut response = respond::completion(&answer.completion, ctx.req.is_stream(), ctx.req.wants_usage_chunk());
+    respond::miss_headers(&mut response, "coalesced", &answer.answered_by, 0, Some(0.0));
+    reply::set_header(&mut response, "x-deja-saved-usd", &respond::format_usd(answer.cost_usd));
+    let _ = ctx.state.store.add(Counter::ExactHits, 1);
+    let _ = ctx.state.store.add(Counter::NanoUsdSaved, deja_store::usd_to_nano(answer.cost_usd));
+    ctx.state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: "exact".into() }).inc();
+    ctx.state.metrics.saved_usd.inc_by(answer.cost_usd);
+    let saved = deja_store::usd_to_nano(answer.cost_usd);
+    ctx.state.lookups.count_hit(ctx.namespace.as_str(), &answer.answered_by, false, saved);
+    crate::fleet::count_hit(&ctx.state, ctx.namespace.as_str(), false, answer.cost_usd);
+    Outcome { response, cache: "coalesced" }
+}
+
 /// Waits for the identical request already in flight and answers with its result.
 async fn follow(ctx: &ChatCtx, mut rx: tokio::sync::broadcast::Receiver<Shared>) -> Outcome {
     match rx.recv().await {
-        Ok(Ok(answer)) => {
-            let mut response =
-                respond::completion(&answer.completion, ctx.req.is_stream(), ctx.req.wants_usage_chunk());
-            respond::miss_headers(&mut response, "coalesced", &answer.answered_by, 0, Some(0.0));
-            reply::set_header(&mut response, "x-deja-saved-usd", &respond::format_usd(answer.cost_usd));
-            let _ = ctx.state.store.add(Counter::ExactHits, 1);
-            let _ = ctx.state.store.add(Counter::NanoUsdSaved, deja_store::usd_to_nano(answer.cost_usd));
-            ctx.state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: "exact".into() }).inc();
-            ctx.state.metrics.saved_usd.inc_by(answer.cost_usd);
-            let saved = deja_store::usd_to_nano(answer.cost_usd);
-            ctx.state.lookups.count_hit(ctx.namespace.as_str(), &answer.answered_by, false, saved);
-            Outcome { response, cache: "coalesced" }
-        }
+        Ok(Ok(answer)) => coalesced(ctx, &answer),
         Ok(Err(e)) => Outcome::error(&e),
         Err(_) => Outcome::error(&ApiError::new(
             ErrorKind::BadGateway,

@@ -24,7 +24,7 @@ pub struct NewEntry {
 }
 
 /// Counts an answer that came from upstream: a miss, a refresh or a bypass.
-pub fn count_upstream_answer(state: &AppState, mode: crate::cache_control::CacheMode) {
+pub fn count_upstream_answer(state: &AppState, namespace: &str, mode: crate::cache_control::CacheMode) {
     use crate::cache_control::CacheMode;
     let counter = match mode {
         CacheMode::Normal => Counter::Misses,
@@ -36,11 +36,13 @@ pub fn count_upstream_answer(state: &AppState, mode: crate::cache_control::Cache
     }
     if mode == CacheMode::Normal {
         state.metrics.cache_misses.inc();
+        crate::fleet::count_miss(state, namespace);
     }
 }
 
-/// Counts the spend of an upstream answer.
-pub fn count_spend(state: &AppState, model: &str, cost_usd: f64) {
+/// Counts the spend of an upstream answer made for `namespace`.
+pub fn count_spend(state: &AppState, namespace: &str, model: &str, cost_usd: f64) {
+    crate::fleet::count_spend(state, namespace, cost_usd);
     let nano = usd_to_nano(cost_usd);
     if let Err(e) = state.store.add_spent_by_model(model, nano) {
         tracing::warn!(error = %e, "could not count spend");
@@ -111,6 +113,7 @@ pub fn count_hit(state: &AppState, semantic: bool, entry: &Entry, saved_usd: f64
         tracing::warn!(error = %e, "could not count a hit");
     }
     state.lookups.count_hit(&entry.namespace, &entry.answered_by, semantic, usd_to_nano(saved_usd));
+    crate::fleet::count_hit(state, &entry.namespace, semantic, saved_usd);
     let kind = if semantic { "semantic" } else { "exact" };
     state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc();
     state.metrics.saved_usd.inc_by(saved_usd.max(0.0));
@@ -165,8 +168,8 @@ pub fn count_upstream(
     mode: crate::cache_control::CacheMode,
     cost_usd: f64,
 ) {
-    count_upstream_answer(state, mode);
-    count_spend(state, model, cost_usd);
+    count_upstream_answer(state, namespace, mode);
+    count_spend(state, namespace, model, cost_usd);
     let miss = mode == crate::cache_control::CacheMode::Normal;
     state.lookups.count_upstream(namespace, model, miss, usd_to_nano(cost_usd));
 }

@@ -278,6 +278,8 @@ impl Walker {
         let name = &model.name;
         if kind.counts_against_health() {
             self.state.health.record_failure(name, Instant::now(), retry_after);
+            // A cooldown starting here is skipped by the other replicas too ([cluster]).
+            crate::fleet::cooled(&self.state, name);
         }
         self.state.latency.record_failure(name, kind);
         self.state

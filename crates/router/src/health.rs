@@ -60,6 +60,14 @@ impl Health {
         h.cooling_until = until;
     }
 
+    /// Cools `model` until `until` (or longer, if it already is) without
+    /// counting a failure here: a cooldown learned from another replica.
+    pub fn cool(&self, model: &str, until: Instant) {
+        let mut models = lock(&self.models);
+        let h = models.entry(model.to_string()).or_default();
+        h.cooling_until = h.cooling_until.max(Some(until));
+    }
+
     /// Models cooling at `now`, with the time left, for metrics and stats.
     pub fn cooling(&self, now: Instant) -> Vec<(String, Duration)> {
         lock(&self.models)
@@ -90,6 +98,20 @@ mod tests {
         h.record_success("a");
         h.record_failure("a", t0, None);
         assert!(!h.is_cooling("a", t0));
+    }
+
+    #[test]
+    fn a_learned_cooldown_counts_no_failure() {
+        let h = Health::new(HealthSettings { failures_to_cool: 2, cooldown: Duration::from_secs(10) });
+        let t0 = Instant::now();
+        h.cool("a", t0 + Duration::from_secs(5));
+        assert!(h.is_cooling("a", t0 + Duration::from_secs(4)));
+        assert!(!h.is_cooling("a", t0 + Duration::from_secs(6)));
+        // A shorter one never cuts a longer one short.
+        h.cool("a", t0 + Duration::from_secs(1));
+        assert!(h.is_cooling("a", t0 + Duration::from_secs(4)));
+        h.record_failure("a", t0 + Duration::from_secs(6), None);
+        assert!(!h.is_cooling("a", t0 + Duration::from_secs(6)));
     }
 
     #[test]

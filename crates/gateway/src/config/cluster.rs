@@ -28,6 +28,16 @@ pub struct RawCluster {
     /// How long a starting replica waits for Redis to catch up on deletes before serving.
     #[serde(default = "default_startup_wait")]
     pub startup_wait: String,
+    /// How long a replica waits for the replica answering an identical
+    /// request before calling upstream itself; `"0s"` turns fleet-wide coalescing off.
+    #[serde(default = "default_coalesce_wait")]
+    pub coalesce_wait: String,
+    /// How often this replica adds its hit, miss and USD counts to the fleet's in Redis.
+    #[serde(default = "default_counters_flush")]
+    pub counters_flush: String,
+    /// Whether a model cooling down here is skipped by the other replicas too.
+    #[serde(default = "default_true")]
+    pub share_cooldowns: bool,
 }
 
 fn default_key_prefix() -> String {
@@ -50,6 +60,18 @@ fn default_startup_wait() -> String {
     "3s".into()
 }
 
+fn default_coalesce_wait() -> String {
+    "10s".into()
+}
+
+fn default_counters_flush() -> String {
+    "1s".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
 /// The validated `[cluster]` section.
 #[derive(Clone)]
 pub struct ClusterSettings {
@@ -61,6 +83,10 @@ pub struct ClusterSettings {
     pub stream_max_len: u64,
     pub replicate_semantic: bool,
     pub startup_wait: Duration,
+    /// Zero: no fleet-wide coalescing.
+    pub coalesce_wait: Duration,
+    pub counters_flush: Duration,
+    pub share_cooldowns: bool,
 }
 
 impl std::fmt::Debug for ClusterSettings {
@@ -73,6 +99,9 @@ impl std::fmt::Debug for ClusterSettings {
             .field("stream_max_len", &self.stream_max_len)
             .field("replicate_semantic", &self.replicate_semantic)
             .field("startup_wait", &self.startup_wait)
+            .field("coalesce_wait", &self.coalesce_wait)
+            .field("counters_flush", &self.counters_flush)
+            .field("share_cooldowns", &self.share_cooldowns)
             .finish()
     }
 }
@@ -114,6 +143,11 @@ pub fn validate(raw: Option<RawCluster>) -> Result<Option<ClusterSettings>, Conf
         return Err(invalid("cluster.timeout", "must be greater than 0"));
     }
     let startup_wait = parse_duration(&raw.startup_wait).map_err(|m| invalid("cluster.startup_wait", m))?;
+    let coalesce_wait = parse_duration(&raw.coalesce_wait).map_err(|m| invalid("cluster.coalesce_wait", m))?;
+    let counters_flush = parse_duration(&raw.counters_flush).map_err(|m| invalid("cluster.counters_flush", m))?;
+    if counters_flush < Duration::from_millis(100) {
+        return Err(invalid("cluster.counters_flush", "must be at least 100ms"));
+    }
     if raw.stream_max_len < MIN_STREAM_MAX_LEN {
         return Err(invalid("cluster.stream_max_len", format!("must be at least {MIN_STREAM_MAX_LEN}")));
     }
@@ -132,6 +166,9 @@ pub fn validate(raw: Option<RawCluster>) -> Result<Option<ClusterSettings>, Conf
         stream_max_len: raw.stream_max_len,
         replicate_semantic: raw.replicate_semantic,
         startup_wait,
+        coalesce_wait,
+        counters_flush,
+        share_cooldowns: raw.share_cooldowns,
     }))
 }
 
@@ -154,6 +191,8 @@ mod tests {
         let c = parse("[cluster]\nredis_url = \"redis+unix:///tmp/r.sock\"").expect("valid").expect("some");
         assert_eq!(c.key_prefix, "deja");
         assert_eq!(c.timeout, Duration::from_millis(50));
+        assert_eq!(c.coalesce_wait, Duration::from_secs(10));
+        assert!(c.share_cooldowns);
     }
 
     #[test]
@@ -166,6 +205,10 @@ mod tests {
         assert!(e.starts_with("cluster.password_env"), "{e}");
         let e = parse("[cluster]\nredis_url = \"redis://x\"\ntimeout = \"0ms\"").expect_err("zero").to_string();
         assert!(e.starts_with("cluster.timeout"), "{e}");
+        let e = parse("[cluster]\nredis_url = \"redis://x\"\ncounters_flush = \"10ms\"").expect_err("fast").to_string();
+        assert!(e.starts_with("cluster.counters_flush"), "{e}");
+        let e = parse("[cluster]\nredis_url = \"redis://x\"\ncoalesce_wait = \"soon\"").expect_err("bad").to_string();
+        assert!(e.starts_with("cluster.coalesce_wait"), "{e}");
     }
 
     #[test]
@@ -178,6 +221,9 @@ mod tests {
             stream_max_len: 1000,
             replicate_semantic: true,
             startup_wait: Duration::from_secs(1),
+            coalesce_wait: Duration::from_secs(10),
+            counters_flush: Duration::from_secs(1),
+            share_cooldowns: true,
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cret") && !shown.contains("hunter2"), "{shown}");

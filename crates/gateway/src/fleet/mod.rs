@@ -9,16 +9,39 @@
 //! `cluster.timeout`, and while Redis is unreachable the replica is
 //! *degraded*: it skips Redis entirely, serves from sled and upstream, and
 //! its background reader reconnects and resumes the stream where it stopped.
+//!
+//! Beyond the cache, replicas share fleet-wide numbers ([`counters`]),
+//! cooldowns ([`cooldowns`]) and the upstream call for a question asked of
+//! several at once ([`coalesce`]), with pub/sub for what must travel at once
+//! ([`bus`]) and a periodic flush for the rest (`tick`).
 
 // On the request path: no indexing, string slicing, `expect` or `panic!`.
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
 
+mod bus;
+pub mod coalesce;
+pub mod cooldowns;
+pub mod counters;
 mod events;
 mod replicate;
 mod shared;
+mod tick;
 
-pub use events::{delete, purge, start};
+pub use coalesce::{turn, Lock, Turn};
+pub use cooldowns::cooled;
+pub use counters::{count_hit, count_miss, count_spend, figures, FleetMetrics};
+pub use events::{delete, purge};
 pub use shared::{lookup, share};
+
+/// Starts the fleet's background work (pub/sub, counters and cooldowns),
+/// then applies the deletes made while this replica was down ([`events::start`]).
+pub async fn start(state: &Arc<crate::state::AppState>) {
+    if let Some(fleet) = &state.fleet {
+        tokio::spawn(bus::listen(state.clone(), fleet.clone()));
+        tokio::spawn(tick::run(state.clone(), fleet.clone()));
+    }
+    events::start(state).await;
+}
 
 use crate::config::ClusterSettings;
 use crate::metrics::Metrics;
@@ -82,6 +105,10 @@ pub struct Fleet {
     origin: u64,
     pub(crate) entries_replicated: Counter,
     pub(crate) entries_backfilled: Counter,
+    pub(crate) tally: counters::Tally,
+    pub(crate) fleet_metrics: FleetMetrics,
+    pub(crate) locks: coalesce::Locks,
+    pub(crate) cools: cooldowns::Published,
 }
 
 impl Fleet {
@@ -101,6 +128,10 @@ impl Fleet {
             origin: random_origin(),
             entries_replicated: metrics.cluster_entries_replicated.clone(),
             entries_backfilled: metrics.cluster_entries_backfilled.clone(),
+            tally: counters::Tally::default(),
+            fleet_metrics: metrics.fleet.clone(),
+            locks: coalesce::Locks::default(),
+            cools: cooldowns::Published::default(),
         }
     }
 

@@ -304,6 +304,9 @@ mod tests {
             stream_max_len: 1000,
             replicate_semantic: true,
             startup_wait: Duration::from_secs(1),
+            coalesce_wait: Duration::from_secs(10),
+            counters_flush: Duration::from_secs(1),
+            share_cooldowns: true,
         };
         Fleet::new(settings, &crate::metrics::Metrics::new())
     }

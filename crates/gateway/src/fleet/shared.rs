@@ -12,6 +12,18 @@ use std::sync::Arc;
 /// one for this namespace. It is written to the local store first, so the
 /// next identical request is a local hit. Any failure is a miss.
 pub async fn lookup(state: &AppState, key: &CacheKey, namespace: &str, now_ms: u64) -> Option<Entry> {
+    fetch(state, key, namespace, now_ms, true).await
+}
+
+/// [`lookup`]; `count_corrupt` false when this request may already have
+/// refused (and counted) the same value.
+pub(super) async fn fetch(
+    state: &AppState,
+    key: &CacheKey,
+    namespace: &str,
+    now_ms: u64,
+    count_corrupt: bool,
+) -> Option<Entry> {
     let fleet = state.fleet.as_ref()?;
     if !fleet.is_connected() {
         return None;
@@ -24,7 +36,7 @@ pub async fn lookup(state: &AppState, key: &CacheKey, namespace: &str, now_ms: u
             return None;
         }
     };
-    let entry = verify(fleet, &bytes?, key, namespace)?;
+    let entry = verify(fleet, &bytes?, key, namespace, count_corrupt)?;
     if entry.is_expired(now_ms) || fleet.buried(&entry) {
         return None;
     }
@@ -49,9 +61,10 @@ pub async fn lookup(state: &AppState, key: &CacheKey, namespace: &str, now_ms: u
 /// Decodes a value read from Redis and checks it is the entry asked for:
 /// its id is the key and its namespace the request's. Anything else is a
 /// corrupt value: counted, logged, never served.
-pub(super) fn verify(fleet: &Fleet, bytes: &[u8], key: &CacheKey, namespace: &str) -> Option<Entry> {
+pub(super) fn verify(fleet: &Fleet, bytes: &[u8], key: &CacheKey, namespace: &str, count: bool) -> Option<Entry> {
     match serde_json::from_slice::<Entry>(bytes) {
         Ok(e) if e.id == *key && e.namespace == namespace => Some(e),
+        Ok(_) | Err(_) if !count => None,
         Ok(_) | Err(_) => {
             fleet.corrupt_values.inc();
             tracing::warn!(entry = %key.to_hex(), "a value in Redis is not the entry its key names; ignored");
@@ -87,7 +100,8 @@ pub fn share(state: &AppState, entry: &Entry, vector: Option<&[f32]>) {
         }
         _ => None,
     };
-    let write = Write { store: state.store.clone(), entry: entry.clone(), bytes, semantic, ttl_ms };
+    let lock = super::coalesce::release_with_write(&fleet, &entry.namespace, &entry.id);
+    let write = Write { store: state.store.clone(), entry: entry.clone(), bytes, semantic, ttl_ms, lock };
     handle.spawn(write.run(fleet, permit));
 }
 
@@ -99,14 +113,19 @@ struct Write {
     /// The encoded vector and the model that made it.
     semantic: Option<(Vec<u8>, String)>,
     ttl_ms: u64,
+    /// Gives up this replica's fleet-wide coalescing lock on the key.
+    lock: Option<redis::Cmd>,
 }
 
 impl Write {
     async fn run(self, fleet: Arc<Fleet>, _permit: tokio::sync::OwnedSemaphorePermit) {
-        let Write { store, entry, bytes, semantic, ttl_ms } = self;
+        let Write { store, entry, bytes, semantic, ttl_ms, lock } = self;
         // Deleted (or replaced) here before its turn came: publishing it now
         // would put it behind its own tombstone in the stream.
         if store.get(&entry.id).ok().flatten().is_none_or(|held| held.created_ms != entry.created_ms) {
+            if let Some(lock) = lock {
+                let _ = fleet.run::<()>(Query::Cmd(&lock)).await;
+            }
             return;
         }
         let key = fleet.entry_key(&entry.namespace, &entry.id);
@@ -115,6 +134,10 @@ impl Write {
         pipe.cmd("SET").arg(&key).arg(bytes).arg("PX").arg(ttl_ms).ignore();
         if let Some((vector, model)) = &semantic {
             replicate::publish(&fleet, &mut pipe, &entry, vector, model, ttl_ms);
+        }
+        // A fleet-wide lock on this key is given up once the entry is in.
+        if let Some(lock) = lock {
+            pipe.add_command(lock).ignore();
         }
         if let Err(e) = fleet.run::<()>(Query::Pipe(&pipe)).await {
             tracing::debug!(error = %e, "could not share an entry through Redis");

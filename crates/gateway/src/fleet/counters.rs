@@ -1,0 +1,314 @@
+//! Fleet-wide numbers. Each replica adds its hits, misses and USD to Redis
+//! hashes (`{prefix}:counters` for the fleet, `{prefix}:counters:ns:{namespace}`
+//! per namespace) in one batch every `cluster.counters_flush`, never from
+//! the request path: a request only adds to an in-memory tally. The same
+//! batch reads the fleet's totals back, which `/admin/stats` and `/metrics`
+//! report beside this replica's own counters.
+//!
+//! A batch that fails is kept and added to the next one, so Redis being away
+//! loses nothing; a batch that timed out after Redis applied it is counted
+//! twice. USD are kept as integer nano-USD, never floats, so sums are exact.
+
+use super::{Fleet, Query};
+use crate::state::AppState;
+use deja_store::{nano_to_usd, usd_to_nano, Counter};
+use prometheus_client::metrics::counter::Counter as PromCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Namespaces tallied separately between two flushes; past it a new
+/// namespace's counts go to the fleet total only (clients choose namespaces).
+const MAX_PENDING_NAMESPACES: usize = 10_000;
+
+/// Counts added since the last flush (or, for the totals, read back).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Figures {
+    pub exact_hits: u64,
+    pub semantic_hits: u64,
+    pub misses: u64,
+    pub nano_usd_saved: u64,
+    pub nano_usd_spent: u64,
+}
+
+impl Figures {
+    const FIELDS: [&'static str; 5] = ["exact_hits", "semantic_hits", "misses", "nano_usd_saved", "nano_usd_spent"];
+
+    fn values(&self) -> [u64; 5] {
+        [self.exact_hits, self.semantic_hits, self.misses, self.nano_usd_saved, self.nano_usd_spent]
+    }
+
+    fn add(&mut self, o: &Figures) {
+        self.exact_hits += o.exact_hits;
+        self.semantic_hits += o.semantic_hits;
+        self.misses += o.misses;
+        self.nano_usd_saved += o.nano_usd_saved;
+        self.nano_usd_spent += o.nano_usd_spent;
+    }
+
+    fn from_hash(h: &HashMap<String, i64>) -> Self {
+        let get = |f: &str| h.get(f).copied().unwrap_or(0).max(0) as u64;
+        Figures {
+            exact_hits: get("exact_hits"),
+            semantic_hits: get("semantic_hits"),
+            misses: get("misses"),
+            nano_usd_saved: get("nano_usd_saved"),
+            nano_usd_spent: get("nano_usd_spent"),
+        }
+    }
+
+    /// The shape `/admin/stats` uses for this replica and for the fleet.
+    pub fn to_json(self) -> Value {
+        let hits = self.exact_hits + self.semantic_hits;
+        let lookups = hits + self.misses;
+        json!({
+            "hits": {"exact": self.exact_hits, "semantic": self.semantic_hits, "total": hits},
+            "misses": self.misses,
+            "hit_rate": if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
+            "usd_saved": nano_to_usd(self.nano_usd_saved),
+            "usd_spent": nano_to_usd(self.nano_usd_spent),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    total: Figures,
+    by_namespace: HashMap<String, Figures>,
+}
+
+/// This replica's unflushed counts and the fleet's totals as last read.
+#[derive(Default)]
+pub(crate) struct Tally {
+    pending: Mutex<Pending>,
+    totals: Mutex<Option<(Figures, Instant)>>,
+}
+
+impl Tally {
+    fn add(&self, namespace: &str, f: impl Fn(&mut Figures)) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut p.total);
+        // Allocates only for a namespace not yet seen since the last flush.
+        if let Some(n) = p.by_namespace.get_mut(namespace) {
+            f(n);
+        } else if p.by_namespace.len() < MAX_PENDING_NAMESPACES {
+            let mut n = Figures::default();
+            f(&mut n);
+            p.by_namespace.insert(namespace.to_string(), n);
+        }
+    }
+
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts back a batch Redis did not take, under what was counted since.
+    fn restore(&self, batch: Pending) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.total.add(&batch.total);
+        for (ns, f) in batch.by_namespace {
+            if let Some(n) = p.by_namespace.get_mut(&ns) {
+                n.add(&f);
+            } else if p.by_namespace.len() < MAX_PENDING_NAMESPACES {
+                p.by_namespace.insert(ns, f);
+            }
+        }
+    }
+
+    pub fn totals(&self) -> Option<(Figures, Instant)> {
+        *self.totals.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `deja_fleet_*`: the fleet's totals as last read from Redis, and what the
+/// fleet-wide coalescing and cooldowns did on this replica.
+#[derive(Clone, Default)]
+pub struct FleetMetrics {
+    pub hits: Family<crate::metrics::KindLabels, Gauge>,
+    pub misses: Gauge,
+    pub saved_usd: crate::metrics::FloatGauge,
+    pub spent_usd: crate::metrics::FloatGauge,
+    pub coalesced: Family<crate::metrics::KindLabels, PromCounter>,
+    pub cooldowns_published: PromCounter,
+    pub cooldowns_learned: PromCounter,
+}
+
+impl FleetMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register("fleet_hits", "Cache hits across every replica, by kind (read from Redis)", m.hits.clone());
+        registry.register("fleet_misses", "Cache misses across every replica (read from Redis)", m.misses.clone());
+        registry.register(
+            "fleet_saved_usd",
+            "USD saved by every replica's hits (read from Redis)",
+            m.saved_usd.clone(),
+        );
+        registry.register(
+            "fleet_spent_usd",
+            "USD spent upstream by every replica (read from Redis)",
+            m.spent_usd.clone(),
+        );
+        registry.register(
+            "fleet_coalesced",
+            "Misses that waited for another replica answering the same request, by outcome \
+             (answered: served its answer; upstream: called upstream after all)",
+            m.coalesced.clone(),
+        );
+        registry.register(
+            "fleet_cooldowns_published",
+            "Model cooldowns this replica told the others about",
+            m.cooldowns_published.clone(),
+        );
+        registry.register(
+            "fleet_cooldowns_learned",
+            "Model cooldowns this replica took from the others",
+            m.cooldowns_learned.clone(),
+        );
+        m
+    }
+
+    fn set_totals(&self, t: &Figures) {
+        let set = |kind: &str, v: u64| {
+            self.hits.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).set(v as i64);
+        };
+        set("exact", t.exact_hits);
+        set("semantic", t.semantic_hits);
+        self.misses.set(t.misses as i64);
+        self.saved_usd.set(nano_to_usd(t.nano_usd_saved));
+        self.spent_usd.set(nano_to_usd(t.nano_usd_spent));
+    }
+}
+
+/// A hit served here (exact, semantic or coalesced).
+pub fn count_hit(state: &AppState, namespace: &str, semantic: bool, saved_usd: f64) {
+    let Some(fleet) = &state.fleet else { return };
+    let nano = usd_to_nano(saved_usd.max(0.0));
+    fleet.tally.add(namespace, |f| {
+        if semantic {
+            f.semantic_hits += 1;
+        } else {
+            f.exact_hits += 1;
+        }
+        f.nano_usd_saved += nano;
+    });
+}
+
+/// A request answered upstream after a cache lookup.
+pub fn count_miss(state: &AppState, namespace: &str) {
+    if let Some(fleet) = &state.fleet {
+        fleet.tally.add(namespace, |f| f.misses += 1);
+    }
+}
+
+/// What an upstream answer cost.
+pub fn count_spend(state: &AppState, namespace: &str, cost_usd: f64) {
+    if let Some(fleet) = &state.fleet {
+        let nano = usd_to_nano(cost_usd.max(0.0));
+        fleet.tally.add(namespace, |f| f.nano_usd_spent += nano);
+    }
+}
+
+fn totals_key(fleet: &Fleet) -> String {
+    format!("{}:counters", fleet.prefix())
+}
+
+/// Adds this replica's tally to Redis and reads the fleet's totals back, in
+/// one atomic round trip. While degraded the tally waits for the next flush.
+pub(super) async fn flush(fleet: &Fleet) {
+    if !fleet.is_connected() {
+        return;
+    }
+    let batch = fleet.tally.take();
+    let totals = totals_key(fleet);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    let add = |pipe: &mut redis::Pipeline, key: &str, f: &Figures| {
+        for (field, v) in Figures::FIELDS.iter().zip(f.values()) {
+            if v > 0 {
+                pipe.cmd("HINCRBY").arg(key).arg(*field).arg(v.min(i64::MAX as u64)).ignore();
+            }
+        }
+    };
+    if batch.total != Figures::default() {
+        add(&mut pipe, &totals, &batch.total);
+        for (ns, f) in &batch.by_namespace {
+            add(&mut pipe, &format!("{totals}:ns:{ns}"), f);
+        }
+        if !batch.by_namespace.is_empty() {
+            let names: Vec<&String> = batch.by_namespace.keys().collect();
+            pipe.cmd("SADD").arg(format!("{totals}:namespaces")).arg(names).ignore();
+        }
+    }
+    pipe.cmd("HGETALL").arg(&totals);
+    match fleet.run::<(HashMap<String, i64>,)>(Query::Pipe(&pipe)).await {
+        Ok((read,)) => {
+            let t = Figures::from_hash(&read);
+            fleet.fleet_metrics.set_totals(&t);
+            *fleet.tally.totals.lock().unwrap_or_else(|e| e.into_inner()) = Some((t, Instant::now()));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "could not add this replica's counts to the fleet's; kept for the next flush");
+            fleet.tally.restore(batch);
+        }
+    }
+}
+
+/// The `fleet` object of `/admin/stats`: this replica's own counts (from its
+/// store) beside the whole fleet's (from Redis, as of the last flush).
+pub fn figures(state: &AppState) -> Value {
+    let Some(fleet) = &state.fleet else { return json!({"enabled": false}) };
+    let c = |k: Counter| state.store.counter(k).unwrap_or(0);
+    let replica = Figures {
+        exact_hits: c(Counter::ExactHits),
+        semantic_hits: c(Counter::SemanticHits),
+        misses: c(Counter::Misses),
+        nano_usd_saved: c(Counter::NanoUsdSaved),
+        nano_usd_spent: c(Counter::NanoUsdSpent),
+    };
+    let (total, age_ms) = match fleet.tally.totals() {
+        Some((t, at)) => (t.to_json(), Some(at.elapsed().as_millis() as u64)),
+        None => (Value::Null, None),
+    };
+    json!({
+        "enabled": true,
+        "state": fleet.state_label(),
+        "replica": replica.to_json(),
+        "total": total,
+        "total_age_ms": age_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_batch_is_added_to_the_next() {
+        let t = Tally::default();
+        t.add("a", |f| f.exact_hits += 1);
+        t.add("b", |f| f.misses += 2);
+        let batch = t.take();
+        assert_eq!(batch.total, Figures { exact_hits: 1, misses: 2, ..Figures::default() });
+        t.add("a", |f| f.nano_usd_spent += 5);
+        t.restore(batch);
+        let p = t.take();
+        assert_eq!(p.total, Figures { exact_hits: 1, misses: 2, nano_usd_spent: 5, ..Figures::default() });
+        assert_eq!(p.by_namespace.get("a"), Some(&Figures { exact_hits: 1, nano_usd_spent: 5, ..Figures::default() }));
+        assert_eq!(t.take().total, Figures::default());
+    }
+
+    #[test]
+    fn namespaces_past_the_cap_still_reach_the_total() {
+        let t = Tally::default();
+        for i in 0..MAX_PENDING_NAMESPACES + 5 {
+            t.add(&format!("ns{i}"), |f| f.exact_hits += 1);
+        }
+        let p = t.take();
+        assert_eq!(p.by_namespace.len(), MAX_PENDING_NAMESPACES);
+        assert_eq!(p.total.exact_hits, (MAX_PENDING_NAMESPACES + 5) as u64);
+    }
+}
