@@ -98,7 +98,7 @@ pub fn bill_losers(ctx: &ChatCtx, walker: &Walker, prompt_tokens: Option<u64>) -
     let mut total = 0.0;
     for spec in losers {
         let usd = cost_usd(spec, tokens, 0);
-        crate::remember::count_spend(&ctx.state, &spec.name, usd);
+        crate::remember::count_spend(&ctx.state, ctx.namespace.as_str(), &spec.name, usd);
         crate::budget::record(&ctx.state, ctx.namespace.as_str(), usd);
         let labels = crate::metrics::ModelLabels { model: spec.name.clone() };
         ctx.state.metrics.rungs.hedge_loser_usd.get_or_create(&labels).inc_by(usd);

@@ -155,7 +155,7 @@ pub(super) async fn fetch_copies(
 pub(super) fn apply_stored(state: &AppState, fleet: &Fleet, s: &Stored, now_ms: u64) -> Result<bool, StoreError> {
     // No copy: deleted (its tombstone is in the stream) or expired since.
     let Some(bytes) = &s.copy else { return Ok(false) };
-    let Some(entry) = super::shared::verify(fleet, bytes, &s.id, &s.namespace) else { return Ok(false) };
+    let Some(entry) = super::shared::verify(fleet, bytes, &s.id, &s.namespace, true) else { return Ok(false) };
     if entry.semantic.as_ref().is_none_or(|m| m.fingerprint != s.fingerprint.to_hex()) {
         fleet.corrupt_values.inc();
         tracing::warn!(entry = %s.id.to_hex(), "a stored event's fingerprint is not its entry's; ignored");
@@ -245,7 +245,7 @@ fn backfill_page(state: &AppState, fleet: &Fleet, model: &str, copies: &[RedisCo
     let mut written = 0;
     for (key, entry, vector) in copies {
         let (Some(bytes), Some((namespace, id))) = (entry, split_entry_key(fleet, key)) else { continue };
-        let Some(entry) = super::shared::verify(fleet, bytes, &id, namespace) else { continue };
+        let Some(entry) = super::shared::verify(fleet, bytes, &id, namespace, true) else { continue };
         let written_here = match (&entry.semantic, vector.as_deref().and_then(decode_vector)) {
             (Some(meta), Some(v)) if v.len() == dim => match CacheKey::from_hex(&meta.fingerprint) {
                 Some(fp) => insert(state, fleet, &entry, &ContextFingerprint(fp.0), &v, now)?,
