@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use deja_testkit::{spawn_proxy, TestConfig};
+use serde_json::json;
 
 /// A unique environment variable holding `key`.
 fn key_var(name: &str, key: &str) -> String {
@@ -65,6 +66,22 @@ async fn a_key_past_its_daily_budget_gets_insufficient_quota() {
     assert!(c["spent_month_usd"].as_f64().unwrap_or(0.0) > 0.0, "{c}");
     assert_eq!(c["daily_usd"].as_f64(), Some(0.0000001));
     assert!(c["monthly_usd"].is_null());
+}
+
+#[tokio::test]
+async fn embeddings_count_against_the_budget_and_are_refused_past_it() {
+    let h = spawn_proxy(with_client("key-embed", "daily_usd = 0.0000001")).await;
+    let [(name, value)] = bearer("key-embed");
+    let headers = [(name, value.as_str())];
+    let first = post(&h, "/v1/embeddings", &json!({"model": "embedder", "input": "a long enough input"}), &headers).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let refused = post(&h, "/v1/embeddings", &json!({"model": "embedder", "input": "another input"}), &headers).await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert_eq!(refused.body["error"]["code"], "insufficient_quota");
+    assert_eq!(h.mock.control.calls("embedder"), 1, "the refusal never reached upstream");
+    // Past its budget a chat request is refused too: the spend is one.
+    let chat = ask_as(&h, "key-embed", &ask("a question")).await;
+    assert_eq!(chat.status, 429, "{}", chat.text);
 }
 
 #[tokio::test]

@@ -46,6 +46,7 @@ async fn run(
         )
         .with_code("model_not_found"));
     }
+    crate::budget::check_allowed(&config, tenant, &req.model)?;
     let mut policy = CachePolicy::from_headers(&parts.headers);
     if !config.cache.enabled {
         policy.mode = CacheMode::Bypass;
@@ -65,8 +66,13 @@ async fn run(
 
     let route =
         RouteInput { target: &req.model, prompt_tokens: estimate_tokens(req.input_chars()), task: None, route: None };
-    let plan =
+    let mut plan =
         crate::planning::make(&state, &config, route).map_err(|e| ApiError::new(ErrorKind::NotFound, e.to_string()))?;
+    // Budgets apply to every upstream call a client key causes, as for chat:
+    // refused past the budget, or cut to the cheapest model and not stored.
+    if crate::budget::enforce(&state, &config, tenant, &mut plan)? {
+        policy.mode = CacheMode::Bypass;
+    }
     let body = serde_json::to_value(&req).unwrap_or_default();
     let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/embeddings", body);
     let (value, raw, spec) = loop {
@@ -91,6 +97,7 @@ async fn run(
     let prompt_tokens = value.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(Value::as_u64).unwrap_or(0);
     let cost = cost_usd(&spec, prompt_tokens, 0);
     remember::count_upstream(&state, namespace.as_str(), &spec.name, policy.mode, cost);
+    crate::budget::record(&state, namespace.as_str(), cost);
     if policy.writes() {
         remember::store_off_runtime(
             &state,
