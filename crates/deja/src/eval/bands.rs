@@ -144,16 +144,16 @@ pub fn report(scored: &[Scored], mask: [bool; 4], settings: &[(f32, f32)], verdi
         "\nthree bands (guards on): served at >= threshold, verifier asked in [verify_from, threshold), missed below\n",
     );
     out.push_str("calls/1k: verifier calls per 1,000 lookups whose nearest candidate is the pair's other question\n");
-    out.push_str("threshold  verify_from | served directly      | calls/1k | dups served, perfect verifier");
+    out.push_str("  threshold verify_from | served directly      | calls/1k | dups served, perfect verifier");
     if verdicts.is_some() {
         out.push_str(" | judged: dups served  false hits  failed  USD/1k lookups");
     }
-    out.push_str("\n                        | dups    false hits   |          |\n");
+    out.push_str("\n                        | dups     false hits  |          |\n");
     for &(t, vf) in settings {
         let o = outcome(scored, mask, t, vf, verdicts);
         let _ = write!(
             out,
-            "  {t:.3}      {vf:.3}    | {:>5.1}%  {:>8.2}%   | {:>8.1} | {:>10.1}%",
+            "  {t:<9.3} {vf:<11.3} | {:>5.1}%  {:>8.2}%   | {:>8.1} | {:>10.1}%",
             o.served_direct() * 100.0,
             o.false_direct() * 100.0,
             o.calls_per_1000(),
@@ -164,7 +164,7 @@ pub fn report(scored: &[Scored], mask: [bool; 4], settings: &[(f32, f32)], verdi
             let usd_per_1k = o.judged_usd * 1000.0 / o.lookups().max(1) as f64;
             let _ = write!(
                 out,
-                "                  | {:>10.1}%  {:>9.2}%  {:>6}  {:>8.4}",
+                "                   | {:>10.1}%  {:>9.2}%  {:>6}  {:>8.4}",
                 d * 100.0,
                 f * 100.0,
                 o.judged_failed + o.unjudged,

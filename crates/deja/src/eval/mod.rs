@@ -33,6 +33,7 @@ pub struct Pair {
     pub kind: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
     pub similarity: f32,
     pub same: bool,
