@@ -96,7 +96,7 @@ pub async fn judge(
             *slot = verdict;
         }
         done += 1;
-        if done % 50 == 0 || done == total {
+        if done.is_multiple_of(50) || done == total {
             tracing::info!(done, total, "verifier replay");
         }
     }
