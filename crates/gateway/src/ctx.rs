@@ -24,6 +24,8 @@ pub struct ChatCtx {
     /// The rung the semantic route chosen for the question starts at.
     pub route: Option<String>,
     pub vector: Option<Vec<f32>>,
+    /// Set for a multi-turn request when `[cache.semantic.conversations]` is on.
+    pub conversation: Option<crate::conversation::ConversationCtx>,
     pub started: Instant,
     pub request_id: String,
 }
