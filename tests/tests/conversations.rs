@@ -21,12 +21,17 @@ context_window = 128000
 const SYSTEM: &str = "You are the support assistant of an online service.";
 
 fn config(verifier: bool, conversations: bool) -> TestConfig {
+    with_history_min(verifier, conversations.then_some(""))
+}
+
+/// `conversations`: the `[cache.semantic.conversations]` table's body, if any.
+fn with_history_min(verifier: bool, conversations: Option<&str>) -> TestConfig {
     let mut extra = JUDGE.to_string();
     if verifier {
         extra.push_str("\n[cache.semantic.verifier]\nmodel = \"judge\"\ntimeout = \"2s\"\n");
     }
-    if conversations {
-        extra.push_str("\n[cache.semantic.conversations]\nhistory_min = 0.2\n");
+    if let Some(body) = conversations {
+        extra.push_str(&format!("\n[cache.semantic.conversations]\n{body}\n"));
     }
     TestConfig {
         embedding: Embedding::Real,
@@ -137,5 +142,14 @@ async fn another_system_prompt_tools_or_parameters_are_never_candidates() {
     // Another tenant's identical conversation is no candidate either.
     let team = [("x-deja-namespace", "team-b")];
     assert_eq!(chat_with(&h, &convo(SYSTEM, &SMALL_TALK_B, QUESTION), &team).await.cache(), "miss");
+    assert_eq!(judge_calls(&h), 0);
+}
+
+#[tokio::test]
+async fn a_history_below_history_min_is_never_a_candidate() {
+    let h = spawn_proxy(with_history_min(true, Some("history_min = 0.99"))).await;
+    h.mock.control.set_judge_verdict("1");
+    assert_eq!(chat(&h, &convo(SYSTEM, &SMALL_TALK_A, QUESTION)).await.cache(), "miss");
+    assert_eq!(chat(&h, &convo(SYSTEM, &SMALL_TALK_B, QUESTION)).await.cache(), "miss");
     assert_eq!(judge_calls(&h), 0);
 }
