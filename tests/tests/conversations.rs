@@ -153,3 +153,18 @@ async fn a_history_below_history_min_is_never_a_candidate() {
     assert_eq!(chat(&h, &convo(SYSTEM, &SMALL_TALK_B, QUESTION)).await.cache(), "miss");
     assert_eq!(judge_calls(&h), 0);
 }
+
+#[tokio::test]
+async fn a_reworded_history_is_a_verified_hit() {
+    let h = spawn_proxy(config(true, true)).await;
+    h.mock.control.set_judge_verdict("1");
+    let planned = ["I'm planning a trip to Tokyo next month.", "That sounds exciting!"];
+    let reworded = ["Next month I will be visiting Tokyo.", "How exciting!"];
+    assert_eq!(chat(&h, &convo(SYSTEM, &planned, QUESTION)).await.cache(), "miss");
+    let again = chat(&h, &convo(SYSTEM, &reworded, QUESTION)).await;
+    assert_eq!(again.cache(), "semantic", "{:?}", again.headers);
+    assert_eq!(again.header("x-deja-verified"), Some("llm"));
+    assert_eq!((h.mock.control.calls("cheap"), judge_calls(&h)), (1, 1));
+    let text = judge_request(&h);
+    assert!(text.contains(planned[0]) && text.contains(reworded[0]), "{text}");
+}
