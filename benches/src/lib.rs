@@ -64,7 +64,11 @@ pub fn filled_store(n: usize) -> (Store, Vec<CacheKey>, ContextFingerprint, Vec<
             cost_usd: 0.00004,
             created_ms: 1,
             expires_ms: u64::MAX,
-            semantic: Some(SemanticMeta { fingerprint: fp.to_hex(), text: format!("question {i}") }),
+            semantic: Some(SemanticMeta {
+                fingerprint: fp.to_hex(),
+                text: format!("question {i}"),
+                conversation: None,
+            }),
         };
         store.put(&entry, Some(&v)).unwrap_or_else(|e| panic!("put: {e}"));
         ids.push(id);

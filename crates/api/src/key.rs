@@ -39,6 +39,10 @@ impl ContextFingerprint {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+    /// Parses 64 hex digits (either case); anything else is `None`.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        CacheKey::from_hex(s).map(|k| Self(k.0))
+    }
 }
 
 impl fmt::Debug for CacheKey {
@@ -237,19 +241,17 @@ impl Canonical {
     }
 }
 
-/// The exact key and the semantic context fingerprint of a chat request.
-pub fn chat_keys(ns: &Namespace, req: &ChatRequest) -> (CacheKey, ContextFingerprint) {
-    routed_chat_keys(ns, req, None)
-}
+/// The domain of chat keys and fingerprints; bumped when their encoding changes.
+const CHAT_DOMAIN: &str = "deja/chat/v2";
+/// The domain of coarse conversation fingerprints.
+const CONVERSATION_DOMAIN: &str = "deja/chat-conversation/v1";
 
-/// [`chat_keys`] for a request carrying a routing task tag (`x-deja-task` or
-/// `metadata.task`): the tag picks the rung that answers, so requests with
-/// different tags never share an entry. Without a tag the keys equal
-/// [`chat_keys`].
-pub fn routed_chat_keys(ns: &Namespace, req: &ChatRequest, task: Option<&str>) -> (CacheKey, ContextFingerprint) {
+/// Everything in a chat request but its messages, hashed under `domain`.
+fn params(domain: &str, ns: &Namespace, req: &ChatRequest, task: Option<&str>) -> Canonical {
     let ChatRequest {
         model,
-        messages,
+        // Hashed by the callers: whole, or split into context and question.
+        messages: _,
         // Transport and bookkeeping only: the same answer serves both.
         stream: _,
         stream_options: _,
@@ -270,7 +272,7 @@ pub fn routed_chat_keys(ns: &Namespace, req: &ChatRequest, task: Option<&str>) -
         frequency_penalty,
         extra,
     } = req;
-    let mut params = Canonical::new("deja/chat/v2", ns, model);
+    let mut params = Canonical::new(domain, ns, model);
     params.float("temperature", *temperature);
     params.float("top_p", *top_p);
     params.int("max_tokens", *max_tokens);
@@ -292,6 +294,42 @@ pub fn routed_chat_keys(ns: &Namespace, req: &ChatRequest, task: Option<&str>) -
         params.str(task);
     }
 
+    params
+}
+
+/// The coarse fingerprint of a multi-turn request
+/// ([`crate::conversation::split`]): everything the context fingerprint
+/// holds but the earlier user and assistant turns. The namespace, model,
+/// every parameter, the system and developer messages and the question's
+/// non-text parts stay exact; the turns are left to the history embedding.
+/// `None` when the request is not a conversation.
+pub fn conversation_fingerprint(ns: &Namespace, req: &ChatRequest, task: Option<&str>) -> Option<ContextFingerprint> {
+    let conversation = crate::conversation::split(&req.messages)?;
+    let mut c = params(CONVERSATION_DOMAIN, ns, req, task);
+    c.str("system");
+    c.0.update(&(conversation.system.len() as u64).to_le_bytes());
+    for m in conversation.system {
+        c.value(m);
+    }
+    c.str("question");
+    c.question(conversation.question);
+    Some(ContextFingerprint(c.finish()))
+}
+
+/// The exact key and the semantic context fingerprint of a chat request.
+pub fn chat_keys(ns: &Namespace, req: &ChatRequest) -> (CacheKey, ContextFingerprint) {
+    routed_chat_keys(ns, req, None)
+}
+
+/// [`chat_keys`] for a request carrying a routing task tag (`x-deja-task` or
+/// `metadata.task`): the tag picks the rung that answers, so requests with
+/// different tags never share an entry. Without a tag the keys equal
+/// [`chat_keys`].
+pub fn routed_chat_keys(ns: &Namespace, req: &ChatRequest, task: Option<&str>) -> (CacheKey, ContextFingerprint) {
+    let messages = &req.messages;
+    let params = params(CHAT_DOMAIN, ns, req, task);
+
+    // A trailing user message is the question; what comes before is context.
     // A trailing user message is the question; what comes before is context.
     let split = req.last_user_index().filter(|i| i + 1 == messages.len()).and_then(|_| messages.split_last());
     let mut context = Canonical(params.0.clone());

@@ -199,3 +199,35 @@ fn hex_rejects_wrong_lengths_and_digits_without_panicking() {
     assert_eq!(CacheKey::from_hex(&format!("{}é", &hex[..62])), None);
     assert_eq!(CacheKey::from_hex(""), None);
 }
+
+fn coarse(body: &str) -> Option<ContextFingerprint> {
+    conversation_fingerprint(&Namespace::new(None, None), &req(body), None)
+}
+
+fn convo(system: &str, small_talk: &str, extra: &str) -> String {
+    format!(
+        r#"{{"model":"m"{extra},"messages":[{{"role":"system","content":"{system}"}},{{"role":"user","content":"{small_talk}"}},{{"role":"assistant","content":"Sure."}},{{"role":"user","content":"What time is it in Paris?"}}]}}"#
+    )
+}
+
+#[test]
+fn the_coarse_fingerprint_leaves_out_only_the_earlier_turns() {
+    let a = coarse(&convo("be brief", "hello there", "")).expect("a conversation");
+    assert_eq!(Some(a), coarse(&convo("be brief", "nice weather today", "")), "small talk is not in it");
+    assert_ne!(a, chat_keys(&Namespace::new(None, None), &req(&convo("be brief", "hello there", ""))).1);
+    for other in [
+        convo("be verbose", "hello there", ""),
+        convo("be brief", "hello there", r#","temperature":0.5"#),
+        convo("be brief", "hello there", r#","tools":[{"type":"function","function":{"name":"f"}}]"#),
+    ] {
+        assert_ne!(coarse(&other), Some(a), "{other}");
+    }
+    let b = convo("be brief", "hello there", "");
+    let tenant = conversation_fingerprint(&Namespace::new(Some("k"), None), &req(&b), None);
+    assert_ne!(tenant, Some(a));
+    assert_ne!(conversation_fingerprint(&Namespace::new(None, None), &req(&b), Some("rung")), Some(a));
+    assert_eq!(
+        coarse(r#"{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":"q"}]}"#),
+        None
+    );
+}

@@ -9,6 +9,7 @@
 
 pub mod assemble;
 pub mod chat;
+pub mod conversation;
 pub mod embeddings;
 pub mod error;
 pub mod key;

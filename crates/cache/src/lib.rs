@@ -13,6 +13,7 @@
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
 
 pub mod coalesce;
+pub mod conversation;
 pub mod exact;
 pub mod guards;
 pub mod maintenance;

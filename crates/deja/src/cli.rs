@@ -30,9 +30,11 @@ pub enum Command {
     },
     /// Measure the semantic cache on labelled question pairs (`--pairs`):
     /// duplicates served and false hits across thresholds, with and without
-    /// the guards. Or measure a ladder's semantic routes on labelled
-    /// questions (`--routes`): accuracy, precision and recall per route, the
-    /// confusion, and how many fall to no route.
+    /// the guards, per kind of pair, and the three bands (served, verified,
+    /// missed) with what the verifier costs; `--judge` replays pairs through
+    /// the configured verifier. Or measure a ladder's semantic routes on
+    /// labelled questions (`--routes`): accuracy, precision and recall per
+    /// route, the confusion, and how many fall to no route.
     Eval(EvalArgs),
     /// Run the simulated OpenAI-compatible upstream used by the demo and tests.
     MockUpstream {
@@ -72,6 +74,26 @@ pub struct EvalArgs {
     /// Print pairs that would be served wrongly at the configured threshold.
     #[arg(long, default_value_t = 0)]
     pub show_false_hits: usize,
+    /// Thresholds on the three-band curve (the configured one is added).
+    #[arg(long, value_delimiter = ',', default_value = "0.90,0.92,0.94,0.96")]
+    pub band_thresholds: Vec<f32>,
+    /// verify_from values on the three-band curve (the configured one is added).
+    #[arg(long, value_delimiter = ',', default_value = "0.80,0.85,0.88,0.90,0.92")]
+    pub band_verify_from: Vec<f32>,
+    /// Replay the pairs some setting on the curve would verify through the
+    /// configured `[cache.semantic.verifier]`: real upstream calls, billed.
+    #[arg(long)]
+    pub judge: bool,
+    /// Verifier calls in flight at once with --judge.
+    #[arg(long, default_value_t = 4)]
+    pub judge_concurrency: usize,
+    /// File to keep the verifier's verdicts in: answered pairs are not asked again.
+    #[arg(long)]
+    pub verdicts: Option<PathBuf>,
+    /// Another ONNX file of the same model to embed with instead of
+    /// `model_dir/minilm/model.onnx` (same tokenizer), to compare the two.
+    #[arg(long)]
+    pub model_file: Option<PathBuf>,
     /// Configuration whose embedding model, threshold and guards are evaluated.
     #[arg(long, env = "DEJA_CONFIG", default_value = "config/deja.toml")]
     pub config: PathBuf,

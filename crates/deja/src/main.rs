@@ -7,6 +7,7 @@
 use clap::Parser;
 use deja::cli::{CacheAction, CacheArgs, Cli, Command, EvalArgs};
 use deja::config::{Config, LogFormat};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
                 None => Err("the configuration was not read".into()),
             },
             Command::CheckConfig { path } => check_config(&path),
-            Command::Eval(args) => eval(args),
+            Command::Eval(args) => eval(args).await,
             Command::MockUpstream { listen } => mock_upstream(&listen).await,
             Command::Cache(args) => cache(args).await,
         }
@@ -172,18 +173,20 @@ fn write_stdout(s: &str) {
     let _ = std::io::stdout().write_all(s.as_bytes());
 }
 
-fn eval(args: EvalArgs) -> Result<(), AnyError> {
+async fn eval(args: EvalArgs) -> Result<(), AnyError> {
+    use deja::eval::{self, bands, judge};
     let config = Config::load(&args.config)?;
-    use deja::eval;
     let Some(pairs_path) = &args.pairs else {
         return eval_routes(config, &args);
     };
-    let pairs = eval::read_pairs(pairs_path, args.limit)?;
+    let labelled = eval::read_labelled(pairs_path, args.limit)?;
+    let kinds: Vec<Option<String>> = labelled.iter().map(|p| p.kind.clone()).collect();
+    let pairs: Vec<(String, String, bool)> = labelled.into_iter().map(|p| (p.a, p.b, p.same)).collect();
     let cached = args.similarities.as_deref().and_then(|p| eval::load_similarities(p, pairs.len()));
     let sims = match cached {
         Some(s) => s,
         None => {
-            let embedder: Arc<dyn deja_embed::Embedder> = deja::state::load_embedder(&config)?;
+            let embedder = eval_embedder(&config, args.model_file.as_deref())?;
             eprintln!("embedding {} pairs with {}...", pairs.len(), embedder.name());
             let started = std::time::Instant::now();
             let s = eval::similarities(embedder.as_ref(), &pairs, 64)?;
@@ -197,12 +200,28 @@ fn eval(args: EvalArgs) -> Result<(), AnyError> {
     let scored = eval::score(&pairs, &sims);
     let guards = config.guard_settings();
     let threshold = config.cache.semantic.threshold;
-    let mut report = eval::report(&scored, &guards, threshold, args.target_false_hits);
     let mask = eval::mask_of(&guards);
-    let wrong = pairs
-        .iter()
-        .zip(&scored)
-        .filter(|(_, s)| !s.same && s.similarity >= threshold && !s.refused.iter().zip(mask).any(|(r, m)| *r && m));
+    let settings =
+        bands::grid(&args.band_thresholds, &args.band_verify_from, (threshold, config.cache.semantic.verify_from));
+    let verdicts = if args.judge {
+        let known = args.verdicts.as_deref().and_then(|p| judge::load_verdicts(p, pairs.len())).unwrap_or_default();
+        let which = judge::needing(&scored, mask, bands::grey_range(&settings));
+        eprintln!("asking the verifier about up to {} pairs...", which.len());
+        let v = judge::judge(config.clone(), &pairs, &which, known, args.judge_concurrency).await?;
+        if let Some(p) = &args.verdicts {
+            judge::save_verdicts(p, &v)?;
+        }
+        Some(v)
+    } else {
+        None
+    };
+    let mut report = eval::report(&scored, &guards, threshold, args.target_false_hits);
+    report.push_str(&eval::by_kind(&scored, &kinds, threshold, mask));
+    report.push_str(&bands::report(&scored, mask, &settings, verdicts.as_deref()));
+    if let Some(v) = &verdicts {
+        report.push_str(&judge::summary(&scored, v));
+    }
+    let wrong = pairs.iter().zip(&scored).filter(|(_, s)| !s.same && s.similarity >= threshold && s.passes(mask));
     for ((a, b, _), s) in wrong.take(args.show_false_hits) {
         report.push_str(&format!("  false hit {:.3}: {a} | {b}\n", s.similarity));
     }
@@ -266,6 +285,19 @@ fn eval_routes(mut config: Config, args: &EvalArgs) -> Result<(), AnyError> {
     }
     write_stdout(&out);
     Ok(())
+}
+
+/// The configured embedder, or the same model from another ONNX file.
+fn eval_embedder(config: &Config, model_file: Option<&Path>) -> Result<Arc<dyn deja_embed::Embedder>, AnyError> {
+    let Some(file) = model_file else {
+        return Ok(deja::state::load_embedder(config)?);
+    };
+    let e = &config.embedding;
+    let mut paths = deja_embed::ModelPaths::in_dir(&e.model_dir).with_onnx_file(file.to_path_buf());
+    if let Some(lib) = &e.ort_library {
+        paths.ort_library = Some(lib.clone());
+    }
+    Ok(Arc::new(deja_embed::FastEmbedder::load(&paths, e.threads)?))
 }
 
 async fn mock_upstream(listen: &str) -> Result<(), AnyError> {

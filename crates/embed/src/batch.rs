@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// Texts embedded together, in one forward pass, and where their vectors go.
 struct Job {
-    text: String,
-    reply: oneshot::Sender<Result<Vec<f32>, EmbedError>>,
+    texts: Vec<String>,
+    reply: oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>,
 }
 
 #[derive(Clone)]
@@ -25,14 +26,19 @@ impl EmbedService {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
         let spawned = std::thread::Builder::new().name("deja-embed".into()).spawn(move || {
             while let Some(first) = rx.blocking_recv() {
+                let mut size = first.texts.len();
                 let mut jobs = vec![first];
-                while jobs.len() < max_batch.max(1) {
+                while size < max_batch.max(1) {
                     match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
+                        Ok(job) => {
+                            size += job.texts.len();
+                            jobs.push(job);
+                        }
                         Err(_) => break,
                     }
                 }
-                let texts: Vec<String> = jobs.iter_mut().map(|j| std::mem::take(&mut j.text)).collect();
+                let counts: Vec<usize> = jobs.iter().map(|j| j.texts.len()).collect();
+                let texts: Vec<String> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.texts)).collect();
                 let started = Instant::now();
                 let result = embedder.embed_batch(&texts);
                 if let Some(obs) = &observer {
@@ -40,8 +46,15 @@ impl EmbedService {
                 }
                 match result {
                     Ok(vectors) => {
-                        for (job, v) in jobs.into_iter().zip(vectors) {
-                            let _ = job.reply.send(Ok(v));
+                        let mut vectors = vectors.into_iter();
+                        for (job, n) in jobs.into_iter().zip(counts) {
+                            let mine: Vec<Vec<f32>> = vectors.by_ref().take(n).collect();
+                            let reply = if mine.len() == n {
+                                Ok(mine)
+                            } else {
+                                Err(EmbedError::Inference("too few vectors".into()))
+                            };
+                            let _ = job.reply.send(reply);
                         }
                     }
                     Err(e) => {
@@ -60,8 +73,14 @@ impl EmbedService {
     }
 
     pub async fn embed(&self, text: String) -> Result<Vec<f32>, EmbedError> {
+        self.embed_many(vec![text]).await?.pop().ok_or(EmbedError::Stopped)
+    }
+
+    /// Embeds `texts` in the same forward pass (one batch, one round trip),
+    /// in order. A batch may run past `max_batch` by the texts of one call.
+    pub async fn embed_many(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { text, reply }).await.map_err(|_| EmbedError::Stopped)?;
+        self.tx.send(Job { texts, reply }).await.map_err(|_| EmbedError::Stopped)?;
         rx.await.map_err(|_| EmbedError::Stopped)?
     }
 }
@@ -93,5 +112,13 @@ mod tests {
         for (g, d) in got.into_iter().zip(direct) {
             assert_eq!(g.expect("vector"), d);
         }
+    }
+
+    #[tokio::test]
+    async fn texts_embedded_together_come_back_in_order() {
+        let svc = EmbedService::start(Arc::new(HashEmbedder::new(64)), 1, None);
+        let texts = vec!["the question".to_string(), "the history".to_string()];
+        let got = svc.embed_many(texts.clone()).await.expect("vectors");
+        assert_eq!(got, HashEmbedder::new(64).embed_batch(&texts).expect("embed"));
     }
 }

@@ -1,5 +1,11 @@
-//! all-MiniLM-L6-v2 (int8 ONNX) through fastembed, loaded from local files:
-//! nothing is fetched at run time.
+//! all-MiniLM-L6-v2 through fastembed, loaded from local files: nothing is
+//! fetched at run time.
+//!
+//! The ONNX file is the one `models/fetch.py` builds: weights stored as int8
+//! per output channel, activations quantized on each call, so its matrix
+//! products run on integer kernels. It takes `input_ids`, `attention_mask`
+//! and `token_type_ids` and returns `last_hidden_state`, which fastembed
+//! mean-pools over the attention mask.
 
 use crate::{normalize, EmbedError, Embedder};
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
@@ -14,6 +20,12 @@ pub struct ModelPaths {
     pub tokenizer_dir: PathBuf,
     /// `libonnxruntime.so`; `None` falls back to `ORT_DYLIB_PATH`.
     pub ort_library: Option<PathBuf>,
+    /// Run every text in a forward pass of its own. The built model quantizes
+    /// activations per call with one scale for the whole input tensor, so a
+    /// text batched with others (and their padding) gets a slightly different
+    /// vector (cosine about 0.994 to its vector alone); alone, a text's vector
+    /// depends on the text only, whatever the load.
+    pub one_text_per_pass: bool,
 }
 
 impl ModelPaths {
@@ -23,13 +35,33 @@ impl ModelPaths {
             onnx_file: dir.join("minilm/model.onnx"),
             tokenizer_dir: dir.join("minilm"),
             ort_library: Some(dir.join("onnxruntime/libonnxruntime.so.1.31.1")),
+            one_text_per_pass: true,
         }
+    }
+
+    /// The baseline export kept beside the model for comparisons
+    /// (`minilm/baseline-int8-storage.onnx`): its arithmetic is fp32, so
+    /// batching does not change its vectors.
+    pub fn baseline_in_dir(dir: &Path) -> Self {
+        let mut paths = Self::in_dir(dir).with_onnx_file(dir.join("minilm/baseline-int8-storage.onnx"));
+        paths.one_text_per_pass = false;
+        paths
+    }
+
+    /// The same layout with another ONNX file of the same model, such as
+    /// `minilm/baseline-int8-storage.onnx`, kept for comparisons.
+    pub fn with_onnx_file(mut self, file: PathBuf) -> Self {
+        self.onnx_file = file;
+        self
     }
 }
 
 pub struct FastEmbedder {
     model: Mutex<TextEmbedding>,
     dim: usize,
+    one_text_per_pass: bool,
+    /// The model and the file it was loaded from, for logs and `deja eval`.
+    name: String,
 }
 
 static ORT_LOADED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -83,13 +115,19 @@ impl FastEmbedder {
         if dim == 0 {
             return Err(EmbedError::Inference("the model produced an empty embedding".into()));
         }
-        Ok(Self { model: Mutex::new(model), dim })
+        let file = paths.onnx_file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Self {
+            model: Mutex::new(model),
+            dim,
+            one_text_per_pass: paths.one_text_per_pass,
+            name: format!("all-MiniLM-L6-v2 ({file})"),
+        })
     }
 }
 
 impl Embedder for FastEmbedder {
     fn name(&self) -> &str {
-        "all-MiniLM-L6-v2-int8"
+        &self.name
     }
 
     fn dim(&self) -> usize {
@@ -98,7 +136,8 @@ impl Embedder for FastEmbedder {
 
     fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        let out = model.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let pass = if self.one_text_per_pass { 1 } else { texts.len().max(1) };
+        let out = model.embed(texts, Some(pass)).map_err(|e| EmbedError::Inference(e.to_string()))?;
         Ok(out.into_iter().map(normalize).collect())
     }
 }

@@ -28,6 +28,8 @@ pub struct ChatCtx {
     /// given up when the answer reaches Redis or, failing that, when the
     /// request ends.
     pub fleet_lock: Option<crate::fleet::Lock>,
+    /// Set for a multi-turn request when `[cache.semantic.conversations]` is on.
+    pub conversation: Option<crate::conversation::ConversationCtx>,
     pub started: Instant,
     pub request_id: String,
 }

@@ -114,6 +114,7 @@ async fn run(
                 cost_usd: cost,
                 ttl: policy.ttl.unwrap_or(config.cache.default_ttl),
                 semantic: None,
+                conversation: None,
             },
         )
         .await;

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod budget;
 pub mod cache_control;
 pub mod config;
+pub mod conversation;
 pub mod ctx;
 pub mod dialect;
 pub mod embeddings;

@@ -10,6 +10,9 @@ use std::time::Duration;
 pub fn spawn_background_rebuild(state: Arc<AppState>) {
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
+        if let Err(e) = state.conversations.rebuild_from(&state.store) {
+            tracing::error!(error = %e, "conversation index rebuild failed; conversations will miss");
+        }
         match state.index.rebuild_from(&state.store) {
             Ok(live) => {
                 tracing::info!(indexed = live, took_s = started.elapsed().as_secs_f64(), "semantic index ready")
@@ -39,6 +42,10 @@ pub fn spawn(state: Arc<AppState>) {
                 // Never two rebuilds at once: the start-up one may still run.
                 if s.index_ready.load(Ordering::SeqCst) && s.index.needs_rebuild() {
                     s.index.rebuild_from(&s.store)?;
+                }
+                // Entries swept, evicted or deleted leave the conversation index here.
+                if !s.conversations.is_empty() {
+                    s.conversations.prune(&s.store)?;
                 }
                 Ok::<_, deja_store::StoreError>(report)
             })

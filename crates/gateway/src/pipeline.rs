@@ -11,7 +11,8 @@ use crate::reply::{self, Outcome};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
 use crate::{miss, relay};
-use deja_api::key::routed_chat_keys;
+use deja_api::conversation::split;
+use deja_api::key::{conversation_fingerprint, routed_chat_keys};
 use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind, Namespace};
 use deja_cache::{exact, semantic, Role};
 use deja_router::{estimate_tokens, PlanError, RouteInput, Target};
@@ -65,6 +66,14 @@ async fn chat_inner(
         _ => None,
     };
     let (key, fingerprint) = routed_chat_keys(&namespace, &req, task_rung);
+    let conversation = match config.cache.conversations {
+        Some(_) => {
+            conversation_fingerprint(&namespace, &req, task_rung).zip(split(&req.messages)).map(|(coarse, c)| {
+                crate::conversation::ConversationCtx { coarse, history_text: c.history_text(), history: None }
+            })
+        }
+        None => None,
+    };
     let _ = state.store.add(Counter::Requests, 1);
     let question = req.last_user_text();
     let task = task.map(str::to_string);
@@ -81,6 +90,7 @@ async fn chat_inner(
         route: None,
         vector: None,
         fleet_lock: None,
+        conversation,
         started,
         request_id,
     };
@@ -162,14 +172,20 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     if !ctx.policy.writes() {
         return None;
     }
-    let vector = match embed.embed(question.clone()).await {
-        Ok(v) => v,
+    // A conversation's history is embedded in the same batch as its question.
+    let mut texts = vec![question.clone()];
+    texts.extend(ctx.conversation.as_ref().map(|c| c.history_text.clone()));
+    let mut vectors = match embed.embed_many(texts).await {
+        Ok(v) => v.into_iter(),
         Err(e) => {
             tracing::warn!(error = %e, "embedding failed; semantic stage skipped");
             return None;
         }
     };
-    ctx.vector = Some(vector);
+    ctx.vector = vectors.next();
+    if let Some(c) = ctx.conversation.as_mut() {
+        c.history = vectors.next();
+    }
     // A semantic route changes who answers, so it is keyed. The exact key
     // needs nothing more: it hashes every message, so two requests sharing it
     // have the same question, hence the same vector and the same route. Two
@@ -178,6 +194,9 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     ctx.route = crate::routes::choose(ctx);
     if let Some(rung) = &ctx.route {
         ctx.fingerprint = deja_api::key::route_fingerprint(ctx.fingerprint, rung);
+        if let Some(c) = ctx.conversation.as_mut() {
+            c.coarse = deja_api::key::route_fingerprint(c.coarse, rung);
+        }
     }
     if !ctx.policy.reads() {
         return None;
@@ -221,7 +240,13 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     if let Some(hit) = found.hit {
         return Some(serve_entry(ctx, HitKind::Semantic { similarity: hit.similarity }, &hit.entry, now, None));
     }
-    seen.finish(verify_stage(ctx, &question, found.grey).await)
+    let verified = seen.finish(verify_stage(ctx, &question, found.grey).await);
+    if verified.is_some() {
+        return verified;
+    }
+    // The same question after other earlier turns: only on the verifier's yes.
+    let found = crate::conversation::stage(ctx, &question, verify_from).await?;
+    Some(serve_verified(ctx, &found.entry, found.similarity, found.cost_usd))
 }
 
 /// Asks the verifier about grey-band candidates not already rejected for
@@ -254,18 +279,23 @@ async fn verify_stage(ctx: &ChatCtx, question: &str, grey: Vec<semantic::GreyCan
         }
         return None;
     };
+    Some(serve_verified(ctx, &chosen.entry, chosen.similarity, verdict.cost_usd))
+}
+
+/// Serves an entry the verifier said yes to, counts the hit and learns the
+/// request's key as an alias of the entry.
+fn serve_verified(ctx: &ChatCtx, entry: &deja_store::Entry, similarity: f32, cost_usd: f64) -> Outcome {
     let now = deja_cache::now_ms();
-    if let Err(e) = ctx.state.store.record_hit(&chosen.entry.id, now) {
+    if let Err(e) = ctx.state.store.record_hit(&entry.id, now) {
         tracing::warn!(error = %e, "could not count a verified hit");
     }
     // A cache-control that forbids storing also forbids learning an alias.
     if ctx.policy.writes() {
-        if let Err(e) = ctx.state.store.add_alias(&ctx.key, &chosen.entry.id) {
+        if let Err(e) = ctx.state.store.add_alias(&ctx.key, &entry.id) {
             tracing::warn!(error = %e, "could not remember a verified paraphrase");
         }
     }
-    let kind = HitKind::Semantic { similarity: chosen.similarity };
-    Some(serve_entry(ctx, kind, &chosen.entry, now, Some(verdict.cost_usd)))
+    serve_entry(ctx, HitKind::Semantic { similarity }, entry, now, Some(cost_usd))
 }
 
 /// Answers with a cached entry. `verification_usd` is what verifying it cost,

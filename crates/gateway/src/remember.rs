@@ -4,7 +4,7 @@ use crate::answer::Answer;
 use crate::ctx::ChatCtx;
 use crate::state::AppState;
 use deja_api::{CacheKey, ContextFingerprint};
-use deja_store::{usd_to_nano, Counter, Entry, EntryKind, EntryUsage, SemanticMeta};
+use deja_store::{usd_to_nano, ConversationMeta, Counter, Entry, EntryKind, EntryUsage, SemanticMeta};
 use std::time::Duration;
 
 /// What an entry is made of, before it is written.
@@ -21,6 +21,8 @@ pub struct NewEntry {
     pub ttl: Duration,
     /// Fingerprint, question and its vector, when the semantic cache may serve it.
     pub semantic: Option<(ContextFingerprint, String, Vec<f32>)>,
+    /// Coarse fingerprint and history vector of a multi-turn request.
+    pub conversation: Option<(ContextFingerprint, Vec<f32>)>,
 }
 
 /// Counts an answer that came from upstream: a miss, a refresh or a bypass.
@@ -55,8 +57,14 @@ pub fn count_spend(state: &AppState, namespace: &str, model: &str, cost_usd: f64
 pub fn store(state: &AppState, max_entries: u64, new: NewEntry) -> Option<CacheKey> {
     let now = deja_cache::now_ms();
     let ttl_ms = new.ttl.as_millis().min(u128::from(u64::MAX / 2)) as u64;
+    let conversation = new.semantic.as_ref().and(new.conversation);
     let (semantic, vector) = match new.semantic {
-        Some((fp, text, v)) => (Some(SemanticMeta { fingerprint: fp.to_hex(), text }), Some((fp, v))),
+        Some((fp, text, v)) => {
+            let meta = conversation
+                .as_ref()
+                .map(|(coarse, history)| ConversationMeta { coarse: coarse.to_hex(), history: history.clone() });
+            (Some(SemanticMeta { fingerprint: fp.to_hex(), text, conversation: meta }), Some((fp, v)))
+        }
         None => (None, None),
     };
     let entry = Entry {
@@ -83,6 +91,9 @@ pub fn store(state: &AppState, max_entries: u64, new: NewEntry) -> Option<CacheK
             tracing::warn!(error = %e, "could not index a cache entry");
         }
         state.metrics.index_entries.set(state.index.len() as i64);
+        if let Some((coarse, history)) = &conversation {
+            state.conversations.insert(entry.id, coarse, &v, history);
+        }
     }
     state.metrics.entries.set(state.store.len() as i64);
     if state.store.len() > max_entries {
@@ -150,6 +161,7 @@ pub async fn remember_answer(ctx: &ChatCtx, answer: &Answer) {
         cost_usd: answer.cost_usd,
         ttl: ctx.policy.ttl.unwrap_or(ctx.config.cache.default_ttl),
         semantic,
+        conversation: ctx.conversation.as_ref().and_then(|c| Some((c.coarse, c.history.clone()?))),
     };
     store_off_runtime(&ctx.state, ctx.config.cache.max_entries, new).await;
 }

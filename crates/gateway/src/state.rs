@@ -19,6 +19,8 @@ pub struct AppState {
     config: RwLock<Arc<Config>>,
     pub store: Arc<Store>,
     pub index: Arc<SemanticIndex>,
+    /// Multi-turn entries by coarse fingerprint: conversation candidates.
+    pub conversations: Arc<deja_cache::conversation::ConversationIndex>,
     /// `None` when the semantic cache is off.
     pub embed: Option<EmbedService>,
     /// The same model, for embedding route examples at start-up and reload.
@@ -107,10 +109,12 @@ impl AppState {
             None
         };
         let index = Arc::new(SemanticIndex::new());
+        let conversations = Arc::new(deja_cache::conversation::ConversationIndex::default());
         let started = Instant::now();
         let index_ready = store.len() <= SYNC_REBUILD_MAX;
         if index_ready {
             let live = index.rebuild_from(&store)?;
+            conversations.rebuild_from(&store)?;
             let took_ms = started.elapsed().as_millis() as u64;
             tracing::info!(entries = store.len(), indexed = live, took_ms, "store opened");
         } else {
@@ -125,6 +129,7 @@ impl AppState {
             config: RwLock::new(Arc::new(config)),
             store,
             index,
+            conversations,
             embed,
             route_embedder,
             upstream: UpstreamClient::new()?,

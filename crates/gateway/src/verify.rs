@@ -67,7 +67,20 @@ pub async fn verify(
     question: &str,
     candidates: &[&str],
 ) -> Result<Verdict, ApiError> {
-    match tokio::time::timeout(settings.timeout, ask(state, config, settings, question, candidates)).await {
+    let messages = messages(&settings.prompt, question, candidates);
+    verify_messages(state, config, settings, messages, candidates.len()).await
+}
+
+/// Asks the verifier model `messages` about `candidates` numbered
+/// candidates, within its timeout.
+pub async fn verify_messages(
+    state: &Arc<AppState>,
+    config: &Arc<Config>,
+    settings: &VerifierSettings,
+    messages: serde_json::Value,
+    candidates: usize,
+) -> Result<Verdict, ApiError> {
+    match tokio::time::timeout(settings.timeout, ask(state, config, settings, messages, candidates)).await {
         Ok(result) => result,
         Err(_) => Err(ApiError::new(ErrorKind::GatewayTimeout, "the verifier did not answer in time")),
     }
@@ -77,10 +90,9 @@ async fn ask(
     state: &Arc<AppState>,
     config: &Arc<Config>,
     settings: &VerifierSettings,
-    question: &str,
-    candidates: &[&str],
+    messages: serde_json::Value,
+    candidates: usize,
 ) -> Result<Verdict, ApiError> {
-    let messages = messages(&settings.prompt, question, candidates);
     let route = RouteInput {
         target: &settings.model,
         prompt_tokens: estimate_tokens(messages.to_string().len()),
@@ -106,7 +118,7 @@ async fn ask(
         .and_then(|c| c.message.get("content"))
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default();
-    Ok(Verdict { chosen: parse_verdict(reply, candidates.len()), cost_usd: cost })
+    Ok(Verdict { chosen: parse_verdict(reply, candidates), cost_usd: cost })
 }
 
 /// (this request's exact key, the entry id the verifier refused for it).

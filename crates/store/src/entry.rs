@@ -23,6 +23,19 @@ pub struct SemanticMeta {
     pub fingerprint: String,
     /// The last user message, for the guards that compare texts.
     pub text: String,
+    /// Set on multi-turn requests: how the entry is found by conversations
+    /// whose earlier turns differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationMeta>,
+}
+
+/// What a conversation candidate is matched on, besides the question's vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationMeta {
+    /// Hex of the coarse fingerprint (the context without the earlier turns).
+    pub coarse: String,
+    /// The embedding of the earlier turns' text.
+    pub history: Vec<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,6 @@ mod pending;
 mod store;
 
 pub use counters::{nano_to_usd, usd_to_nano, Counter, Verifications};
-pub use entry::{Entry, EntryKind, EntryUsage, HitStats, ListFilter, SemanticMeta};
+pub use entry::{ConversationMeta, Entry, EntryKind, EntryUsage, HitStats, ListFilter, SemanticMeta};
 pub use error::StoreError;
 pub use store::{ListPage, Store, StoredVector, SweptBatch, HIT_FLUSH_INTERVAL};

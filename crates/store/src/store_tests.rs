@@ -15,7 +15,11 @@ fn entry(n: u8, created_ms: u64, ttl_ms: u64, ns: &str) -> Entry {
         cost_usd: 0.001,
         created_ms,
         expires_ms: created_ms + ttl_ms,
-        semantic: Some(SemanticMeta { fingerprint: CacheKey([7; 32]).to_hex(), text: format!("question {n}") }),
+        semantic: Some(SemanticMeta {
+            fingerprint: CacheKey([7; 32]).to_hex(),
+            text: format!("question {n}"),
+            conversation: None,
+        }),
     }
 }
 

@@ -15,7 +15,11 @@ fn entry(n: u8, namespace: &str, fingerprint: &ContextFingerprint) -> Entry {
         cost_usd: 0.0,
         created_ms: 1,
         expires_ms: u64::MAX,
-        semantic: Some(SemanticMeta { fingerprint: fingerprint.to_hex(), text: "when do you open?".into() }),
+        semantic: Some(SemanticMeta {
+            fingerprint: fingerprint.to_hex(),
+            text: "when do you open?".into(),
+            conversation: None,
+        }),
     }
 }
 

@@ -107,6 +107,8 @@ pub struct CacheSettings {
     pub semantic: SemanticSettings,
     /// `None`: grey-band candidates are misses.
     pub verifier: Option<VerifierSettings>,
+    /// `[cache.semantic.conversations]`; applies only with a verifier.
+    pub conversations: Option<ConversationSettings>,
     /// `[cache.semantic.slo]`: shadow calls for sampled semantic hits.
     pub slo: SloSettings,
 }
@@ -120,6 +122,13 @@ pub struct VerifierSettings {
     pub timeout: Duration,
     /// The system message; the texts follow in the user message.
     pub prompt: String,
+}
+
+/// Conversations whose earlier turns differ (`[cache.semantic.conversations]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConversationSettings {
+    /// The least cosine similarity between the two histories' embeddings.
+    pub history_min: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -415,6 +424,18 @@ impl Config {
                 Some(VerifierSettings { model: v.model.clone(), max_candidates: v.max_candidates, timeout, prompt })
             }
         };
+        let conversations = match &sem.conversations {
+            None => None,
+            Some(c) => {
+                if !(0.0..=1.0).contains(&c.history_min) {
+                    return Err(invalid("cache.semantic.conversations.history_min", "must be between 0 and 1"));
+                }
+                if verifier.is_none() {
+                    tracing::warn!("[cache.semantic.conversations] needs [cache.semantic.verifier]: it does not apply");
+                }
+                Some(ConversationSettings { history_min: c.history_min })
+            }
+        };
 
         let server = ServerSettings {
             listen,
@@ -458,6 +479,7 @@ impl Config {
                 sweep_interval: dur("cache.sweep_interval", &raw.cache.sweep_interval)?,
                 semantic_enabled: sem.enabled,
                 verifier,
+                conversations,
                 slo: slo::validate(&sem.slo)?,
                 semantic: SemanticSettings {
                     threshold: sem.threshold,

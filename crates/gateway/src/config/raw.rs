@@ -142,6 +142,9 @@ pub struct RawSemantic {
     /// Off unless the table is present.
     #[serde(default)]
     pub verifier: Option<RawVerifier>,
+    /// Off unless the table is present (and then only with a verifier).
+    #[serde(default)]
+    pub conversations: Option<RawConversations>,
     /// Off unless `sample_rate` is above 0.
     #[serde(default)]
     pub slo: super::slo::RawSlo,
@@ -161,6 +164,20 @@ pub struct RawVerifier {
     /// Instructions sent as the system message; the texts follow in the user message.
     #[serde(default)]
     pub prompt: Option<String>,
+}
+
+/// `[cache.semantic.conversations]`: multi-turn requests whose earlier turns
+/// differ may be served an entry, on the verifier's yes only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConversations {
+    /// The least cosine similarity between the two conversations' earlier turns.
+    #[serde(default = "default_history_min")]
+    pub history_min: f32,
+}
+
+fn default_history_min() -> f32 {
+    0.5
 }
 
 fn default_verify_from() -> f32 {
@@ -183,6 +200,7 @@ impl Default for RawSemantic {
             candidates: default_candidates(),
             guards: deja_cache::GuardSettings::default(),
             verifier: None,
+            conversations: None,
             slo: super::slo::RawSlo::default(),
         }
     }

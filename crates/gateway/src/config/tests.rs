@@ -125,6 +125,10 @@ fn the_verifier_is_off_by_default_and_verify_from_defaults_below_the_threshold()
     let v = Config::parse(&text).expect("valid").cache.verifier.expect("verifier on");
     assert_eq!((v.model.as_str(), v.max_candidates, v.timeout), ("auto", 3, Duration::from_secs(2)));
     assert!(v.prompt.contains("none"));
+    assert!(c.cache.conversations.is_none(), "conversations are off by default");
+    let text = format!("{text}\n[cache.semantic.conversations]\n");
+    let on = Config::parse(&text).expect("valid").cache.conversations.expect("conversations on");
+    assert!((on.history_min - 0.5).abs() < 1e-6);
 }
 
 #[test]
@@ -135,6 +139,7 @@ fn verifier_settings_are_checked_with_their_path() {
         ("[cache.semantic.verifier]\nmodel = \"nope\"\n", "cache.semantic.verifier.model"),
         ("[cache.semantic.verifier]\nmodel = \"a\"\nmax_candidates = 0\n", "cache.semantic.verifier.max_candidates"),
         ("[cache.semantic.verifier]\nmodel = \"a\"\ntimeout = \"soon\"\n", "cache.semantic.verifier.timeout"),
+        ("[cache.semantic.conversations]\nhistory_min = 1.5\n", "cache.semantic.conversations.history_min"),
     ] {
         assert_eq!(error_path(&format!("{MINIMAL}\n{table}")), path, "{table}");
     }

@@ -1,6 +1,17 @@
 //! `deja eval`: how a threshold and the guards trade served duplicates
 //! against wrong answers, on a labelled pairs file (`{"a","b","same"}` JSONL,
-//! optionally gzipped).
+//! optionally gzipped; an optional `"kind"` names what a pair tests).
+//!
+//! `a` is the question already cached, `b` the new request. `report.rs`
+//! prints the threshold curve, `bands.rs` the three bands (served, asked the
+//! verifier, missed) and what the verifier costs, `judge.rs` replays pairs
+//! through the configured verifier.
+
+pub mod bands;
+pub mod judge;
+mod report;
+
+pub use report::{by_kind, report};
 
 use deja_cache::{GuardSettings, Guards};
 use deja_embed::{cosine, Embedder};
@@ -8,13 +19,21 @@ use serde::Deserialize;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-#[derive(Deserialize)]
-struct Pair {
-    a: String,
-    b: String,
-    same: bool,
+/// One labelled pair.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Pair {
+    /// The cached question.
+    pub a: String,
+    /// The new request.
+    pub b: String,
+    /// Whether `a`'s correct answer is `b`'s.
+    pub same: bool,
+    /// What the pair tests ("paraphrase", "negation", "entity", ...), if labelled.
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
     pub similarity: f32,
     pub same: bool,
@@ -24,6 +43,11 @@ pub struct Scored {
 
 /// Reads up to `limit` pairs, spread evenly over the file.
 pub fn read_pairs(path: &Path, limit: usize) -> Result<Vec<(String, String, bool)>, String> {
+    Ok(read_labelled(path, limit)?.into_iter().map(|p| (p.a, p.b, p.same)).collect())
+}
+
+/// Reads up to `limit` pairs with their labels, spread evenly over the file.
+pub fn read_labelled(path: &Path, limit: usize) -> Result<Vec<Pair>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::GzDecoder::new(file))
@@ -37,7 +61,7 @@ pub fn read_pairs(path: &Path, limit: usize) -> Result<Vec<(String, String, bool
             continue;
         }
         let p: Pair = serde_json::from_str(&line).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
-        all.push((p.a, p.b, p.same));
+        all.push(p);
     }
     if limit == 0 || all.len() <= limit {
         return Ok(all);
@@ -65,6 +89,13 @@ pub fn similarities(
         }));
     }
     Ok(out)
+}
+
+impl Scored {
+    /// Whether every guard on in `mask` lets the pair through.
+    pub fn passes(&self, mask: [bool; 4]) -> bool {
+        !self.refused.iter().zip(mask).any(|(r, m)| *r && m)
+    }
 }
 
 /// Judges every pair with every guard alone.
@@ -111,7 +142,7 @@ pub fn save_similarities(path: &Path, sims: &[f32]) -> std::io::Result<()> {
 pub fn rates(scored: &[Scored], threshold: f32, mask: [bool; 4]) -> (f64, f64) {
     let (mut dup, mut dup_hit, mut non, mut non_hit) = (0usize, 0usize, 0usize, 0usize);
     for s in scored {
-        let served = s.similarity >= threshold && !s.refused.iter().zip(mask).any(|(r, m)| *r && m);
+        let served = s.similarity >= threshold && s.passes(mask);
         if s.same {
             dup += 1;
             dup_hit += usize::from(served);
@@ -141,71 +172,3 @@ pub fn mask_of(g: &GuardSettings) -> [bool; 4] {
 }
 
 pub const GUARD_NAMES: [&str; 4] = ["numbers", "negation", "entities", "question_type"];
-
-/// The human-readable report `deja eval` prints.
-pub fn report(scored: &[Scored], guards: &GuardSettings, configured_threshold: f32, target: f64) -> String {
-    use std::fmt::Write;
-    let mask = mask_of(guards);
-    let none = [false; 4];
-    let dups = scored.iter().filter(|s| s.same).count();
-    let mut out = String::new();
-    let _ = writeln!(out, "pairs: {} ({} duplicates, {} non-duplicates)", scored.len(), dups, scored.len() - dups);
-    let _ = writeln!(out, "\ncosine >=  | threshold alone        | with guards ({})", enabled_names(mask));
-    let _ = writeln!(out, "            | dups served  false hits | dups served  false hits");
-    for i in 0..=20 {
-        let t = 0.80 + i as f32 * 0.01;
-        let (r0, f0) = rates(scored, t, none);
-        let (r1, f1) = rates(scored, t, mask);
-        let _ = writeln!(
-            out,
-            "  {t:.2}      | {:>9.1}%  {:>9.2}% | {:>9.1}%  {:>9.2}%",
-            r0 * 100.0,
-            f0 * 100.0,
-            r1 * 100.0,
-            f1 * 100.0
-        );
-    }
-    let (t0, r0, f0) = threshold_for(scored, target, none);
-    let (t1, r1, f1) = threshold_for(scored, target, mask);
-    let _ = writeln!(out, "\nfor at most {:.1}% false hits:", target * 100.0);
-    let _ = writeln!(
-        out,
-        "  threshold alone: threshold {t0:.3} serves {:.1}% of duplicates ({:.2}% false hits)",
-        r0 * 100.0,
-        f0 * 100.0
-    );
-    let _ = writeln!(
-        out,
-        "  with guards:     threshold {t1:.3} serves {:.1}% of duplicates ({:.2}% false hits)",
-        r1 * 100.0,
-        f1 * 100.0
-    );
-    let (rc, fc) = rates(scored, configured_threshold, mask);
-    let _ = writeln!(
-        out,
-        "  configured:      threshold {configured_threshold:.3} serves {:.1}% of duplicates ({:.2}% false hits)",
-        rc * 100.0,
-        fc * 100.0
-    );
-    let _ = writeln!(out, "\neach guard alone at threshold {configured_threshold:.3}:");
-    for (g, name) in GUARD_NAMES.iter().enumerate() {
-        let mut m = none;
-        if let Some(on) = m.get_mut(g) {
-            *on = true;
-        }
-        let (r, f) = rates(scored, configured_threshold, m);
-        let _ = writeln!(out, "  {name:<14} dups served {:>5.1}%  false hits {:>5.2}%", r * 100.0, f * 100.0);
-    }
-    let (r, f) = rates(scored, configured_threshold, none);
-    let _ = writeln!(out, "  {:<14} dups served {:>5.1}%  false hits {:>5.2}%", "(no guard)", r * 100.0, f * 100.0);
-    out
-}
-
-fn enabled_names(mask: [bool; 4]) -> String {
-    let names: Vec<&str> = GUARD_NAMES.iter().zip(mask).filter(|(_, m)| *m).map(|(n, _)| *n).collect();
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(", ")
-    }
-}

@@ -1,0 +1,209 @@
+//! Conversation candidates: entries of multi-turn requests whose coarse
+//! context (namespace, model, parameters, system messages, tools, the
+//! question's non-text parts) matches a new request's, whose question is
+//! close and whose earlier turns are close by embedding.
+//!
+//! A candidate is never a hit by itself, whatever its similarity: the
+//! gateway serves it only on the verifier's yes. Entries are re-read from
+//! the store, and their namespace and coarse fingerprint checked, before
+//! they are offered; the index only suggests.
+//!
+//! The index is in memory, one list per coarse fingerprint, scanned exactly,
+//! and rebuilt from the store's entries at start-up (sled is the source of
+//! truth: the coarse fingerprint and history vector live in the entry, the
+//! question vector in the `vectors` tree). Ids of removed entries are dropped
+//! when a lookup meets them and by [`ConversationIndex::prune`].
+
+use crate::guards::{GuardSettings, Guards};
+use deja_api::{CacheKey, ContextFingerprint};
+use deja_embed::cosine;
+use deja_store::{Entry, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+struct Member {
+    id: CacheKey,
+    question: Vec<f32>,
+    history: Vec<f32>,
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: HashMap<[u8; 32], Vec<Member>>,
+    located: HashMap<CacheKey, [u8; 32]>,
+}
+
+impl Inner {
+    fn remove(&mut self, id: &CacheKey) {
+        let Some(fp) = self.located.remove(id) else { return };
+        if let Some(group) = self.groups.get_mut(&fp) {
+            group.retain(|m| m.id != *id);
+            if group.is_empty() {
+                self.groups.remove(&fp);
+            }
+        }
+    }
+
+    fn insert(&mut self, id: CacheKey, coarse: [u8; 32], question: Vec<f32>, history: Vec<f32>) {
+        self.remove(&id);
+        self.located.insert(id, coarse);
+        self.groups.entry(coarse).or_default().push(Member { id, question, history });
+    }
+}
+
+/// Entries findable by conversations, by coarse fingerprint.
+#[derive(Default)]
+pub struct ConversationIndex {
+    inner: RwLock<Inner>,
+}
+
+/// What a conversation lookup compares.
+pub struct ConversationQuery<'a> {
+    pub namespace: &'a str,
+    pub coarse: &'a ContextFingerprint,
+    /// The request's own context fingerprint: entries stored under it belong
+    /// to the exact-context path and are not offered again here.
+    pub fine: &'a ContextFingerprint,
+    pub question: &'a [f32],
+    pub history: &'a [f32],
+    /// The closing question's text, for the guards.
+    pub text: &'a str,
+}
+
+/// The floors a candidate must reach, and how many to offer.
+#[derive(Debug, Clone, Copy)]
+pub struct Floors {
+    pub question: f32,
+    pub history: f32,
+    pub max: usize,
+}
+
+/// A live entry a conversation may be served from, if the verifier agrees.
+#[derive(Debug, Clone)]
+pub struct ConversationCandidate {
+    pub entry: Entry,
+    /// The cached closing question, verbatim.
+    pub text: String,
+    pub similarity: f32,
+    pub history_similarity: f32,
+}
+
+fn read(l: &RwLock<Inner>) -> RwLockReadGuard<'_, Inner> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(l: &RwLock<Inner>) -> RwLockWriteGuard<'_, Inner> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ConversationIndex {
+    pub fn insert(&self, id: CacheKey, coarse: &ContextFingerprint, question: &[f32], history: &[f32]) {
+        write(&self.inner).insert(id, coarse.0, question.to_vec(), history.to_vec());
+    }
+
+    pub fn remove(&self, id: &CacheKey) {
+        write(&self.inner).remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        read(&self.inner).located.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces the index with the store's conversation entries. Returns how many.
+    pub fn rebuild_from(&self, store: &Store) -> Result<usize, StoreError> {
+        let mut built = Inner::default();
+        for v in store.vectors() {
+            let v = v?;
+            let entry = match store.get(&v.id) {
+                Ok(Some(e)) => e,
+                Ok(None) | Err(StoreError::Corrupt(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(meta) = entry.semantic.and_then(|s| s.conversation) else { continue };
+            let Some(coarse) = ContextFingerprint::from_hex(&meta.coarse) else { continue };
+            built.insert(v.id, coarse.0, v.vector, meta.history);
+        }
+        let n = built.located.len();
+        *write(&self.inner) = built;
+        Ok(n)
+    }
+
+    /// Drops ids whose entry is gone from the store. Returns how many.
+    pub fn prune(&self, store: &Store) -> Result<usize, StoreError> {
+        let ids: Vec<CacheKey> = read(&self.inner).located.keys().copied().collect();
+        let mut dead = Vec::new();
+        for id in ids {
+            if store.vector(&id)?.is_none() {
+                dead.push(id);
+            }
+        }
+        let mut inner = write(&self.inner);
+        for id in &dead {
+            inner.remove(id);
+        }
+        Ok(dead.len())
+    }
+
+    /// Live entries in the query's coarse context above both floors that
+    /// pass the guards, best question similarity first, at most `floors.max`.
+    pub fn candidates(
+        &self,
+        store: &Store,
+        query: &ConversationQuery<'_>,
+        guards: &GuardSettings,
+        floors: Floors,
+        now_ms: u64,
+    ) -> Result<Vec<ConversationCandidate>, StoreError> {
+        let mut close: Vec<(CacheKey, f32, f32)> = {
+            let inner = read(&self.inner);
+            let Some(group) = inner.groups.get(&query.coarse.0) else { return Ok(Vec::new()) };
+            group
+                .iter()
+                .filter_map(|m| {
+                    let q = cosine(query.question, &m.question);
+                    let h = cosine(query.history, &m.history);
+                    (q >= floors.question && h >= floors.history).then_some((m.id, q, h))
+                })
+                .collect()
+        };
+        close.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.2.total_cmp(&a.2)));
+        let coarse_hex = query.coarse.to_hex();
+        let fine_hex = query.fine.to_hex();
+        let features = Guards::features(query.text);
+        let mut out = Vec::new();
+        for (id, similarity, history_similarity) in close {
+            if out.len() >= floors.max {
+                break;
+            }
+            let entry = match store.get(&id) {
+                Ok(Some(e)) if !e.is_expired(now_ms) => e,
+                Ok(None) => {
+                    self.remove(&id);
+                    continue;
+                }
+                Ok(Some(_)) | Err(StoreError::Corrupt(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(meta) = &entry.semantic else { continue };
+            let coarse_matches = meta.conversation.as_ref().is_some_and(|c| c.coarse.eq_ignore_ascii_case(&coarse_hex));
+            if !coarse_matches || entry.namespace != query.namespace || meta.fingerprint.eq_ignore_ascii_case(&fine_hex)
+            {
+                continue;
+            }
+            if Guards::check(guards, &features, &Guards::features(&meta.text)).is_some() {
+                continue;
+            }
+            let text = meta.text.clone();
+            out.push(ConversationCandidate { entry, text, similarity, history_similarity });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "conversation_tests.rs"]
+mod tests;
