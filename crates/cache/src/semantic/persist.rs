@@ -159,6 +159,8 @@ impl SemanticIndex {
         let mut p = lock(&self.persisted);
         p.base = seq;
         p.saved.clear();
+        // Every graph is new and unsaved: the next check saves them.
+        p.last_save = None;
         p.stats.rebuilt += 1;
     }
 

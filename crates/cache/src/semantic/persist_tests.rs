@@ -240,3 +240,12 @@ fn inserts_while_a_graph_is_frozen_are_searched_and_kept() {
     assert!(!index.search(&store, &BIG, &unit(950, 32), 8).expect("search").iter().any(|c| c.id == key(950)));
     assert_eq!(index.len(), 621);
 }
+
+#[test]
+fn a_rebuild_asks_for_a_save() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, index) = saved_store(dir.path());
+    assert!(!index.has_unsaved());
+    index.rebuild_from(&store).expect("rebuild");
+    assert!(index.has_unsaved() && index.should_save(), "rebuilt graphs are not saved yet");
+}
