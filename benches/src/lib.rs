@@ -41,6 +41,12 @@ pub fn rng() -> SmallRng {
 /// Fills a store with `n` entries (one fingerprint, random 384-d vectors).
 pub fn filled_store(n: usize) -> (Store, Vec<CacheKey>, ContextFingerprint, Vec<Vec<f32>>) {
     let store = Store::temporary().unwrap_or_else(|e| panic!("store: {e}"));
+    let (ids, fp, vectors) = fill_store(&store, n);
+    (store, ids, fp, vectors)
+}
+
+/// Writes `n` entries (one fingerprint, random 384-d vectors) into `store`.
+pub fn fill_store(store: &Store, n: usize) -> (Vec<CacheKey>, ContextFingerprint, Vec<Vec<f32>>) {
     let fp = ContextFingerprint([9; 32]);
     let mut rng = rng();
     let mut ids = Vec::with_capacity(n);
@@ -74,5 +80,5 @@ pub fn filled_store(n: usize) -> (Store, Vec<CacheKey>, ContextFingerprint, Vec<
         ids.push(id);
         vectors.push(v);
     }
-    (store, ids, fp, vectors)
+    (ids, fp, vectors)
 }

@@ -104,6 +104,7 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
         "entries": s.len(),
         "index_size": state.index.len(),
         "index_tombstones": state.index.tombstones(),
+        "index": state.index.stats(),
         "bytes_on_disk": s.size_on_disk(),
         "uptime_s": state.started.elapsed().as_secs_f64(),
         "cooling_down": cooling,

@@ -21,7 +21,7 @@ pub mod semantic;
 
 pub use coalesce::{Coalescer, Role};
 pub use guards::{GuardSettings, Guards};
-pub use semantic::{SemanticHit, SemanticIndex, SemanticSettings};
+pub use semantic::{graphs_dir, IndexStats, PersistError, SemanticHit, SemanticIndex, SemanticSettings};
 
 /// Milliseconds since the Unix epoch: the store's clock.
 pub fn now_ms() -> u64 {

@@ -2,13 +2,18 @@
 //! the last user message, searched only among entries with the same context
 //! fingerprint, above a cosine-similarity threshold, through the guards.
 //!
-//! sled is the source of truth: the index is rebuilt from the `vectors` tree
-//! at start-up, and again in the background when deletions pile up. Deleted
-//! and expired entries are filtered out of every answer.
+//! sled is the source of truth: the index is saved beside the store
+//! ([`persist`]) and loaded at start-up, or rebuilt from the `vectors` tree
+//! when no save can be trusted, and again in the background when deletions
+//! pile up. Deleted and expired entries are filtered out of every answer.
 
+mod group;
 mod index;
+mod manifest;
+pub mod persist;
 
 pub use index::{Candidate, SemanticIndex};
+pub use persist::{graphs_dir, IndexStats, PersistError, RestoreReport, SaveReport};
 
 use crate::guards::{GuardSettings, Guards, Refusal};
 use deja_api::ContextFingerprint;

@@ -41,6 +41,7 @@ impl Running {
         let _ = (&mut self.task).await;
         self.state.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         self.state.sweep_now.notify_one();
+        save_index(&self.state).await;
         let _ = self.state.store.flush();
         for _ in 0..500 {
             if Arc::strong_count(&self.state) == 1 {
@@ -52,6 +53,7 @@ impl Running {
 
     pub async fn wait(mut self) {
         let _ = (&mut self.task).await;
+        save_index(&self.state).await;
         let _ = self.state.store.flush();
     }
 
@@ -60,6 +62,12 @@ impl Running {
             let _ = tx.send(());
         }
     }
+}
+
+/// Saves the semantic index at a clean shutdown, so the next start loads it.
+async fn save_index(state: &Arc<AppState>) {
+    let s = state.clone();
+    let _ = tokio::task::spawn_blocking(move || maintenance::save_index_if_changed(&s)).await;
 }
 
 /// Binds the listener and starts serving with background maintenance.
@@ -78,6 +86,7 @@ pub async fn start(
         maintenance::spawn_background_rebuild(state.clone());
     }
     maintenance::spawn(state.clone());
+    maintenance::spawn_index_saver(&state);
     // With [cluster]: apply the deletes made while this replica was down before serving (bounded wait).
     deja_gateway::fleet::start(&state).await;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,10 +1,85 @@
 //! Background upkeep of the cache: sweeping expired entries, evicting past
-//! capacity, and rebuilding the semantic index when tombstones pile up.
+//! capacity, rebuilding the semantic index when tombstones pile up, and
+//! saving it beside the store so a restart need not rebuild it.
 
 use crate::state::AppState;
+use deja_cache::{PersistError, SemanticIndex};
+use deja_store::Store;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// How often the saver asks the index whether a save is due.
+const SAVE_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// Loads the index saved beside the store, if it can be trusted (see
+/// `deja_cache::semantic::persist`). Returns whether it did; if not, the
+/// caller rebuilds.
+pub fn restore_index(index: &SemanticIndex, store: &Store) -> bool {
+    let Some(dir) = deja_cache::graphs_dir(store) else { return false };
+    let started = Instant::now();
+    match index.restore(store, &dir) {
+        Ok(r) => {
+            tracing::info!(
+                indexed = r.entries,
+                graphs = r.graphs_loaded,
+                replayed = r.replayed,
+                contexts_rebuilt = r.contexts_rebuilt,
+                took_ms = started.elapsed().as_millis() as u64,
+                "semantic index loaded from its last save"
+            );
+            true
+        }
+        Err(PersistError::NoRecord) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "the saved semantic index was not used; rebuilding it from the store");
+            false
+        }
+    }
+}
+
+/// Saves the semantic index now if anything is unsaved (at shutdown).
+pub fn save_index_if_changed(state: &AppState) {
+    if state.index_ready.load(Ordering::SeqCst) && state.index.has_unsaved() {
+        save_index(state);
+    }
+}
+
+fn save_index(state: &AppState) {
+    let Some(dir) = deja_cache::graphs_dir(&state.store) else { return };
+    let started = Instant::now();
+    match state.index.save(&state.store, &dir) {
+        Ok(r) => tracing::info!(
+            graphs_written = r.graphs_written,
+            graphs_kept = r.graphs_kept,
+            bytes = r.bytes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "semantic index saved"
+        ),
+        Err(e) => tracing::warn!(error = %e, "saving the semantic index failed; a restart will rebuild it"),
+    }
+}
+
+/// Saves the index in the background when enough changed (or long enough
+/// ago). Holds the state only while saving, so a stopping server is not kept.
+pub fn spawn_index_saver(state: &Arc<AppState>) {
+    if deja_cache::graphs_dir(&state.store).is_none() {
+        return;
+    }
+    let weak: Weak<AppState> = Arc::downgrade(state);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SAVE_CHECK_EVERY).await;
+            let Some(state) = weak.upgrade() else { return };
+            if state.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            if state.index_ready.load(Ordering::SeqCst) && state.index.should_save() {
+                let _ = tokio::task::spawn_blocking(move || save_index(&state)).await;
+            }
+        }
+    });
+}
 
 /// Rebuilds the semantic index of a store too large to index before serving.
 pub fn spawn_background_rebuild(state: Arc<AppState>) {

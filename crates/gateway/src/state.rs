@@ -12,7 +12,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 /// Stores up to this many entries rebuild their index before serving (a few
-/// seconds); larger ones serve at once and rebuild in the background.
+/// seconds); larger ones serve at once and rebuild in the background. A
+/// saved index that can be trusted is loaded before serving, whatever the size.
 const SYNC_REBUILD_MAX: u64 = 20_000;
 
 pub struct AppState {
@@ -111,8 +112,11 @@ impl AppState {
         let index = Arc::new(SemanticIndex::new());
         let conversations = Arc::new(deja_cache::conversation::ConversationIndex::default());
         let started = Instant::now();
-        let index_ready = store.len() <= SYNC_REBUILD_MAX;
-        if index_ready {
+        let restored = crate::maintenance::restore_index(&index, &store);
+        let index_ready = restored || store.len() <= SYNC_REBUILD_MAX;
+        if restored {
+            tracing::info!(entries = store.len(), indexed = index.len(), "store opened");
+        } else if index_ready {
             let live = index.rebuild_from(&store)?;
             conversations.rebuild_from(&store)?;
             let took_ms = started.elapsed().as_millis() as u64;

@@ -8,6 +8,7 @@
 // may not index, slice strings, `expect` or `panic!` outside tests.
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
 
+mod changes;
 mod counters;
 mod entry;
 mod error;

@@ -1,5 +1,6 @@
 //! The sled database and its trees.
 
+use crate::changes::{random_identity, Sequencer, Ticket, FORGOTTEN_KEY, INSTANCE_KEY};
 use crate::counters::{
     add_u64, Counter, Verifications, SPENT_BY_MODEL_PREFIX, VERIFICATIONS_PREFIX, VERIFICATION_NANO_USD_PREFIX,
 };
@@ -35,6 +36,11 @@ pub struct Store {
     /// An entry's id → its aliases' keys, concatenated: removed with the entry.
     alias_of: sled::Tree,
     counters: sled::Tree,
+    /// `seq → id` for every vector written or removed (see `changes.rs`).
+    vector_changes: sled::Tree,
+    sequencer: Sequencer,
+    instance: [u8; 16],
+    path: Option<std::path::PathBuf>,
     len: AtomicU64,
     corrupt: AtomicU64,
     pending: Arc<Pending>,
@@ -121,15 +127,15 @@ impl Store {
     /// left by a killed process opens to its last durable state.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(path).cache_capacity(256 * 1024 * 1024).flush_every_ms(Some(200)).open()?;
-        Self::from_db(db)
+        Self::from_db(db, Some(path.to_path_buf()))
     }
 
     /// A store that lives in memory only, for tests and benchmarks.
     pub fn temporary() -> Result<Self, StoreError> {
-        Self::from_db(sled::Config::new().temporary(true).open()?)
+        Self::from_db(sled::Config::new().temporary(true).open()?, None)
     }
 
-    fn from_db(db: sled::Db) -> Result<Self, StoreError> {
+    fn from_db(db: sled::Db, path: Option<std::path::PathBuf>) -> Result<Self, StoreError> {
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             Some(v) => {
@@ -142,6 +148,16 @@ impl Store {
                 meta.insert("schema_version", &SCHEMA_VERSION.to_le_bytes())?;
             }
         }
+        let instance = match meta.get(INSTANCE_KEY)?.and_then(|v| <[u8; 16]>::try_from(v.as_ref()).ok()) {
+            Some(id) => id,
+            None => {
+                let id = random_identity();
+                meta.insert(INSTANCE_KEY, &id[..])?;
+                id
+            }
+        };
+        // Above every number an earlier process handed out.
+        let sequencer = Sequencer::starting_at(db.generate_id()?);
         let counters = db.open_tree("counters")?;
         counters.set_merge_operator(add_u64);
         let entries = db.open_tree("entries")?;
@@ -162,6 +178,10 @@ impl Store {
             vectors: db.open_tree("vectors")?,
             aliases: db.open_tree("aliases")?,
             alias_of: db.open_tree("alias_of")?,
+            vector_changes: db.open_tree("vector_changes")?,
+            sequencer,
+            instance,
+            path,
             entries,
             counters,
             db,
@@ -192,33 +212,33 @@ impl Store {
             (Some(v), Some(meta)) => Some(encode_vector(&meta.fingerprint, v)),
             _ => None,
         };
-        let replaced = self.all_trees().transaction(
-            |(entries, by_created, by_expiry, by_access, hit_stats, vectors, aliases, alias_of)| {
-                let old = entries.insert(&id.0[..], bytes.as_slice())?;
-                let corrupt = match &old {
-                    Some(old) => {
-                        // A new answer under the same key: what was verified against the old one no longer holds.
-                        drop_aliases(&id, aliases, alias_of)?;
-                        unindex_raw(&id, old, by_created, by_expiry, by_access, hit_stats)?
-                    }
-                    None => false,
-                };
-                by_created.insert(&index_key(entry.created_ms, &id)[..], &[])?;
-                by_expiry.insert(&index_key(entry.expires_ms, &id)[..], &[])?;
-                by_access.insert(&index_key(entry.created_ms, &id)[..], &[])?;
-                let stats = HitStats { hits: 0, last_access_ms: entry.created_ms };
-                hit_stats.insert(&id.0[..], &stats.encode())?;
-                match &vector_bytes {
-                    Some(v) => {
-                        vectors.insert(&id.0[..], v.as_slice())?;
-                    }
-                    None => {
-                        vectors.remove(&id.0[..])?;
-                    }
+        let ticket = self.sequencer.begin(&self.db)?;
+        let replaced = self.transact(|t| {
+            let old = t.entries.insert(&id.0[..], bytes.as_slice())?;
+            let corrupt = match &old {
+                Some(old) => {
+                    // A new answer under the same key: what was verified against the old one no longer holds.
+                    drop_aliases(&id, t.aliases, t.alias_of)?;
+                    unindex_raw(&id, old, t.by_created, t.by_expiry, t.by_access, t.hit_stats)?
                 }
-                Ok((old.is_some(), corrupt))
-            },
-        )?;
+                None => false,
+            };
+            t.by_created.insert(&index_key(entry.created_ms, &id)[..], &[])?;
+            t.by_expiry.insert(&index_key(entry.expires_ms, &id)[..], &[])?;
+            t.by_access.insert(&index_key(entry.created_ms, &id)[..], &[])?;
+            let stats = HitStats { hits: 0, last_access_ms: entry.created_ms };
+            t.hit_stats.insert(&id.0[..], &stats.encode())?;
+            let vector_changed = match &vector_bytes {
+                Some(v) => {
+                    t.vectors.insert(&id.0[..], v.as_slice())?;
+                    true
+                }
+                None => t.vectors.remove(&id.0[..])?.is_some(),
+            };
+            t.log_vector_change(vector_changed, &ticket, &id)?;
+            Ok((old.is_some(), corrupt))
+        })?;
+        drop(ticket);
         let (replaced, corrupt) = replaced;
         self.pending.forget(&id);
         if corrupt {
@@ -264,15 +284,16 @@ impl Store {
     /// existed. An entry that cannot be decoded goes too, with whatever index
     /// keys can still be found for it, and is counted in [`Store::corrupt_entries`].
     pub fn remove(&self, id: &CacheKey) -> Result<bool, StoreError> {
-        let (existed, corrupt) = self.all_trees().transaction(
-            |(entries, by_created, by_expiry, by_access, hit_stats, vectors, aliases, alias_of)| {
-                let Some(old) = entries.remove(&id.0[..])? else { return Ok((false, false)) };
-                vectors.remove(&id.0[..])?;
-                drop_aliases(id, aliases, alias_of)?;
-                let corrupt = unindex_raw(id, &old, by_created, by_expiry, by_access, hit_stats)?;
-                Ok((true, corrupt))
-            },
-        )?;
+        let ticket = self.sequencer.begin(&self.db)?;
+        let (existed, corrupt) = self.transact(|t| {
+            let Some(old) = t.entries.remove(&id.0[..])? else { return Ok((false, false)) };
+            let vector_changed = t.vectors.remove(&id.0[..])?.is_some();
+            t.log_vector_change(vector_changed, &ticket, id)?;
+            drop_aliases(id, t.aliases, t.alias_of)?;
+            let corrupt = unindex_raw(id, &old, t.by_created, t.by_expiry, t.by_access, t.hit_stats)?;
+            Ok((true, corrupt))
+        })?;
+        drop(ticket);
         if existed {
             self.len.fetch_sub(1, Ordering::Relaxed);
             self.pending.forget(id);
@@ -297,36 +318,36 @@ impl Store {
         let keys: Vec<sled::IVec> =
             self.by_expiry.range(..=end.as_slice()).keys().take(limit).collect::<Result<_, _>>()?;
         let mut batch = SweptBatch { visited: keys.len(), ..Default::default() };
-        let trees = self.all_trees();
         for key in keys {
             let Some(id) = id_of_index_key(&key) else {
                 self.by_expiry.remove(&key)?;
                 continue;
             };
             let key_ms = ms_of_index_key(&key);
-            let outcome = trees.transaction(
-                |(entries, by_created, by_expiry, by_access, hit_stats, vectors, aliases, alias_of)| {
-                    by_expiry.remove(&key)?;
-                    let Some(bytes) = entries.get(&id.0[..])? else {
-                        drop_aliases(&id, aliases, alias_of)?;
-                        // The entry is gone: only its access key can still be found.
-                        if let Some(stats) = hit_stats.remove(&id.0[..])? {
-                            by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, &id)[..])?;
-                        }
-                        return Ok(Swept::Dangling);
-                    };
-                    if let Ok(e) = serde_json::from_slice::<Entry>(&bytes) {
-                        if e.expires_ms != key_ms {
-                            return Ok(Swept::StaleKey);
-                        }
+            let ticket = self.sequencer.begin(&self.db)?;
+            let outcome = self.transact(|t| {
+                t.by_expiry.remove(&key)?;
+                let Some(bytes) = t.entries.get(&id.0[..])? else {
+                    drop_aliases(&id, t.aliases, t.alias_of)?;
+                    // The entry is gone: only its access key can still be found.
+                    if let Some(stats) = t.hit_stats.remove(&id.0[..])? {
+                        t.by_access.remove(&index_key(HitStats::decode(&stats).last_access_ms, &id)[..])?;
                     }
-                    entries.remove(&id.0[..])?;
-                    vectors.remove(&id.0[..])?;
-                    drop_aliases(&id, aliases, alias_of)?;
-                    let corrupt = unindex_raw(&id, &bytes, by_created, by_expiry, by_access, hit_stats)?;
-                    Ok(if corrupt { Swept::Corrupt } else { Swept::Removed })
-                },
-            )?;
+                    return Ok(Swept::Dangling);
+                };
+                if let Ok(e) = serde_json::from_slice::<Entry>(&bytes) {
+                    if e.expires_ms != key_ms {
+                        return Ok(Swept::StaleKey);
+                    }
+                }
+                t.entries.remove(&id.0[..])?;
+                let vector_changed = t.vectors.remove(&id.0[..])?.is_some();
+                t.log_vector_change(vector_changed, &ticket, &id)?;
+                drop_aliases(&id, t.aliases, t.alias_of)?;
+                let corrupt = unindex_raw(&id, &bytes, t.by_created, t.by_expiry, t.by_access, t.hit_stats)?;
+                Ok(if corrupt { Swept::Corrupt } else { Swept::Removed })
+            })?;
+            drop(ticket);
             match outcome {
                 Swept::Removed | Swept::Corrupt => {
                     self.len.fetch_sub(1, Ordering::Relaxed);
@@ -343,9 +364,10 @@ impl Store {
         Ok(batch)
     }
 
-    /// Every tree an entry lives in, for the transactions that write or remove one.
-    fn all_trees(&self) -> AllTrees<'_> {
-        (
+    /// Runs `f` in one transaction over every tree an entry lives in, for
+    /// the writes that add or remove one.
+    fn transact<R>(&self, f: impl Fn(&EntryTrees<'_>) -> TxResult<R>) -> Result<R, StoreError> {
+        let trees = [
             &self.entries,
             &self.by_created,
             &self.by_expiry,
@@ -354,7 +376,26 @@ impl Store {
             &self.vectors,
             &self.aliases,
             &self.alias_of,
-        )
+            &self.vector_changes,
+        ];
+        Ok(trees.as_slice().transaction(|view| {
+            let [entries, by_created, by_expiry, by_access, hit_stats, vectors, aliases, alias_of, vector_changes] =
+                view.as_slice()
+            else {
+                return Err(ConflictableTransactionError::Abort(StoreError::Corrupt("transaction trees".into())));
+            };
+            f(&EntryTrees {
+                entries,
+                by_created,
+                by_expiry,
+                by_access,
+                hit_stats,
+                vectors,
+                aliases,
+                alias_of,
+                vector_changes,
+            })
+        })?)
     }
 
     /// Makes `alias` (a request's exact key) an alias of entry `id`, if the
@@ -512,6 +553,72 @@ impl Store {
         })
     }
 
+    /// The vector stored for `id`, with the fingerprint it may be matched under.
+    pub fn stored_vector(&self, id: &CacheKey) -> Result<Option<StoredVector>, StoreError> {
+        Ok(self.vectors.get(id.0)?.and_then(|v| decode_vector(&v)).map(|(fingerprint, vector)| StoredVector {
+            id: *id,
+            fingerprint,
+            vector,
+        }))
+    }
+
+    /// Every vector change numbered at or below this has been written: a
+    /// saved index that reflects them records it, and later changes get
+    /// higher numbers.
+    pub fn vector_seq(&self) -> u64 {
+        self.sequencer.stable()
+    }
+
+    /// `(seq, id)` of each vector change numbered above `after`, in order.
+    /// An id may appear more than once; its current vector is what counts.
+    pub fn vector_changes_after(&self, after: u64) -> impl Iterator<Item = Result<(u64, CacheKey), StoreError>> + '_ {
+        let from = after.saturating_add(1).to_be_bytes();
+        self.vector_changes.range(from..).map(|kv| {
+            let (k, v) = kv?;
+            let seq = <[u8; 8]>::try_from(k.as_ref()).map(u64::from_be_bytes);
+            let id = <[u8; 32]>::try_from(v.as_ref()).map(CacheKey);
+            match (seq, id) {
+                (Ok(seq), Ok(id)) => Ok((seq, id)),
+                _ => Err(StoreError::Corrupt("vector change".into())),
+            }
+        })
+    }
+
+    /// Drops the change log up to `through`, once a saved index no longer
+    /// needs it. Recorded first, so a reader never trusts a log with holes.
+    pub fn forget_vector_changes(&self, through: u64) -> Result<usize, StoreError> {
+        if through > self.vector_changes_forgotten()? {
+            self.set_meta(FORGOTTEN_KEY, &through.to_be_bytes())?;
+        }
+        let mut removed = 0;
+        for k in self.vector_changes.range(..=through.to_be_bytes()).keys() {
+            self.vector_changes.remove(k?)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// The change log holds nothing at or below this number.
+    pub fn vector_changes_forgotten(&self) -> Result<u64, StoreError> {
+        Ok(self.meta(FORGOTTEN_KEY)?.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_be_bytes))
+    }
+
+    /// Changes the log holds (a scan: for tests and statistics).
+    pub fn vector_changes_len(&self) -> usize {
+        self.vector_changes.len()
+    }
+
+    /// A random identity given to this store when it was created, so files
+    /// saved next to it are never applied to another store.
+    pub fn instance(&self) -> [u8; 16] {
+        self.instance
+    }
+
+    /// The directory the store lives in; `None` for a temporary store.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     pub fn vector(&self, id: &CacheKey) -> Result<Option<Vec<f32>>, StoreError> {
         Ok(self.vectors.get(id.0)?.and_then(|v| decode_vector(&v)).map(|(_, v)| v))
     }
@@ -635,16 +742,30 @@ impl Store {
     }
 }
 
-type AllTrees<'a> = (
-    &'a sled::Tree,
-    &'a sled::Tree,
-    &'a sled::Tree,
-    &'a sled::Tree,
-    &'a sled::Tree,
-    &'a sled::Tree,
-    &'a sled::Tree,
-    &'a sled::Tree,
-);
+type TxResult<R> = Result<R, ConflictableTransactionError<StoreError>>;
+
+/// The trees an entry lives in, inside one transaction.
+struct EntryTrees<'a> {
+    entries: &'a TransactionalTree,
+    by_created: &'a TransactionalTree,
+    by_expiry: &'a TransactionalTree,
+    by_access: &'a TransactionalTree,
+    hit_stats: &'a TransactionalTree,
+    vectors: &'a TransactionalTree,
+    aliases: &'a TransactionalTree,
+    alias_of: &'a TransactionalTree,
+    vector_changes: &'a TransactionalTree,
+}
+
+impl EntryTrees<'_> {
+    /// Notes, in the same transaction, that `id`'s vector changed.
+    fn log_vector_change(&self, changed: bool, ticket: &Ticket<'_>, id: &CacheKey) -> TxResult<()> {
+        if changed {
+            self.vector_changes.insert(&ticket.seq.to_be_bytes()[..], &id.0[..])?;
+        }
+        Ok(())
+    }
+}
 
 /// Removes the aliases of entry `id`; an alias since pointed at another entry stays.
 fn drop_aliases(

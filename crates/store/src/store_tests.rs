@@ -207,3 +207,23 @@ fn verifications_are_counted_per_namespace_across_a_flush() {
     assert_eq!(by_ns.get("default"), Some(&crate::Verifications { calls: 2, nano_usd: 2_000 }));
     assert_eq!(by_ns.get("key-abc"), Some(&crate::Verifications { calls: 1, nano_usd: 0 }));
 }
+
+#[test]
+fn every_vector_change_is_logged_with_a_stable_number() {
+    let s = Store::temporary().expect("store");
+    let before = s.vector_seq();
+    let with_vector = entry(1, 1_000, 10, "a");
+    s.put(&with_vector, Some(&[1.0, 0.0])).expect("put");
+    s.put(&entry(2, 1_000, 1_000_000, "a"), None).expect("put without a vector");
+    s.remove(&CacheKey([2; 32])).expect("remove without a vector");
+    s.put(&entry(3, 1_000, 1_000_000, "a"), Some(&[0.0, 1.0])).expect("put");
+    s.remove(&CacheKey([3; 32])).expect("remove");
+    s.sweep_expired(5_000, 10).expect("sweep");
+    let logged: Vec<CacheKey> = s.vector_changes_after(before).map(|c| c.expect("change").1).collect();
+    assert_eq!(logged, vec![CacheKey([1; 32]), CacheKey([3; 32]), CacheKey([3; 32]), CacheKey([1; 32])]);
+    let seq = s.vector_seq();
+    assert!(s.vector_changes_after(before).all(|c| c.expect("change").0 <= seq));
+    assert_eq!(s.forget_vector_changes(seq).expect("forget"), 4);
+    assert_eq!(s.vector_changes_forgotten().expect("forgotten"), seq);
+    assert_eq!(s.vector_changes_after(0).count(), 0);
+}

@@ -1,39 +1,16 @@
 //! The in-memory HNSW index and its bookkeeping.
 
+use super::group::{new_graph, Group, EXACT_SCAN_MAX};
+use super::persist::Persisted;
 use deja_api::{CacheKey, ContextFingerprint};
-use deja_embed::cosine;
 use deja_store::{Store, StoreError};
-use hnsw_rs::anndists::dist::Distance;
-use hnsw_rs::hnsw::Hnsw;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// Groups this small are scanned exactly; larger ones get their own graph.
-const EXACT_SCAN_MAX: usize = 128;
-const MAX_CONNECTIONS: usize = 16;
-const MAX_LAYERS: usize = 16;
-const EF_CONSTRUCTION: usize = 64;
 /// Changes kept for replay while a rebuild runs. Past this many, the rebuild
 /// is abandoned (the current index has every change) and another is asked for.
 const PENDING_LIMIT: usize = 20_000;
-
-/// Cosine distance for unit vectors: `1 - dot`, clamped at 0 so rounding on
-/// identical vectors never goes negative.
-#[derive(Default, Clone, Copy)]
-pub struct UnitCosine;
-
-impl Distance<f32> for UnitCosine {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        (1.0 - cosine(va, vb)).max(0.0)
-    }
-}
-
-type Graph = Hnsw<'static, f32, UnitCosine>;
-
-fn new_graph(capacity: usize) -> Graph {
-    Hnsw::new(MAX_CONNECTIONS, capacity.max(1024), MAX_LAYERS, EF_CONSTRUCTION, UnitCosine)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -53,72 +30,39 @@ struct ChangeLog {
     overflowed: bool,
 }
 
-/// The entries one context fingerprint may match: a list while small, with
-/// an HNSW graph of their own once large. A graph per fingerprint means a
-/// search never wades through other tenants' or other contexts' vectors.
-///
-/// Slots are HNSW data ids. A slot is live while `slot_of[ids[slot]] == slot`;
-/// replaced and removed slots stay in the graph as tombstones until a
-/// rebuild. Without a graph there are no tombstones: `ids` holds live ids only.
+/// Groups and where each live id is, as a rebuild or a restore builds them.
 #[derive(Default)]
-struct Group {
-    ids: Vec<CacheKey>,
-    slot_of: HashMap<CacheKey, usize>,
-    graph: Option<Graph>,
-    /// Taken out of the index while empty: whoever still holds it must look again.
-    retired: bool,
+pub(super) struct Built {
+    pub groups: HashMap<[u8; 32], Group>,
+    pub located: HashMap<CacheKey, [u8; 32]>,
 }
 
-impl Group {
-    fn is_live(&self, slot: usize) -> bool {
-        self.ids.get(slot).is_some_and(|id| self.slot_of.get(id) == Some(&slot))
+impl Built {
+    /// Applies one change; returns how many slots became tombstones.
+    pub fn insert(&mut self, store: &Store, id: CacheKey, fp: [u8; 32], v: &[f32]) -> Result<usize, StoreError> {
+        let mut dead = 0;
+        if let Some(previous) = self.located.insert(id, fp).filter(|p| *p != fp) {
+            dead += usize::from(self.groups.get_mut(&previous).is_some_and(|g| g.remove(&id)));
+        }
+        dead += usize::from(self.groups.entry(fp).or_default().insert(store, id, v)?);
+        Ok(dead)
     }
 
-    /// Returns whether an older slot of the same id became a tombstone.
-    fn insert(&mut self, store: &Store, id: CacheKey, vector: &[f32]) -> Result<bool, StoreError> {
-        let replaced = self.remove(&id);
-        let slot = self.ids.len();
-        self.ids.push(id);
-        self.slot_of.insert(id, slot);
-        match &self.graph {
-            Some(graph) => graph.insert_slice((vector, slot)),
-            None if self.slot_of.len() > EXACT_SCAN_MAX => {
-                let graph = new_graph(self.slot_of.len() * 2);
-                for (m, member) in self.ids.iter().enumerate() {
-                    if m == slot {
-                        graph.insert_slice((vector, slot));
-                    } else if let Some(v) = store.vector(member)? {
-                        graph.insert_slice((&v, m));
-                    }
-                }
-                self.graph = Some(graph);
-            }
-            None => {}
+    pub fn remove(&mut self, id: &CacheKey) -> usize {
+        match self.located.remove(id) {
+            Some(fp) => usize::from(self.groups.get_mut(&fp).is_some_and(|g| g.remove(id))),
+            None => 0,
         }
-        Ok(replaced)
-    }
-
-    /// Returns whether a slot became a tombstone.
-    fn remove(&mut self, id: &CacheKey) -> bool {
-        let Some(slot) = self.slot_of.remove(id) else { return false };
-        if self.graph.is_some() {
-            return true;
-        }
-        self.ids.swap_remove(slot);
-        if let Some(moved) = self.ids.get(slot) {
-            self.slot_of.insert(*moved, slot);
-        }
-        false
     }
 }
 
-type Groups = HashMap<[u8; 32], Arc<RwLock<Group>>>;
+pub(super) type Groups = HashMap<[u8; 32], Arc<RwLock<Group>>>;
 
 /// The semantic index: one [`Group`] per context fingerprint, each behind its
 /// own lock, so building or searching one context's graph never waits on
 /// another's. The map of groups is locked only to look a group up or add one.
 pub struct SemanticIndex {
-    groups: RwLock<Groups>,
+    pub(super) groups: RwLock<Groups>,
     /// The fingerprint each live id is indexed under, to remove it by id.
     located: Mutex<HashMap<CacheKey, [u8; 32]>>,
     tombstones: AtomicUsize,
@@ -132,8 +76,12 @@ pub struct SemanticIndex {
     pending_limit: usize,
     /// Set when a rebuild was abandoned.
     rebuild_wanted: AtomicBool,
-    /// One rebuild at a time.
-    rebuilding: Mutex<()>,
+    /// One rebuild, restore or save at a time.
+    pub(super) rebuilding: Mutex<()>,
+    /// Inserts and removals since the last save.
+    pub(super) changed: AtomicU64,
+    /// What was saved, and the counters behind [`SemanticIndex::stats`].
+    pub(super) persisted: Mutex<Persisted>,
 }
 
 impl Default for SemanticIndex {
@@ -142,15 +90,15 @@ impl Default for SemanticIndex {
     }
 }
 
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+pub(super) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+pub(super) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -170,10 +118,13 @@ impl SemanticIndex {
             pending_limit: limit,
             rebuild_wanted: AtomicBool::new(false),
             rebuilding: Mutex::new(()),
+            changed: AtomicU64::new(0),
+            persisted: Mutex::default(),
         }
     }
 
     fn log(&self, change: Change) {
+        self.changed.fetch_add(1, Ordering::Relaxed);
         let mut pending = lock(&self.pending);
         let Some(log) = pending.as_mut() else { return };
         if log.overflowed {
@@ -189,6 +140,11 @@ impl SemanticIndex {
 
     fn group(&self, fp: &[u8; 32]) -> Option<Arc<RwLock<Group>>> {
         read(&self.groups).get(fp).cloned()
+    }
+
+    #[cfg(test)]
+    pub(super) fn group_for_tests(&self, fp: &ContextFingerprint) -> Arc<RwLock<Group>> {
+        self.group(&fp.0).unwrap_or_default()
     }
 
     fn group_or_new(&self, fp: [u8; 32]) -> Arc<RwLock<Group>> {
@@ -244,14 +200,14 @@ impl SemanticIndex {
             let mut g = write(&group);
             let dead = g.remove(id);
             self.tombstone(dead);
-            g.slot_of.is_empty()
+            g.is_empty()
         };
         if emptied {
             // An empty group leaves the map, unless someone is using it right now.
             let mut groups = write(&self.groups);
             let retire = groups.get(fp).is_some_and(|g| {
                 g.try_write().is_ok_and(|mut g| {
-                    g.retired = g.slot_of.is_empty();
+                    g.retired = g.is_empty();
                     g.retired
                 })
             });
@@ -290,26 +246,8 @@ impl SemanticIndex {
         k: usize,
     ) -> Result<Vec<Candidate>, StoreError> {
         let Some(group) = self.group(&fingerprint.0) else { return Ok(Vec::new()) };
-        let g = read(&group);
-        let mut out = Vec::with_capacity(k);
-        match &g.graph {
-            None => {
-                for id in &g.ids {
-                    if let Some(v) = store.vector(id)? {
-                        out.push(Candidate { id: *id, similarity: cosine(vector, &v) });
-                    }
-                }
-            }
-            Some(graph) => {
-                // Ask for a few extra: tombstones are dropped after the search.
-                let want = k * 2 + 4;
-                for n in graph.search(vector, want, want.max(64)) {
-                    if let Some(&id) = g.ids.get(n.d_id).filter(|_| g.is_live(n.d_id)) {
-                        out.push(Candidate { id, similarity: 1.0 - n.distance });
-                    }
-                }
-            }
-        }
+        let found = read(&group).search(store, vector, k)?;
+        let mut out: Vec<Candidate> = found.into_iter().map(|(id, similarity)| Candidate { id, similarity }).collect();
         out.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         out.truncate(k);
         Ok(out)
@@ -323,69 +261,84 @@ impl SemanticIndex {
     /// live size.
     pub fn rebuild_from(&self, store: &Store) -> Result<usize, StoreError> {
         let _one = lock(&self.rebuilding);
+        // Every change numbered up to here is in what the scan reads.
+        let seq = store.vector_seq();
+        let live = self.replace(store, || Self::build(store, |_| true))?;
+        if let Some(live) = live {
+            self.rebuilt(seq);
+            return Ok(live);
+        }
+        Ok(self.len())
+    }
+
+    /// Swaps in what `build` makes, replaying the changes made meanwhile.
+    /// `None` when too much changed and the current index was kept. The
+    /// caller holds `rebuilding`.
+    pub(super) fn replace<E: From<StoreError>>(
+        &self,
+        store: &Store,
+        build: impl FnOnce() -> Result<Built, E>,
+    ) -> Result<Option<usize>, E> {
         *lock(&self.pending) = Some(ChangeLog::default());
-        let built = Self::build(store);
+        let built = build();
         let _changes = write(&self.changes);
         let log = lock(&self.pending).take().unwrap_or_default();
-        let (mut groups, mut located) = built?;
+        let mut built = built?;
         if log.overflowed {
             self.rebuild_wanted.store(true, Ordering::Relaxed);
             tracing::warn!(
                 limit = self.pending_limit,
                 "the semantic index changed too much while rebuilding; keeping the current one"
             );
-            return Ok(self.len());
+            return Ok(None);
         }
-        let mut dead = 0;
         for change in log.changes {
             match change {
                 Change::Insert(id, fp, v) => {
-                    if let Some(previous) = located.insert(id, fp).filter(|p| *p != fp) {
-                        dead += usize::from(groups.get_mut(&previous).is_some_and(|g| g.remove(&id)));
-                    }
-                    dead += usize::from(groups.entry(fp).or_default().insert(store, id, &v)?);
+                    built.insert(store, id, fp, &v)?;
                 }
                 Change::Remove(id) => {
-                    if let Some(fp) = located.remove(&id) {
-                        dead += usize::from(groups.get_mut(&fp).is_some_and(|g| g.remove(&id)));
-                    }
+                    built.remove(&id);
                 }
             }
         }
-        groups.retain(|_, g| !g.slot_of.is_empty());
-        let live = located.len();
-        *write(&self.groups) = groups.into_iter().map(|(fp, g)| (fp, Arc::new(RwLock::new(g)))).collect();
-        *lock(&self.located) = located;
+        built.groups.retain(|_, g| !g.is_empty());
+        let dead = built.groups.values().map(Group::dead).sum();
+        let live = built.located.len();
+        *write(&self.groups) = built.groups.into_iter().map(|(fp, g)| (fp, Arc::new(RwLock::new(g)))).collect();
+        *lock(&self.located) = built.located;
         self.tombstones.store(dead, Ordering::Relaxed);
         self.rebuild_wanted.store(false, Ordering::Relaxed);
-        Ok(live)
+        Ok(Some(live))
     }
 
-    #[allow(clippy::type_complexity)]
-    fn build(store: &Store) -> Result<(HashMap<[u8; 32], Group>, HashMap<CacheKey, [u8; 32]>), StoreError> {
+    /// Groups for the store's vectors whose fingerprint `wanted` accepts.
+    pub(super) fn build(store: &Store, wanted: impl Fn(&[u8; 32]) -> bool) -> Result<Built, StoreError> {
         let mut by_fp: HashMap<[u8; 32], Vec<(CacheKey, Vec<f32>)>> = HashMap::new();
         for v in store.vectors() {
             let v = v?;
-            by_fp.entry(v.fingerprint).or_default().push((v.id, v.vector));
+            if wanted(&v.fingerprint) {
+                by_fp.entry(v.fingerprint).or_default().push((v.id, v.vector));
+            }
         }
-        let mut groups = HashMap::with_capacity(by_fp.len());
-        let mut located = HashMap::new();
+        let mut built = Built { groups: HashMap::with_capacity(by_fp.len()), located: HashMap::new() };
         for (fp, members) in by_fp {
             let mut group = Group::default();
             for (slot, (id, _)) in members.iter().enumerate() {
                 group.ids.push(*id);
                 group.slot_of.insert(*id, slot);
-                located.insert(*id, fp);
+                built.located.insert(*id, fp);
             }
             if members.len() > EXACT_SCAN_MAX {
                 let graph = new_graph(members.len() * 2);
                 let data: Vec<(&Vec<f32>, usize)> = members.iter().enumerate().map(|(s, (_, v))| (v, s)).collect();
                 graph.parallel_insert(&data);
-                group.graph = Some(graph);
+                group.graph = Some(Arc::new(graph));
+                group.stamp = super::group::next_stamp();
             }
-            groups.insert(fp, group);
+            built.groups.insert(fp, group);
         }
-        Ok((groups, located))
+        Ok(built)
     }
 }
 

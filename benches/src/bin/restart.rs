@@ -1,0 +1,118 @@
+//! Start-up of the semantic index: rebuilding it from sled against loading
+//! its last save, in the same run, on the same store.
+//!
+//! `cargo run --release -p deja-benches --bin restart -- 10000 100000`
+//!
+//! For each size: fill a store on disk (one context, seeded random 384-d
+//! unit vectors), rebuild the index from it (what every start did before),
+//! save it, then restore it into a fresh index on the reopened store (what a
+//! start does now). Then search latency and recall@8 of the restored index
+//! against a brute-force scan of the same vectors.
+
+use deja_benches::{fill_store, rng, unit_vector};
+use deja_cache::{graphs_dir, SemanticIndex};
+use deja_embed::cosine;
+use deja_store::Store;
+use std::time::Instant;
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sizes = if sizes.is_empty() { vec![10_000, 100_000] } else { sizes };
+    for n in sizes {
+        run(n);
+    }
+}
+
+fn run(n: usize) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (fp, vectors) = {
+        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("open: {e}"));
+        let (_, fp, vectors) = fill_store(&store, n);
+        store.flush().unwrap_or_else(|e| panic!("flush: {e}"));
+        (fp, vectors)
+    };
+    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("open: {e}"));
+    let graphs = graphs_dir(&store).unwrap_or_else(|| panic!("a store on disk"));
+
+    let rss0 = rss_mib();
+    let t = Instant::now();
+    let rebuilt = SemanticIndex::new();
+    rebuilt.rebuild_from(&store).unwrap_or_else(|e| panic!("rebuild: {e}"));
+    let rebuild_s = t.elapsed().as_secs_f64();
+    let rss_rebuilt = rss_mib() - rss0;
+
+    let t = Instant::now();
+    let saved = rebuilt.save(&store, &graphs).unwrap_or_else(|e| panic!("save: {e}"));
+    let save_s = t.elapsed().as_secs_f64();
+    drop(rebuilt);
+    drop(store);
+
+    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("open: {e}"));
+    let rss1 = rss_mib();
+    let t = Instant::now();
+    let loaded = SemanticIndex::new();
+    loaded.restore(&store, &graphs).unwrap_or_else(|e| panic!("restore: {e}"));
+    let restore_s = t.elapsed().as_secs_f64();
+    let rss_loaded = rss_mib() - rss1;
+
+    // Search on the loaded graph: noisy copies of stored vectors, as paraphrases are.
+    let mut r = rng();
+    let queries: Vec<Vec<f32>> = (0..200)
+        .map(|i| {
+            let noise = unit_vector(&mut r, 384);
+            let base = vectors.get(i * 977 % n).unwrap_or_else(|| panic!("vector"));
+            let mut q: Vec<f32> = base.iter().zip(&noise).map(|(a, b)| a + 0.2 * b).collect();
+            let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+            q.iter_mut().for_each(|x| *x /= norm);
+            q
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut recall = 0.0;
+    for q in &queries {
+        let t = Instant::now();
+        let got = loaded.search(&store, &fp, q, 8).unwrap_or_else(|e| panic!("search: {e}"));
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        let mut exact: Vec<(usize, f32)> = vectors.iter().enumerate().map(|(i, v)| (i, cosine(q, v))).collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let best: Vec<f32> = exact.iter().take(8).map(|(_, s)| *s).collect();
+        let cut = best.last().copied().unwrap_or(1.0) - 1e-6;
+        recall += got.iter().filter(|c| c.similarity >= cut).count().min(8) as f64 / 8.0;
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times.get(((times.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0.0);
+    let sled_mib = dir_mib(dir.path()) - dir_mib(&graphs);
+    eprintln!(
+        "n={n}: rebuild {rebuild_s:.2}s (+{rss_rebuilt:.0} MiB RSS) | save {save_s:.2}s, {:.0} MiB on disk | \
+         restore {restore_s:.2}s (+{rss_loaded:.0} MiB RSS) = {:.1}x faster | search p50 {:.2} ms p99 {:.2} ms, \
+         recall@8 {:.3} | sled {sled_mib:.0} MiB",
+        saved.bytes as f64 / 1048576.0,
+        rebuild_s / restore_s.max(1e-9),
+        pct(0.5),
+        pct(0.99),
+        recall / queries.len() as f64,
+    );
+}
+
+fn dir_mib(path: &std::path::Path) -> f64 {
+    let mut total = 0u64;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += (dir_mib(&e.path()) * 1048576.0) as u64,
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total as f64 / 1048576.0
+}
+
+/// Resident memory of this process, from /proc.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
