@@ -9,7 +9,9 @@ the last, on the final content chunk, or never), cache hits,
 the ladder falling back on 429/500/timeouts, no fallback on 400, the exception
 classes for 401/404/413/502, and that the upstream never sees the client's key.
 providers.py runs the same kind of checks against Anthropic- and Gemini-kind
-rungs (the mock speaking each provider's own API), and fallback across kinds.
+rungs (the mock speaking each provider's own API), and fallback across kinds;
+verifier.py the grey-band verifier and conversation hits, with the mock as
+the judge.
 """
 
 import atexit
@@ -28,6 +30,7 @@ import urllib.request
 import openai
 
 import providers
+import verifier
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEJA = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target/debug/deja")
@@ -184,7 +187,8 @@ def main():
               .replace('first_byte_timeout = "15s"', 'first_byte_timeout = "1s"')
               # Many failures are injected below; cooling is the Rust tests' subject.
               .replace("failures_to_cool = 3", "failures_to_cool = 1000"))
-    config += providers.extra_toml(MOCK)
+    config = verifier.widen_band(config)
+    config += providers.extra_toml(MOCK) + verifier.extra_toml()
     cfg = pathlib.Path(tmp) / "deja.toml"
     cfg.write_text(config)
     proxy_proc = Child("deja", [DEJA, "serve", "--config", str(cfg)], env)
@@ -325,6 +329,9 @@ def run_checks():
 
     for sparse in (False, True):
         providers.run_provider_checks(client, check, fault, status, stream_style, sparse)
+
+    judge_calls = lambda: mock("/_mock/calls")["by_model"].get(verifier.JUDGE_MODEL, 0)  # noqa: E731
+    verifier.run_verifier_checks(client, check, mock, judge_calls)
 
     @check("the upstream never sees the client's key")
     def _():

@@ -73,7 +73,8 @@ async fn embeddings_count_against_the_budget_and_are_refused_past_it() {
     let h = spawn_proxy(with_client("key-embed", "daily_usd = 0.0000001")).await;
     let [(name, value)] = bearer("key-embed");
     let headers = [(name, value.as_str())];
-    let first = post(&h, "/v1/embeddings", &json!({"model": "embedder", "input": "a long enough input"}), &headers).await;
+    let first =
+        post(&h, "/v1/embeddings", &json!({"model": "embedder", "input": "a long enough input"}), &headers).await;
     assert_eq!(first.status, 200, "{}", first.text);
     let refused = post(&h, "/v1/embeddings", &json!({"model": "embedder", "input": "another input"}), &headers).await;
     assert_eq!(refused.status, 429, "{}", refused.text);

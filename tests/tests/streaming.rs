@@ -15,11 +15,38 @@ use std::time::Duration;
 const STYLES: [(&str, StreamStyle); 4] = [
     (
         "openai",
-        StreamStyle { usage: UsageStyle::NullInEveryChunk, crlf: false, keep_alive: false, split_events: false, sparse: false },
+        StreamStyle {
+            usage: UsageStyle::NullInEveryChunk,
+            crlf: false,
+            keep_alive: false,
+            split_events: false,
+            sparse: false,
+        },
     ),
-    ("absent", StreamStyle { usage: UsageStyle::AbsentUntilLast, crlf: true, keep_alive: false, split_events: false, sparse: false }),
-    ("final", StreamStyle { usage: UsageStyle::OnFinalChunk, crlf: false, keep_alive: true, split_events: false, sparse: false }),
-    ("never", StreamStyle { usage: UsageStyle::Never, crlf: false, keep_alive: false, split_events: true, sparse: false }),
+    (
+        "absent",
+        StreamStyle {
+            usage: UsageStyle::AbsentUntilLast,
+            crlf: true,
+            keep_alive: false,
+            split_events: false,
+            sparse: false,
+        },
+    ),
+    (
+        "final",
+        StreamStyle {
+            usage: UsageStyle::OnFinalChunk,
+            crlf: false,
+            keep_alive: true,
+            split_events: false,
+            sparse: false,
+        },
+    ),
+    (
+        "never",
+        StreamStyle { usage: UsageStyle::Never, crlf: false, keep_alive: false, split_events: true, sparse: false },
+    ),
 ];
 
 fn parsed(text: &str) -> Vec<Value> {
@@ -101,7 +128,13 @@ async fn every_stream_style_reaches_the_client_and_the_cache_whole() {
 #[tokio::test]
 async fn every_framing_variant_at_once_is_read_correctly() {
     let h = spawn_proxy(exact_only()).await;
-    let style = StreamStyle { usage: UsageStyle::AbsentUntilLast, crlf: true, keep_alive: true, split_events: true, sparse: false };
+    let style = StreamStyle {
+        usage: UsageStyle::AbsentUntilLast,
+        crlf: true,
+        keep_alive: true,
+        split_events: true,
+        sparse: false,
+    };
     for wants_usage in [false, true] {
         check_style(&h, "all-framing", style, wants_usage).await;
     }

@@ -105,6 +105,13 @@ async fn handle(req: Request<Incoming>, control: MockControl) -> Result<Response
             }
             Err(e) => error(400, &format!("expected a stream style: {e}")),
         },
+        (Method::POST, "/_mock/judge") => match serde_json::from_slice::<Value>(&body) {
+            Ok(v) if v["verdict"].is_string() => {
+                control.set_judge_verdict(v["verdict"].as_str().unwrap_or_default());
+                json_response(StatusCode::OK, &json!({"ok": true}))
+            }
+            _ => error(400, "expected {\"verdict\": \"yes\" | \"no\" | ...}"),
+        },
         (Method::POST, "/_mock/reset") => {
             control.reset();
             json_response(StatusCode::OK, &json!({"ok": true}))
