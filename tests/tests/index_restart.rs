@@ -63,8 +63,11 @@ async fn fill(h: &Harness) {
         for i in 0..N {
             let mut e = template.clone();
             e.id = CacheKey(*blake3::hash(&i.to_le_bytes()).as_bytes());
-            e.semantic =
-                Some(deja_store::SemanticMeta { fingerprint: meta.fingerprint.clone(), text: format!("stored {i}") });
+            e.semantic = Some(deja_store::SemanticMeta {
+                fingerprint: meta.fingerprint.clone(),
+                text: format!("stored {i}"),
+                conversation: None,
+            });
             let v = unit(i);
             state.store.put(&e, Some(&v)).expect("put");
         }
