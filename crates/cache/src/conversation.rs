@@ -113,7 +113,8 @@ impl ConversationIndex {
         self.len() == 0
     }
 
-    /// Replaces the index with the store's conversation entries. Returns how many.
+    /// Indexes the store's conversation entries, keeping any indexed while
+    /// the scan ran. Returns how many the scan found.
     pub fn rebuild_from(&self, store: &Store) -> Result<usize, StoreError> {
         let mut built = Inner::default();
         for v in store.vectors() {
@@ -128,7 +129,16 @@ impl ConversationIndex {
             built.insert(v.id, coarse.0, v.vector, meta.history);
         }
         let n = built.located.len();
-        *write(&self.inner) = built;
+        let mut current = write(&self.inner);
+        // Entries indexed while the scan ran are kept: it may have passed them.
+        for (coarse, members) in std::mem::take(&mut current.groups) {
+            for m in members {
+                if !built.located.contains_key(&m.id) {
+                    built.insert(m.id, coarse, m.question, m.history);
+                }
+            }
+        }
+        *current = built;
         Ok(n)
     }
 

@@ -105,8 +105,11 @@ impl FastEmbedder {
             special_tokens_map_file: read(&dir.join("special_tokens_map.json"))?,
             tokenizer_config_file: read(&dir.join("tokenizer_config.json"))?,
         };
-        let model =
-            UserDefinedEmbeddingModel::new(read(&paths.onnx_file)?, tokenizer_files).with_pooling(Pooling::Mean);
+        let onnx = read(&paths.onnx_file)?;
+        // The name says which weights made a vector: replicas compare it
+        // before indexing each other's vectors, so the file's digest is in it.
+        let digest = blake3::hash(&onnx).to_hex();
+        let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
         let options = InitOptionsUserDefined::new().with_max_length(256).with_intra_threads(threads.max(1));
         let mut model =
             TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Runtime(e.to_string()))?;
@@ -120,7 +123,7 @@ impl FastEmbedder {
             model: Mutex::new(model),
             dim,
             one_text_per_pass: paths.one_text_per_pass,
-            name: format!("all-MiniLM-L6-v2 ({file})"),
+            name: format!("all-MiniLM-L6-v2 ({file}, {})", digest.get(..12).unwrap_or_default()),
         })
     }
 }

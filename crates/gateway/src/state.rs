@@ -116,6 +116,19 @@ impl AppState {
         let index_ready = restored || store.len() <= SYNC_REBUILD_MAX;
         if restored {
             tracing::info!(entries = store.len(), indexed = index.len(), "store opened");
+            // The saved graphs hold the semantic index only: conversation
+            // entries are read back from the store, in the background when
+            // the store is large (they are misses meanwhile, never wrong).
+            if store.len() <= SYNC_REBUILD_MAX {
+                conversations.rebuild_from(&store)?;
+            } else {
+                let (conversations, store) = (conversations.clone(), store.clone());
+                std::thread::spawn(move || {
+                    if let Err(e) = conversations.rebuild_from(&store) {
+                        tracing::warn!(error = %e, "could not index conversation entries");
+                    }
+                });
+            }
         } else if index_ready {
             let live = index.rebuild_from(&store)?;
             conversations.rebuild_from(&store)?;

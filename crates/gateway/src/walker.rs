@@ -265,11 +265,18 @@ impl Walker {
 
     /// A hedge loser, dropped (its connection closed) before its first byte,
     /// `waited` after it was sent. Not a failure: health and error rate are
-    /// left alone. Its wait is a lower bound of its time to first byte and
-    /// is recorded as a sample; its cost is billed by the miss path.
+    /// left alone. Its wait is only a lower bound of its time to first byte:
+    /// it is recorded when it is above the model's recent p90 (it shows the
+    /// model is slower than thought), never when below (a hedge started late
+    /// and cut short would make a slow model look fast). Its cost is billed
+    /// by the miss path.
     pub(crate) fn cancel(&mut self, model: &ModelSpec, waited: Duration) {
         tracing::debug!(model = %model.name, waited_ms = waited.as_millis() as u64, "hedge loser cancelled");
-        self.state.latency.record_first_byte(&model.name, waited, Instant::now());
+        let now = Instant::now();
+        let p90_ms = self.state.latency.recent_p90_ms(&model.name, now);
+        if p90_ms.is_none_or(|p90| waited.as_secs_f64() * 1000.0 > p90) {
+            self.state.latency.record_first_byte(&model.name, waited, now);
+        }
         self.cancelled.push(model.clone());
     }
 
@@ -278,8 +285,12 @@ impl Walker {
         let name = &model.name;
         if kind.counts_against_health() {
             self.state.health.record_failure(name, Instant::now(), retry_after);
-            // A cooldown starting here is skipped by the other replicas too ([cluster]).
-            crate::fleet::cooled(&self.state, name);
+            // A cooldown starting here is skipped by the other replicas too
+            // ([cluster]), unless it is this replica's own doing: a missing or
+            // rejected key says nothing about the provider's health elsewhere.
+            if !matches!(kind, FailureKind::NoCredentials | FailureKind::Status(401 | 403)) {
+                crate::fleet::cooled(&self.state, name);
+            }
         }
         self.state.latency.record_failure(name, kind);
         self.state

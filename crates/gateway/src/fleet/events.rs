@@ -417,7 +417,7 @@ async fn apply_off_runtime(
             _ => None,
         })
         .collect();
-    replicate::fetch_copies(fleet, &mut conn, &mut wanted).await?;
+    replicate::fetch_copies(fleet, &mut conn, &mut wanted).await;
     let (s, f) = (state.clone(), fleet.clone());
     let removed = tokio::task::spawn_blocking(move || apply(&s, &f, &events))
         .await

@@ -50,6 +50,17 @@ pub(super) fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// A vector's Redis copy: the model that made it, a zero byte, the vector.
+/// A replica rebuilding from copies indexes only its own model's vectors.
+fn encode_vector_copy(model: &str, vector: &[u8]) -> Vec<u8> {
+    [model.as_bytes(), &[0], vector].concat()
+}
+
+fn decode_vector_copy(b: &[u8], model: &str) -> Option<Vec<f32>> {
+    let (made_by, vector) = b.split_at_checked(b.iter().position(|&x| x == 0)?)?;
+    (made_by == model.as_bytes()).then(|| decode_vector(vector.get(1..)?)).flatten()
+}
+
 fn decode_vector(b: &[u8]) -> Option<Vec<f32>> {
     if b.is_empty() || !b.len().is_multiple_of(4) {
         return None;
@@ -83,7 +94,7 @@ pub(super) fn publish(
 ) {
     let Some(meta) = &entry.semantic else { return };
     let vector_key = format!("{}:v:{}:{}", fleet.prefix(), entry.namespace, entry.id.to_hex());
-    pipe.cmd("SET").arg(vector_key).arg(vector).arg("PX").arg(ttl_ms).ignore();
+    pipe.cmd("SET").arg(vector_key).arg(encode_vector_copy(model, vector)).arg("PX").arg(ttl_ms).ignore();
     let mut add = super::events::xadd(fleet);
     add.arg("op")
         .arg("stored")
@@ -133,22 +144,27 @@ fn dimension(model: &str) -> Option<usize> {
     model.rsplit_once('/').and_then(|(_, d)| d.parse().ok())
 }
 
-/// Reads the Redis copies the wanted `stored` events point at, one `MGET`.
-pub(super) async fn fetch_copies(
-    fleet: &Fleet,
-    conn: &mut ConnectionManager,
-    wanted: &mut [&mut Stored],
-) -> Result<(), FleetError> {
-    if wanted.is_empty() {
-        return Ok(());
+/// Reads the Redis copies the wanted `stored` events point at, a few keys
+/// per `MGET` so that large answers fit the call's bound. A chunk that fails
+/// leaves its copies unread: those entries are skipped here (a semantic miss
+/// on this replica; the exact tier still finds them in Redis), and the batch's
+/// tombstones are applied regardless, so one slow read never holds up deletes.
+pub(super) async fn fetch_copies(fleet: &Fleet, conn: &mut ConnectionManager, wanted: &mut [&mut Stored]) {
+    for chunk in wanted.chunks_mut(COPIES_PER_READ) {
+        let keys: Vec<String> = chunk.iter().map(|s| fleet.entry_key(&s.namespace, &s.id)).collect();
+        match bounded::<Vec<Option<Vec<u8>>>>(fleet, conn, redis::cmd("MGET").arg(keys)).await {
+            Ok(copies) => {
+                for (s, copy) in chunk.iter_mut().zip(copies) {
+                    s.copy = copy;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, entries = chunk.len(), "could not read replicated copies; skipped"),
+        }
     }
-    let keys: Vec<String> = wanted.iter().map(|s| fleet.entry_key(&s.namespace, &s.id)).collect();
-    let copies: Vec<Option<Vec<u8>>> = bounded(fleet, conn, redis::cmd("MGET").arg(keys)).await?;
-    for (s, copy) in wanted.iter_mut().zip(copies) {
-        s.copy = copy;
-    }
-    Ok(())
 }
+
+/// Entry copies read per `MGET` while applying the stream.
+const COPIES_PER_READ: usize = 32;
 
 /// Applies one `stored` event to the local store and index, on a blocking
 /// thread. Returns whether the entry was written.
@@ -189,6 +205,13 @@ fn insert(
     // after another, so none can arrive between the check above and here.
     state.store.put(entry, Some(vector))?;
     state.index.insert(&state.store, entry.id, fingerprint, vector)?;
+    // A conversation entry is findable by conversations here too; its history
+    // vector was made with its question's, by the model checked above.
+    if let Some(c) = entry.semantic.as_ref().and_then(|m| m.conversation.as_ref()) {
+        if let Some(coarse) = CacheKey::from_hex(&c.coarse) {
+            state.conversations.insert(entry.id, &ContextFingerprint(coarse.0), vector, &c.history);
+        }
+    }
     Ok(true)
 }
 
@@ -246,7 +269,7 @@ fn backfill_page(state: &AppState, fleet: &Fleet, model: &str, copies: &[RedisCo
     for (key, entry, vector) in copies {
         let (Some(bytes), Some((namespace, id))) = (entry, split_entry_key(fleet, key)) else { continue };
         let Some(entry) = super::shared::verify(fleet, bytes, &id, namespace, true) else { continue };
-        let written_here = match (&entry.semantic, vector.as_deref().and_then(decode_vector)) {
+        let written_here = match (&entry.semantic, vector.as_deref().and_then(|b| decode_vector_copy(b, model))) {
             (Some(meta), Some(v)) if v.len() == dim => match CacheKey::from_hex(&meta.fingerprint) {
                 Some(fp) => insert(state, fleet, &entry, &ContextFingerprint(fp.0), &v, now)?,
                 None => false,
@@ -330,6 +353,10 @@ mod tests {
         assert_eq!(decode_vector(&[1, 2, 3]), None);
         assert_eq!(decode_vector(&[]), None);
         assert_eq!(decode_vector(&encode_vector(&[f32::NAN])), None);
+        let copy = encode_vector_copy("m/1", &encode_vector(&[0.5]));
+        assert_eq!(decode_vector_copy(&copy, "m/1"), Some(vec![0.5]));
+        assert_eq!(decode_vector_copy(&copy, "other/1"), None, "another model's vector is never indexed");
+        assert_eq!(decode_vector_copy(&encode_vector(&[0.5]), "m/1"), None);
         assert_eq!(dimension("all-MiniLM-L6-v2-int8/384"), Some(384));
         assert_eq!(dimension("no-dimension"), None);
     }
