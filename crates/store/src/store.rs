@@ -83,6 +83,27 @@ impl Drop for Store {
     }
 }
 
+/// How long [`Store::open`] waits for the directory's lock. sled releases it
+/// when the last of its background threads lets go of a closed store, which
+/// can be a moment after the store is dropped; a lock still held after this
+/// belongs to another live process and is reported.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+fn open_waiting_for_lock(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new().path(path).cache_capacity(256 * 1024 * 1024).flush_every_ms(Some(200)).open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A vector as persisted, with the fingerprint it may be matched under.
 pub struct StoredVector {
     pub id: CacheKey,
@@ -126,7 +147,7 @@ impl Store {
     /// Opens (or creates) the store at `path`. sled replays its log, so a store
     /// left by a killed process opens to its last durable state.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).cache_capacity(256 * 1024 * 1024).flush_every_ms(Some(200)).open()?;
+        let db = open_waiting_for_lock(path)?;
         Self::from_db(db, Some(path.to_path_buf()))
     }
 
