@@ -1,6 +1,7 @@
 //! Shared, seeded fixtures for the benchmarks.
 
 pub mod load;
+pub mod questions;
 
 use deja_api::{CacheKey, ChatRequest, ContextFingerprint};
 use deja_store::{Entry, EntryKind, EntryUsage, SemanticMeta, Store};
@@ -49,13 +50,19 @@ pub fn filled_store(n: usize) -> (Store, Vec<CacheKey>, ContextFingerprint, Vec<
 pub fn fill_store(store: &Store, n: usize) -> (Vec<CacheKey>, ContextFingerprint, Vec<Vec<f32>>) {
     let fp = ContextFingerprint([9; 32]);
     let mut rng = rng();
-    let mut ids = Vec::with_capacity(n);
-    let mut vectors = Vec::with_capacity(n);
-    for i in 0..n {
+    let vectors: Vec<Vec<f32>> = (0..n).map(|_| unit_vector(&mut rng, 384)).collect();
+    let ids = put_vectors(store, &fp, &vectors);
+    (ids, fp, vectors)
+}
+
+/// Writes one FAQ-sized entry per vector into `store`, all under `fp`.
+pub fn put_vectors(store: &Store, fp: &ContextFingerprint, vectors: &[Vec<f32>]) -> Vec<CacheKey> {
+    let mut ids = Vec::with_capacity(vectors.len());
+    for (i, v) in vectors.iter().enumerate() {
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        id[8..16].copy_from_slice(&fp.0[..8]);
         let id = CacheKey(id);
-        let v = unit_vector(&mut rng, 384);
         let entry = Entry {
             id,
             kind: EntryKind::Chat,
@@ -76,9 +83,37 @@ pub fn fill_store(store: &Store, n: usize) -> (Vec<CacheKey>, ContextFingerprint
                 conversation: None,
             }),
         };
-        store.put(&entry, Some(&v)).unwrap_or_else(|e| panic!("put: {e}"));
+        store.put(&entry, Some(v)).unwrap_or_else(|e| panic!("put: {e}"));
         ids.push(id);
-        vectors.push(v);
     }
-    (ids, fp, vectors)
+    ids
+}
+
+/// Bytes under `path`, in MiB.
+pub fn dir_mib(path: &std::path::Path) -> f64 {
+    let mut total = 0u64;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += (dir_mib(&e.path()) * 1048576.0) as u64,
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total as f64 / 1048576.0
+}
+
+/// Resident memory of this process, from /proc.
+pub fn rss_mib() -> f64 {
+    rss_mib_of("self")
+}
+
+/// Resident memory of process `pid` ("self" for this one), from /proc.
+pub fn rss_mib_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
 }

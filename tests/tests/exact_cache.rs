@@ -239,3 +239,28 @@ async fn past_max_entries_the_least_recently_used_are_evicted() {
     assert_eq!(chat(&h, &ask("q1")).await.cache(), "exact", "recently used entries survive");
     assert_eq!(chat(&h, &ask("q2")).await.cache(), "miss", "the least recently used went first");
 }
+
+#[tokio::test]
+async fn past_max_bytes_the_least_recently_used_are_evicted_and_the_sizes_are_reported() {
+    let h = spawn_proxy(TestConfig { max_bytes: Some(1 << 20), ..exact_only() }).await;
+    // Each entry holds about twice its question as stored: 200 KB here.
+    let long = "x".repeat(100_000);
+    for n in 0..8 {
+        chat(&h, &ask(&format!("{long} {n}"))).await;
+    }
+    let stats = admin_get(&h, "/admin/stats").await.body;
+    assert_eq!(stats["max_bytes"], 1 << 20);
+    let bounded = eventually(Duration::from_secs(5), || async {
+        admin_get(&h, "/admin/stats").await.body["stored_bytes"].as_u64().is_some_and(|b| b <= 1 << 20)
+    })
+    .await;
+    let stats = admin_get(&h, "/admin/stats").await.body;
+    assert!(bounded, "{stats}");
+    let entries = stats["entries"].as_u64().unwrap_or(0);
+    assert!((3..=5).contains(&entries), "{stats}");
+    assert_eq!(chat(&h, &ask(&format!("{long} 0"))).await.cache(), "miss", "the oldest large entry went first");
+    assert_eq!(chat(&h, &ask(&format!("{long} 7"))).await.cache(), "exact", "the newest stays");
+    let metrics = client().get(h.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("deja_cache_stored_bytes "), "{metrics}");
+    assert!(metrics.contains("deja_semantic_index_memory_bytes "), "{metrics}");
+}

@@ -12,7 +12,7 @@
 //! latency.
 
 use deja_api::ContextFingerprint;
-use deja_benches::{fill_store, rng, unit_vector};
+use deja_benches::{dir_mib, fill_store, rng, rss_mib, unit_vector};
 use deja_cache::{graphs_dir, SemanticIndex};
 use deja_embed::cosine;
 use deja_store::Store;
@@ -122,27 +122,4 @@ fn quality(
     q.found_first /= queries.len() as f64;
     q.recall_at_8 /= queries.len() as f64;
     q
-}
-
-fn dir_mib(path: &std::path::Path) -> f64 {
-    let mut total = 0u64;
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => total += (dir_mib(&e.path()) * 1048576.0) as u64,
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total as f64 / 1048576.0
-}
-
-/// Resident memory of this process, from /proc.
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
 }

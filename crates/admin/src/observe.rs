@@ -29,6 +29,8 @@ pub fn metrics(state: &AppState) -> Response<Body> {
     let m = &state.metrics;
     m.entries.set(state.store.len() as i64);
     m.index_entries.set(state.index.len() as i64);
+    m.store_bytes.set(state.store.bytes() as i64);
+    m.index_memory_bytes.set(state.index.stats().approx_bytes as i64);
     let config = state.config();
     for model in &config.catalog.models {
         let cooling = state.health.is_cooling(&model.name, now);

@@ -21,7 +21,9 @@ pub mod semantic;
 
 pub use coalesce::{Coalescer, Role};
 pub use guards::{GuardSettings, Guards};
-pub use semantic::{graphs_dir, IndexStats, PersistError, SemanticHit, SemanticIndex, SemanticSettings};
+pub use semantic::{
+    graphs_dir, IndexStats, PersistError, SemanticHit, SemanticIndex, SemanticSettings, DEFAULT_SEARCH_BREADTH,
+};
 
 /// Milliseconds since the Unix epoch: the store's clock.
 pub fn now_ms() -> u64 {

@@ -76,7 +76,7 @@ fn sweeps_finish_and_clear_undecodable_and_missing_entries() {
     let (tx, rx) = mpsc::channel();
     let s = store.clone();
     std::thread::spawn(move || {
-        let _ = tx.send(sweep(&s, None, 1_000, u64::MAX));
+        let _ = tx.send(sweep(&s, None, 1_000, Bounds::entries(u64::MAX)));
     });
     let report = rx.recv_timeout(Duration::from_secs(30)).expect("the sweep finishes").expect("sweep");
     assert_eq!(report.expired, 1_500);
@@ -88,7 +88,7 @@ fn sweeps_finish_and_clear_undecodable_and_missing_entries() {
     let page = store.list(&deja_store::ListFilter::default(), None, 10).expect("list");
     assert_eq!(page.entries.len(), 3);
     // A second pass has nothing left to do.
-    assert_eq!(sweep(&store, None, 1_000, u64::MAX).expect("sweep"), SweepReport::default());
+    assert_eq!(sweep(&store, None, 1_000, Bounds::entries(u64::MAX)).expect("sweep"), SweepReport::default());
 }
 
 #[test]
@@ -105,8 +105,40 @@ fn eviction_gets_past_undecodable_entries() {
     let store = Store::open(dir.path()).expect("reopen");
     // Nothing has expired yet: only eviction can bring the store down to
     // size, and the undecodable entries were used least recently.
-    let report = sweep(&store, None, 1, 2).expect("sweep");
+    let report = sweep(&store, None, 1, Bounds::entries(2)).expect("sweep");
     assert_eq!(store.len(), 2);
     assert_eq!(report.evicted, 1_201);
     assert_eq!(store.corrupt_entries(), 1_200);
+}
+
+#[test]
+fn past_max_bytes_the_least_recently_used_go_with_their_vectors() {
+    let store = Store::temporary().expect("store");
+    let vector = vec![0.25f32; 384];
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let mut e = live_entry(n);
+        e.created_ms = 10 + u64::from(n);
+        e.semantic = Some(deja_store::SemanticMeta {
+            fingerprint: CacheKey([7; 32]).to_hex(),
+            text: format!("question {n}"),
+            conversation: None,
+        });
+        store.put(&e, Some(&vector)).expect("put");
+        ids.push(e.id);
+    }
+    let per_entry = store.bytes() / 10;
+    // The oldest entry was read since: it is the most recently used now.
+    store.record_hit(&ids[0], 1_000).expect("hit");
+    let bounds = Bounds { max_entries: u64::MAX, max_bytes: Some(per_entry * 4 + per_entry / 2) };
+    let report = sweep(&store, None, 1, bounds).expect("sweep");
+    assert_eq!(report.evicted, 6);
+    assert_eq!(store.len(), 4);
+    assert!(store.bytes() <= per_entry * 4 + per_entry / 2, "{} bytes left", store.bytes());
+    assert!(store.get(&ids[0]).expect("get").is_some(), "a recent hit keeps its entry");
+    for gone in &ids[1..7] {
+        assert!(store.get(gone).expect("get").is_none());
+        assert!(store.vector(gone).expect("vector").is_none(), "the vector goes with its entry");
+    }
+    assert!(!bounds.exceeded_by(&store));
 }

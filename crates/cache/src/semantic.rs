@@ -12,7 +12,7 @@ mod index;
 mod manifest;
 pub mod persist;
 
-pub use index::{Candidate, SemanticIndex};
+pub use index::{Candidate, SemanticIndex, DEFAULT_SEARCH_BREADTH};
 pub use persist::{graphs_dir, IndexStats, PersistError, RestoreReport, SaveReport};
 
 use crate::guards::{GuardSettings, Guards, Refusal};

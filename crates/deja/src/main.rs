@@ -164,7 +164,19 @@ fn check_config(path: &std::path::Path) -> Result<(), AnyError> {
         c.cache.semantic.threshold,
         c.cache.semantic.guards
     ));
+    if let Some(max) = c.cache.max_bytes {
+        out.push_str(&format!("store: at most {max} bytes of entries and vectors\n"));
+    }
+    let need = deja::capacity::needs(&c);
+    out.push_str(&format!(
+        "at these caps: about {:.1} GiB of RAM and {:.1} GiB of disk\n",
+        need.ram as f64 / (1u64 << 30) as f64,
+        need.disk as f64 / (1u64 << 30) as f64
+    ));
     write_stdout(&out);
+    for w in deja::capacity::warnings(&c) {
+        eprintln!("warning: {w}");
+    }
     Ok(())
 }
 

@@ -101,7 +101,7 @@ async fn run(
     if policy.writes() {
         remember::store_off_runtime(
             &state,
-            config.cache.max_entries,
+            config.cache.bounds(),
             remember::NewEntry {
                 id: key,
                 kind: EntryKind::Embeddings,

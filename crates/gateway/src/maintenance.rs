@@ -112,8 +112,8 @@ pub fn spawn(state: Arc<AppState>) {
             }
             let s = state.clone();
             let outcome = tokio::task::spawn_blocking(move || {
-                let max = s.config().cache.max_entries;
-                let report = deja_cache::maintenance::sweep(&s.store, Some(&s.index), deja_cache::now_ms(), max)?;
+                let bounds = s.config().cache.bounds();
+                let report = deja_cache::maintenance::sweep(&s.store, Some(&s.index), deja_cache::now_ms(), bounds)?;
                 // Never two rebuilds at once: the start-up one may still run.
                 if s.index_ready.load(Ordering::SeqCst) && s.index.needs_rebuild() {
                     s.index.rebuild_from(&s.store)?;

@@ -54,6 +54,10 @@ pub struct Metrics {
     pub overhead: Histogram,
     pub embedding_latency: Histogram,
     pub entries: Gauge,
+    /// What `[store] max_bytes` bounds: entries and vectors as stored.
+    pub store_bytes: Gauge,
+    /// An estimate of the semantic index's memory: vectors, links, ids.
+    pub index_memory_bytes: Gauge,
     pub index_entries: Gauge,
     pub cooldowns: Family<ModelLabels, Gauge>,
     pub models: ModelGauges,
@@ -146,6 +150,18 @@ impl Metrics {
         );
         let entries = Gauge::default();
         registry.register("cache_entries", "Entries in the store", entries.clone());
+        let store_bytes = Gauge::default();
+        registry.register(
+            "cache_stored_bytes",
+            "Bytes of cache entries and their vectors as stored (what store.max_bytes bounds)",
+            store_bytes.clone(),
+        );
+        let index_memory_bytes = Gauge::default();
+        registry.register(
+            "semantic_index_memory_bytes",
+            "Estimated memory of the semantic index: vectors, graph links and ids",
+            index_memory_bytes.clone(),
+        );
         let index_entries = Gauge::default();
         registry.register("semantic_index_entries", "Live entries in the semantic index", index_entries.clone());
         let cooldowns = Family::<ModelLabels, Gauge>::default();
@@ -230,6 +246,8 @@ impl Metrics {
             overhead,
             embedding_latency,
             entries,
+            store_bytes,
+            index_memory_bytes,
             index_entries,
             cooldowns,
             models,

@@ -4,6 +4,7 @@ use crate::answer::Answer;
 use crate::ctx::ChatCtx;
 use crate::state::AppState;
 use deja_api::{CacheKey, ContextFingerprint};
+use deja_cache::maintenance::Bounds;
 use deja_store::{usd_to_nano, ConversationMeta, Counter, Entry, EntryKind, EntryUsage, SemanticMeta};
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ pub fn count_spend(state: &AppState, namespace: &str, model: &str, cost_usd: f64
 
 /// Writes the entry and indexes its vector. Failures are logged: the client
 /// already has its answer, and a missing entry is only a future miss.
-pub fn store(state: &AppState, max_entries: u64, new: NewEntry) -> Option<CacheKey> {
+pub fn store(state: &AppState, bounds: Bounds, new: NewEntry) -> Option<CacheKey> {
     let now = deja_cache::now_ms();
     let ttl_ms = new.ttl.as_millis().min(u128::from(u64::MAX / 2)) as u64;
     let conversation = new.semantic.as_ref().and(new.conversation);
@@ -96,7 +97,7 @@ pub fn store(state: &AppState, max_entries: u64, new: NewEntry) -> Option<CacheK
         }
     }
     state.metrics.entries.set(state.store.len() as i64);
-    if state.store.len() > max_entries {
+    if bounds.exceeded_by(&state.store) {
         state.sweep_now.notify_one();
     }
     Some(entry.id)
@@ -105,9 +106,9 @@ pub fn store(state: &AppState, max_entries: u64, new: NewEntry) -> Option<CacheK
 /// [`store`] on a blocking thread: indexing into a large graph takes
 /// milliseconds that must not stall the async workers. Waits for it, so the
 /// answer is findable by the time the client has it.
-pub async fn store_off_runtime(state: &std::sync::Arc<AppState>, max_entries: u64, new: NewEntry) -> Option<CacheKey> {
+pub async fn store_off_runtime(state: &std::sync::Arc<AppState>, bounds: Bounds, new: NewEntry) -> Option<CacheKey> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || store(&state, max_entries, new)).await.ok().flatten()
+    tokio::task::spawn_blocking(move || store(&state, bounds, new)).await.ok().flatten()
 }
 
 /// Counts a served hit: what the entry cost when first answered, less what
@@ -163,7 +164,7 @@ pub async fn remember_answer(ctx: &ChatCtx, answer: &Answer) {
         semantic,
         conversation: ctx.conversation.as_ref().and_then(|c| Some((c.coarse, c.history.clone()?))),
     };
-    store_off_runtime(&ctx.state, ctx.config.cache.max_entries, new).await;
+    store_off_runtime(&ctx.state, ctx.config.cache.bounds(), new).await;
 }
 
 /// Counts a miss, refresh or bypass answered by `model`, and what it cost.

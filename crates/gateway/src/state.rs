@@ -110,6 +110,7 @@ impl AppState {
             None
         };
         let index = Arc::new(SemanticIndex::new());
+        index.set_search_breadth(config.cache.search_breadth);
         let conversations = Arc::new(deja_cache::conversation::ConversationIndex::default());
         let started = Instant::now();
         let restored = crate::maintenance::restore_index(&index, &store);
@@ -198,6 +199,7 @@ impl AppState {
             needs_restart.push("limits.max_connections");
         }
         self.health.set_settings(new.routing.health);
+        self.index.set_search_breadth(new.cache.search_breadth);
         self.slo.reset(&self.metrics.slo);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
         needs_restart

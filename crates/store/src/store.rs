@@ -42,6 +42,8 @@ pub struct Store {
     instance: [u8; 16],
     path: Option<std::path::PathBuf>,
     len: AtomicU64,
+    /// Bytes of every entry and vector as stored (see [`Store::bytes`]).
+    bytes: AtomicU64,
     corrupt: AtomicU64,
     pending: Arc<Pending>,
     flusher: Option<Flusher>,
@@ -79,8 +81,30 @@ impl Drop for Store {
             drop(f.stop);
             let _ = f.thread.join();
         }
+        // Nothing writes any more: the counts are exact, and the next open
+        // may trust them instead of scanning every entry and vector.
+        let mut sizes = [0u8; 16];
+        sizes[..8].copy_from_slice(&self.len().to_le_bytes());
+        sizes[8..].copy_from_slice(&self.bytes().to_le_bytes());
+        if let Ok(meta) = self.db.open_tree("meta") {
+            let _ = meta.insert(CLEAN_SIZES_KEY, &sizes[..]);
+        }
         let _ = self.db.flush();
     }
+}
+
+/// `meta` key of the entry count and byte count written at a clean close.
+const CLEAN_SIZES_KEY: &str = "clean_close_sizes";
+
+/// The counts a clean close left, taken out of the store (and that removal
+/// made durable) before anything is written: after a crash there are none,
+/// and the caller counts by scanning.
+fn take_clean_sizes(db: &sled::Db, meta: &sled::Tree) -> Result<Option<(u64, u64)>, sled::Error> {
+    let Some(v) = meta.remove(CLEAN_SIZES_KEY)? else { return Ok(None) };
+    db.flush()?;
+    let count = v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let bytes = v.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    Ok(count.zip(bytes))
 }
 
 /// How long [`Store::open`] waits for the directory's lock. sled releases it
@@ -182,7 +206,17 @@ impl Store {
         let counters = db.open_tree("counters")?;
         counters.set_merge_operator(add_u64);
         let entries = db.open_tree("entries")?;
-        let len = AtomicU64::new(entries.len() as u64);
+        let vectors = db.open_tree("vectors")?;
+        let (count, stored_bytes) = match take_clean_sizes(&db, &meta)? {
+            Some(sizes) => sizes,
+            None => {
+                let (count, entry_bytes) = sizes(&entries)?;
+                let (_, vector_bytes) = sizes(&vectors)?;
+                (count, entry_bytes + vector_bytes)
+            }
+        };
+        let len = AtomicU64::new(count);
+        let bytes = AtomicU64::new(stored_bytes);
         let by_access = db.open_tree("by_access")?;
         let hit_stats = db.open_tree("hit_stats")?;
         let pending = Arc::new(Pending::default());
@@ -196,7 +230,7 @@ impl Store {
             hit_stats,
             pending,
             flusher,
-            vectors: db.open_tree("vectors")?,
+            vectors,
             aliases: db.open_tree("aliases")?,
             alias_of: db.open_tree("alias_of")?,
             vector_changes: db.open_tree("vector_changes")?,
@@ -207,12 +241,30 @@ impl Store {
             counters,
             db,
             len,
+            bytes,
             corrupt: AtomicU64::new(0),
         })
     }
 
     pub fn len(&self) -> u64 {
         self.len.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the cached data: every entry (request, answer and metadata)
+    /// and vector as stored, keys and sled's own overhead aside. What
+    /// `max_bytes` bounds; the files on disk are larger (see the README).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn account(&self, added: u64, removed: u64) {
+        if added >= removed {
+            self.bytes.fetch_add(added - removed, Ordering::Relaxed);
+        } else {
+            let gone = removed - added;
+            // Never below zero, whatever a concurrent change did first.
+            let _ = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(gone)));
+        }
     }
 
     /// Undecodable entries dropped since the store was opened.
@@ -234,8 +286,10 @@ impl Store {
             _ => None,
         };
         let ticket = self.sequencer.begin(&self.db)?;
+        let added = (bytes.len() + vector_bytes.as_ref().map_or(0, Vec::len)) as u64;
         let replaced = self.transact(|t| {
             let old = t.entries.insert(&id.0[..], bytes.as_slice())?;
+            let mut removed = old.as_ref().map_or(0, |o| o.len() as u64);
             let corrupt = match &old {
                 Some(old) => {
                     // A new answer under the same key: what was verified against the old one no longer holds.
@@ -249,18 +303,18 @@ impl Store {
             t.by_access.insert(&index_key(entry.created_ms, &id)[..], &[])?;
             let stats = HitStats { hits: 0, last_access_ms: entry.created_ms };
             t.hit_stats.insert(&id.0[..], &stats.encode())?;
-            let vector_changed = match &vector_bytes {
-                Some(v) => {
-                    t.vectors.insert(&id.0[..], v.as_slice())?;
-                    true
-                }
-                None => t.vectors.remove(&id.0[..])?.is_some(),
+            let old_vector = match &vector_bytes {
+                Some(v) => t.vectors.insert(&id.0[..], v.as_slice())?,
+                None => t.vectors.remove(&id.0[..])?,
             };
+            removed += old_vector.as_ref().map_or(0, |v| v.len() as u64);
+            let vector_changed = vector_bytes.is_some() || old_vector.is_some();
             t.log_vector_change(vector_changed, &ticket, &id)?;
-            Ok((old.is_some(), corrupt))
+            Ok((old.is_some(), corrupt, removed))
         })?;
         drop(ticket);
-        let (replaced, corrupt) = replaced;
+        let (replaced, corrupt, removed) = replaced;
+        self.account(added, removed);
         self.pending.forget(&id);
         if corrupt {
             self.count_corrupt(&id);
@@ -306,15 +360,16 @@ impl Store {
     /// keys can still be found for it, and is counted in [`Store::corrupt_entries`].
     pub fn remove(&self, id: &CacheKey) -> Result<bool, StoreError> {
         let ticket = self.sequencer.begin(&self.db)?;
-        let (existed, corrupt) = self.transact(|t| {
-            let Some(old) = t.entries.remove(&id.0[..])? else { return Ok((false, false)) };
-            let vector_changed = t.vectors.remove(&id.0[..])?.is_some();
-            t.log_vector_change(vector_changed, &ticket, id)?;
+        let (existed, corrupt, removed) = self.transact(|t| {
+            let Some(old) = t.entries.remove(&id.0[..])? else { return Ok((false, false, 0)) };
+            let old_vector = t.vectors.remove(&id.0[..])?;
+            t.log_vector_change(old_vector.is_some(), &ticket, id)?;
             drop_aliases(id, t.aliases, t.alias_of)?;
             let corrupt = unindex_raw(id, &old, t.by_created, t.by_expiry, t.by_access, t.hit_stats)?;
-            Ok((true, corrupt))
+            Ok((true, corrupt, (old.len() + old_vector.map_or(0, |v| v.len())) as u64))
         })?;
         drop(ticket);
+        self.account(0, removed);
         if existed {
             self.len.fetch_sub(1, Ordering::Relaxed);
             self.pending.forget(id);
@@ -362,18 +417,20 @@ impl Store {
                     }
                 }
                 t.entries.remove(&id.0[..])?;
-                let vector_changed = t.vectors.remove(&id.0[..])?.is_some();
-                t.log_vector_change(vector_changed, &ticket, &id)?;
+                let old_vector = t.vectors.remove(&id.0[..])?;
+                t.log_vector_change(old_vector.is_some(), &ticket, &id)?;
                 drop_aliases(&id, t.aliases, t.alias_of)?;
                 let corrupt = unindex_raw(&id, &bytes, t.by_created, t.by_expiry, t.by_access, t.hit_stats)?;
-                Ok(if corrupt { Swept::Corrupt } else { Swept::Removed })
+                let size = (bytes.len() + old_vector.map_or(0, |v| v.len())) as u64;
+                Ok(if corrupt { Swept::Corrupt(size) } else { Swept::Removed(size) })
             })?;
             drop(ticket);
             match outcome {
-                Swept::Removed | Swept::Corrupt => {
+                Swept::Removed(size) | Swept::Corrupt(size) => {
+                    self.account(0, size);
                     self.len.fetch_sub(1, Ordering::Relaxed);
                     self.pending.forget(&id);
-                    if outcome == Swept::Corrupt {
+                    if matches!(outcome, Swept::Corrupt(_)) {
                         self.count_corrupt(&id);
                     }
                     batch.removed.push(id);
@@ -821,8 +878,9 @@ fn unindex(
 /// What one expiry key led to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Swept {
-    Removed,
-    Corrupt,
+    /// Removed, with the bytes it held.
+    Removed(u64),
+    Corrupt(u64),
     /// The entry was already gone.
     Dangling,
     /// The entry lives on under another expiry.
@@ -839,6 +897,17 @@ struct Times {
 
 /// Unindexes the entry stored as `old`. Returns whether it was undecodable;
 /// its keys are then found from whatever can still be read.
+/// How many values a tree holds and their bytes, in one scan.
+fn sizes(tree: &sled::Tree) -> Result<(u64, u64), sled::Error> {
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for kv in tree.iter() {
+        let (_, v) = kv?;
+        count += 1;
+        bytes += v.len() as u64;
+    }
+    Ok((count, bytes))
+}
+
 fn unindex_raw(
     id: &CacheKey,
     old: &[u8],

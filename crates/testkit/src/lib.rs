@@ -34,6 +34,8 @@ pub struct TestConfig {
     pub verify_from: Option<f32>,
     pub default_ttl: String,
     pub max_entries: u64,
+    /// `store.max_bytes`; no byte cap when `None`.
+    pub max_bytes: Option<u64>,
     pub first_byte_timeout: String,
     pub attempt_timeout: String,
     pub model_retries: u32,
@@ -58,6 +60,7 @@ impl Default for TestConfig {
             verify_from: None,
             default_ttl: "1h".into(),
             max_entries: 100_000,
+            max_bytes: None,
             first_byte_timeout: "2s".into(),
             attempt_timeout: "5s".into(),
             model_retries: 1,
@@ -125,6 +128,7 @@ max_body_bytes = {max_body}
 
 [store]
 path = "{store}"
+{max_bytes}
 
 [cache]
 default_ttl = "{ttl}"
@@ -194,6 +198,7 @@ reasoning = "top"
             store = store.display(),
             ttl = self.default_ttl,
             max_entries = self.max_entries,
+            max_bytes = self.max_bytes.map(|b| format!("max_bytes = {b}")).unwrap_or_default(),
             threshold = self.threshold,
             verify_from = self.verify_from.unwrap_or(0.80_f32.min(self.threshold)),
             models = models_dir().display(),

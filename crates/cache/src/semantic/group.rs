@@ -1,5 +1,11 @@
 //! One context fingerprint's candidates: a list while small, with an HNSW
 //! graph of their own once large.
+//!
+//! A graph holds its vectors quantized to `i8` (a unit vector's components
+//! times 127): a quarter of the memory of `f32`, and a faster distance. The
+//! graph only proposes candidates; their similarity is computed exactly
+//! from the stored `f32` vectors, so every serve decision is made on the
+//! exact cosine, as without quantization.
 
 use deja_api::CacheKey;
 use deja_embed::cosine;
@@ -16,21 +22,30 @@ const MAX_CONNECTIONS: usize = 16;
 const MAX_LAYERS: usize = 16;
 const EF_CONSTRUCTION: usize = 64;
 
-/// Cosine distance for unit vectors: `1 - dot`, clamped at 0 so rounding on
-/// identical vectors never goes negative.
-#[derive(Default, Clone, Copy)]
-pub struct UnitCosine;
+/// The scale of a quantized component: `x` in [-1, 1] is stored as `round(127·x)`.
+const QUANT_SCALE: f32 = 127.0;
 
-impl Distance<f32> for UnitCosine {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        (1.0 - cosine(va, vb)).max(0.0)
+/// A unit vector as a graph holds it.
+pub(super) fn quantize(v: &[f32]) -> Vec<i8> {
+    v.iter().map(|x| (x * QUANT_SCALE).round().clamp(-QUANT_SCALE, QUANT_SCALE) as i8).collect()
+}
+
+/// Cosine distance between quantized unit vectors: `1 - dot / 127²`,
+/// clamped at 0 since rounding can push a vector's norm past 1.
+#[derive(Default, Clone, Copy)]
+pub struct QuantizedCosine;
+
+impl Distance<i8> for QuantizedCosine {
+    fn eval(&self, va: &[i8], vb: &[i8]) -> f32 {
+        let dot: i32 = va.iter().zip(vb).map(|(a, b)| i32::from(*a) * i32::from(*b)).sum();
+        (1.0 - dot as f32 / (QUANT_SCALE * QUANT_SCALE)).max(0.0)
     }
 }
 
-pub(super) type Graph = Hnsw<'static, f32, UnitCosine>;
+pub(super) type Graph = Hnsw<'static, i8, QuantizedCosine>;
 
 pub(super) fn new_graph(capacity: usize) -> Graph {
-    Hnsw::new(MAX_CONNECTIONS, capacity.max(1024), MAX_LAYERS, EF_CONSTRUCTION, UnitCosine)
+    Hnsw::new(MAX_CONNECTIONS, capacity.max(1024), MAX_LAYERS, EF_CONSTRUCTION, QuantizedCosine)
 }
 
 /// Stamps every state a graph goes through, process-wide: a graph whose
@@ -84,16 +99,16 @@ impl Group {
         self.slot_of.insert(id, slot);
         match &self.graph {
             Some(graph) => {
-                graph.insert_slice((vector, slot));
+                graph.insert_slice((&quantize(vector), slot));
                 self.stamp = next_stamp();
             }
             None if self.slot_of.len() > EXACT_SCAN_MAX => {
                 let graph = new_graph(self.slot_of.len() * 2);
                 for (m, member) in self.ids.iter().enumerate() {
                     if m == slot {
-                        graph.insert_slice((vector, slot));
+                        graph.insert_slice((&quantize(vector), slot));
                     } else if let Some(v) = store.vector(member)? {
-                        graph.insert_slice((&v, m));
+                        graph.insert_slice((&quantize(&v), m));
                     }
                 }
                 self.graph = Some(Arc::new(graph));
@@ -150,8 +165,15 @@ impl Group {
         }
     }
 
-    /// The `k`-ish nearest live entries, unsorted.
-    pub fn search(&self, store: &Store, vector: &[f32], k: usize) -> Result<Vec<(CacheKey, f32)>, StoreError> {
+    /// The `k`-ish nearest live entries, unsorted; a graph search keeps `ef`
+    /// nodes in view.
+    pub fn search(
+        &self,
+        store: &Store,
+        vector: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<Vec<(CacheKey, f32)>, StoreError> {
         let mut out = Vec::with_capacity(k);
         match &self.graph {
             None => {
@@ -163,10 +185,15 @@ impl Group {
             }
             Some(graph) => {
                 // Ask for a few extra: tombstones are dropped after the search.
+                // The nearest `k` live ones, nearest first, are scored exactly.
                 let want = k * 2 + 4;
-                for n in graph.search(vector, want, want.max(64)) {
-                    if let Some(&id) = self.ids.get(n.d_id).filter(|_| self.is_live(n.d_id)) {
-                        out.push((id, 1.0 - n.distance));
+                let live = graph
+                    .search(&quantize(vector), want, want.max(ef))
+                    .into_iter()
+                    .filter_map(|n| self.ids.get(n.d_id).filter(|_| self.is_live(n.d_id)).copied());
+                for id in live.take(k) {
+                    if let Some(v) = store.vector(&id)? {
+                        out.push((id, cosine(vector, &v)));
                     }
                 }
                 for (id, v) in self.deferred.iter().flatten() {

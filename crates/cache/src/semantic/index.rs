@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 /// Changes kept for replay while a rebuild runs. Past this many, the rebuild
 /// is abandoned (the current index has every change) and another is asked for.
 const PENDING_LIMIT: usize = 20_000;
+/// HNSW's `ef` at search time unless configured (`cache.semantic.search_breadth`).
+pub const DEFAULT_SEARCH_BREADTH: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -82,6 +84,9 @@ pub struct SemanticIndex {
     pub(super) changed: AtomicU64,
     /// What was saved, and the counters behind [`SemanticIndex::stats`].
     pub(super) persisted: Mutex<Persisted>,
+    /// How many graph nodes a search keeps in view (HNSW's `ef`); see
+    /// [`SemanticIndex::set_search_breadth`].
+    search_breadth: AtomicUsize,
 }
 
 impl Default for SemanticIndex {
@@ -119,6 +124,7 @@ impl SemanticIndex {
             rebuild_wanted: AtomicBool::new(false),
             rebuilding: Mutex::new(()),
             changed: AtomicU64::new(0),
+            search_breadth: AtomicUsize::new(DEFAULT_SEARCH_BREADTH),
             persisted: Mutex::default(),
         }
     }
@@ -237,6 +243,17 @@ impl SemanticIndex {
         self.rebuild_wanted.load(Ordering::Relaxed) || (dead > 1024 && dead * 4 > self.len())
     }
 
+    /// Sets how many graph nodes a search keeps in view: wider finds the true
+    /// nearest entry more often in large groups, at a cost in latency.
+    /// Small groups are scanned exactly whatever it is.
+    pub fn set_search_breadth(&self, ef: usize) {
+        self.search_breadth.store(ef.max(1), Ordering::Relaxed);
+    }
+
+    pub fn search_breadth(&self) -> usize {
+        self.search_breadth.load(Ordering::Relaxed)
+    }
+
     /// Nearest live slots with this fingerprint, most similar first.
     pub fn search(
         &self,
@@ -246,7 +263,7 @@ impl SemanticIndex {
         k: usize,
     ) -> Result<Vec<Candidate>, StoreError> {
         let Some(group) = self.group(&fingerprint.0) else { return Ok(Vec::new()) };
-        let found = read(&group).search(store, vector, k)?;
+        let found = read(&group).search(store, vector, k, self.search_breadth())?;
         let mut out: Vec<Candidate> = found.into_iter().map(|(id, similarity)| Candidate { id, similarity }).collect();
         out.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         out.truncate(k);
@@ -314,11 +331,12 @@ impl SemanticIndex {
 
     /// Groups for the store's vectors whose fingerprint `wanted` accepts.
     pub(super) fn build(store: &Store, wanted: impl Fn(&[u8; 32]) -> bool) -> Result<Built, StoreError> {
-        let mut by_fp: HashMap<[u8; 32], Vec<(CacheKey, Vec<f32>)>> = HashMap::new();
+        // Quantized as read: a large store's vectors never sit here as f32.
+        let mut by_fp: HashMap<[u8; 32], Vec<(CacheKey, Vec<i8>)>> = HashMap::new();
         for v in store.vectors() {
             let v = v?;
             if wanted(&v.fingerprint) {
-                by_fp.entry(v.fingerprint).or_default().push((v.id, v.vector));
+                by_fp.entry(v.fingerprint).or_default().push((v.id, super::group::quantize(&v.vector)));
             }
         }
         let mut built = Built { groups: HashMap::with_capacity(by_fp.len()), located: HashMap::new() };
@@ -331,7 +349,7 @@ impl SemanticIndex {
             }
             if members.len() > EXACT_SCAN_MAX {
                 let graph = new_graph(members.len() * 2);
-                let data: Vec<(&Vec<f32>, usize)> = members.iter().enumerate().map(|(s, (_, v))| (v, s)).collect();
+                let data: Vec<(&Vec<i8>, usize)> = members.iter().enumerate().map(|(s, (_, v))| (v, s)).collect();
                 graph.parallel_insert(&data);
                 group.graph = Some(Arc::new(graph));
                 group.stamp = super::group::next_stamp();

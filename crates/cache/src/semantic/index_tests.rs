@@ -1,4 +1,5 @@
 use super::*;
+use deja_embed::cosine;
 use deja_store::{Entry, EntryKind, EntryUsage, SemanticMeta};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -180,4 +181,46 @@ fn a_context_busy_building_its_graph_does_not_hold_up_the_others() {
     });
     let (found, _) = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("not held up");
     assert_eq!(found, Some(other_id));
+}
+
+#[test]
+fn a_graph_search_reports_the_exact_similarity_not_the_quantized_one() {
+    let store = Store::temporary().expect("store");
+    let index = SemanticIndex::new();
+    let fp = ContextFingerprint([4; 32]);
+    let vectors: Vec<Vec<f32>> = (0..600u32).map(|n| unit(n, 384)).collect();
+    for (n, v) in vectors.iter().enumerate() {
+        put(&store, &index, n as u32, &fp, v);
+    }
+    assert_eq!(index.stats().graphs, 1, "past the exact-scan size the group has a graph");
+    // A query near entry 42, as a paraphrase is near its question.
+    let noise = unit(9_999, 384);
+    let mut query: Vec<f32> = vectors[42].iter().zip(&noise).map(|(a, b)| a + 0.3 * b).collect();
+    let norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+    query.iter_mut().for_each(|x| *x /= norm);
+    let found = index.search(&store, &fp, &query, 4).expect("search");
+    let best = found.first().expect("a candidate");
+    let mut idb = [0u8; 32];
+    idb[..4].copy_from_slice(&42u32.to_le_bytes());
+    assert_eq!(best.id, CacheKey(idb));
+    assert_eq!(best.similarity.to_bits(), cosine(&query, &vectors[42]).to_bits());
+    for c in &found {
+        let v = store.vector(&c.id).expect("vector").expect("stored");
+        assert_eq!(c.similarity.to_bits(), cosine(&query, &v).to_bits());
+    }
+}
+
+#[test]
+fn the_quantized_distance_stays_close_to_the_exact_one() {
+    use super::super::group::{quantize, QuantizedCosine};
+    use hnsw_rs::anndists::dist::Distance;
+    let mut worst = 0.0f32;
+    for n in 0..200u32 {
+        let (a, b) = (unit(n, 384), unit(n + 1_000, 384));
+        let exact = 1.0 - cosine(&a, &b);
+        let quantized = QuantizedCosine.eval(&quantize(&a), &quantize(&b));
+        worst = worst.max((exact - quantized).abs());
+        assert!(QuantizedCosine.eval(&quantize(&a), &quantize(&a)) < 0.01, "a vector is near itself");
+    }
+    assert!(worst < 0.01, "worst difference {worst}");
 }

@@ -10,7 +10,9 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"DEJAIX01";
+/// Version 02: graphs hold `i8` vectors. A record of another version is
+/// refused, and the index rebuilt from the store.
+const MAGIC: &[u8; 8] = b"DEJAIX02";
 pub(super) const FILE: &str = "manifest";
 const TEMP: &str = "manifest.tmp";
 

@@ -20,7 +20,7 @@
 //! need nothing: a stale slot can only suggest an entry that the re-read
 //! then refuses.
 
-use super::group::{next_stamp, Graph, Group, UnitCosine};
+use super::group::{next_stamp, Graph, Group, QuantizedCosine};
 use super::index::{lock, read, write, Built, SemanticIndex};
 use super::manifest::{digest, GraphFiles, Manifest, SavedGroup};
 use deja_api::CacheKey;
@@ -138,8 +138,8 @@ impl SemanticIndex {
             if let Some(graph) = &g.graph {
                 graphs += 1;
                 let dim = graph.get_point_indexation().get_data_dimension() as u64;
-                // Each point: its vector, about two layers' worth of links, bookkeeping.
-                approx += graph.get_nb_point() as u64 * (dim * 4 + 2 * 16 * 24 + 96);
+                // Each point: its quantized vector, about two layers' worth of links, bookkeeping.
+                approx += graph.get_nb_point() as u64 * (dim + 2 * 16 * 24 + 96);
             }
         }
         let p = lock(&self.persisted);
@@ -441,7 +441,7 @@ fn load_graph(dir: &Path, files: &GraphFiles, slots: usize) -> Result<Graph, Per
     let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, &files.basename)));
     let graph: Graph = catch_unwind(AssertUnwindSafe(move || {
         let io = io;
-        io.load_hnsw::<f32, UnitCosine>()
+        io.load_hnsw::<i8, QuantizedCosine>()
     }))
     .map_err(|_| PersistError::Invalid(format!("hnsw_rs could not read {}", files.basename)))?
     .map_err(|e| PersistError::Invalid(format!("reading {}: {e}", files.basename)))?;

@@ -35,6 +35,23 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
+/// A byte size from the file; at least 1 MiB, since a smaller cap would evict
+/// everything it stores.
+fn bytes(path: &str, raw: &raw::RawBytes) -> Result<u64, ConfigError> {
+    let n = match raw {
+        raw::RawBytes::Number(n) => *n,
+        raw::RawBytes::Text(t) => t
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map_err(|e| invalid(path, format!("`{t}` is not a size like 500MB or 2GiB ({e})")))?
+            .as_u64(),
+    };
+    if n < 1 << 20 {
+        return Err(invalid(path, format!("{n} bytes is below the least useful cap, 1MiB")));
+    }
+    Ok(n)
+}
+
 fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { path: path.into(), message: message.into() }
 }
@@ -97,12 +114,23 @@ pub enum LogFormat {
     Json,
 }
 
+impl CacheSettings {
+    /// What the store may hold: `max_entries` and `[store] max_bytes`.
+    pub fn bounds(&self) -> deja_cache::maintenance::Bounds {
+        deja_cache::maintenance::Bounds { max_entries: self.max_entries, max_bytes: self.max_bytes }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
     pub enabled: bool,
     pub default_ttl: Duration,
     pub max_entries: u64,
+    /// `[store] max_bytes`: entries and vectors as stored ([`deja_store::Store::bytes`]).
+    pub max_bytes: Option<u64>,
     pub sweep_interval: Duration,
+    /// `cache.semantic.search_breadth`: HNSW's `ef` for every search.
+    pub search_breadth: usize,
     pub semantic_enabled: bool,
     pub semantic: SemanticSettings,
     /// `None`: grey-band candidates are misses.
@@ -320,6 +348,9 @@ impl Config {
                 format!("{} is above the threshold ({})", sem.verify_from, sem.threshold),
             ));
         }
+        if !(8..=4096).contains(&sem.search_breadth) {
+            return Err(invalid("cache.semantic.search_breadth", "must be between 8 and 4096"));
+        }
         if sem.candidates == 0 {
             return Err(invalid("cache.semantic.candidates", "must be at least 1"));
         }
@@ -476,7 +507,9 @@ impl Config {
                 enabled: raw.cache.enabled,
                 default_ttl: dur("cache.default_ttl", &raw.cache.default_ttl)?,
                 max_entries: raw.cache.max_entries,
+                max_bytes: raw.store.max_bytes.as_ref().map(|b| bytes("store.max_bytes", b)).transpose()?,
                 sweep_interval: dur("cache.sweep_interval", &raw.cache.sweep_interval)?,
+                search_breadth: sem.search_breadth,
                 semantic_enabled: sem.enabled,
                 verifier,
                 conversations,

@@ -75,11 +75,22 @@ pub struct RawTls {
 pub struct RawStore {
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// `"2GiB"`, `"500MB"` or a number of bytes; absent: no byte cap.
+    #[serde(default)]
+    pub max_bytes: Option<RawBytes>,
+}
+
+/// A size as written in the file: a number of bytes or a string with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawBytes {
+    Number(u64),
+    Text(String),
 }
 
 impl Default for RawStore {
     fn default() -> Self {
-        Self { path: default_store_path() }
+        Self { path: default_store_path(), max_bytes: None }
     }
 }
 
@@ -137,6 +148,9 @@ pub struct RawSemantic {
     pub ladder_thresholds: HashMap<String, f32>,
     #[serde(default = "default_candidates")]
     pub candidates: usize,
+    /// Graph nodes a search keeps in view (HNSW's `ef`).
+    #[serde(default = "default_search_breadth")]
+    pub search_breadth: usize,
     #[serde(default)]
     pub guards: deja_cache::GuardSettings,
     /// Off unless the table is present.
@@ -180,6 +194,10 @@ fn default_history_min() -> f32 {
     0.5
 }
 
+fn default_search_breadth() -> usize {
+    deja_cache::DEFAULT_SEARCH_BREADTH
+}
+
 fn default_verify_from() -> f32 {
     0.80
 }
@@ -198,6 +216,7 @@ impl Default for RawSemantic {
             verify_from: default_verify_from(),
             ladder_thresholds: HashMap::new(),
             candidates: default_candidates(),
+            search_breadth: default_search_breadth(),
             guards: deja_cache::GuardSettings::default(),
             verifier: None,
             conversations: None,

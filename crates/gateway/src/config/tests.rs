@@ -244,3 +244,24 @@ fn bad_ladder_latency_options_name_the_field() {
     let one_rung = with_ladder_options("hedge_after = \"1s\"").replace("rungs = [\"a\", \"b\"]", "rungs = [\"a\"]");
     assert_eq!(error_path(&one_rung), "ladders[0].hedge_after");
 }
+
+#[test]
+fn store_max_bytes_takes_units_or_a_number_and_names_the_field_when_wrong() {
+    let with = |v: &str| Config::parse(&format!("{MINIMAL}[store]\nmax_bytes = {v}\n"));
+    assert_eq!(with("\"2GiB\"").expect("valid").cache.max_bytes, Some(2 << 30));
+    assert_eq!(with("\"500 MB\"").expect("valid").cache.max_bytes, Some(500_000_000));
+    assert_eq!(with("4194304").expect("valid").cache.max_bytes, Some(4 << 20));
+    assert_eq!(Config::parse(MINIMAL).expect("valid").cache.max_bytes, None);
+    for bad in ["\"lots\"", "\"10KB\"", "12"] {
+        assert_eq!(error_path(&format!("{MINIMAL}[store]\nmax_bytes = {bad}\n")), "store.max_bytes", "{bad}");
+    }
+}
+
+#[test]
+fn search_breadth_defaults_to_the_index_default_and_is_bounded() {
+    assert_eq!(Config::parse(MINIMAL).expect("valid").cache.search_breadth, deja_cache::DEFAULT_SEARCH_BREADTH);
+    let with = |v: &str| format!("{MINIMAL}[cache.semantic]\nsearch_breadth = {v}\n");
+    assert_eq!(Config::parse(&with("128")).expect("valid").cache.search_breadth, 128);
+    assert_eq!(error_path(&with("0")), "cache.semantic.search_breadth");
+    assert_eq!(error_path(&with("100000")), "cache.semantic.search_breadth");
+}

@@ -52,7 +52,7 @@ pub(super) async fn fetch(
     let _ = state.store.record_hit(key, now_ms);
     fleet.redis_hits.inc();
     state.metrics.entries.set(state.store.len() as i64);
-    if state.store.len() > state.config().cache.max_entries {
+    if state.config().cache.bounds().exceeded_by(&state.store) {
         state.sweep_now.notify_one();
     }
     Some(entry)
