@@ -193,36 +193,48 @@ async fn measure(
     );
     let client = http_client();
     let url = format!("http://127.0.0.1:{proxy_port}/v1/chat/completions");
-    // Start-up: from spawning the gateway to its first semantic hit. A probe
-    // that misses is stored, so each try asks another paraphrase.
+    // Start-up, from spawning the gateway: until `/readyz` answers (the
+    // listener and exact hits), then until it reports the semantic index
+    // ready, then the first paraphrase served `semantic`.
     let started = Instant::now();
+    let log = std::fs::File::create(format!("target/bigstore-{n}.log"))?;
     procs.0.push(
         Command::new(&args.deja)
             .args(["serve", "--config"])
             .arg(&config_path)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
+            .env("RUST_LOG", "info")
+            .stderr(log)
             .spawn()?,
     );
     let pid = procs.0.last().map(|c| c.id()).unwrap_or(0);
-    let mut probe = 0;
-    let mut first_answer = None;
-    let startup = loop {
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err("the gateway did not serve a semantic hit within 10 minutes".into());
+    let readyz = format!("http://127.0.0.1:{proxy_port}/readyz");
+    let (mut listening, mut indexed) = (None, None);
+    while indexed.is_none() {
+        if started.elapsed() > Duration::from_secs(900) {
+            return Err("the semantic index was not ready within 15 minutes".into());
         }
-        let q = &fx.paraphrases[probe % fx.paraphrases.len()];
-        match send(&client, &url, ask(q), &[]).await {
-            Some((200, cache)) => {
-                first_answer.get_or_insert(started.elapsed());
-                probe += 1;
-                if cache == "semantic" {
-                    break started.elapsed();
-                }
+        if let Some(ready) = semantic_index_ready(&client, &readyz).await {
+            listening.get_or_insert(started.elapsed());
+            if ready {
+                indexed = Some(started.elapsed());
             }
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut probe = 0;
+    let startup = loop {
+        let q = &fx.paraphrases[probe % fx.paraphrases.len()];
+        probe += 1;
+        if let Some((200, cache)) = send(&client, &url, ask(q), &[]).await {
+            if cache == "semantic" {
+                break started.elapsed();
+            }
+        }
+        if probe > 100 {
+            return Err("100 paraphrases missed after the index was ready".into());
         }
     };
+    let first_answer = listening;
     let rss_start = rss_mib_of(&pid.to_string());
     let mut results = Vec::new();
     let stored_queries = fx.with_paraphrase.min(n);
@@ -244,9 +256,10 @@ async fn measure(
     results.push(summary(&format!("n={n}: paraphrases, {} clients", args.concurrency), semantic, "semantic"));
     let rss_end = rss_mib_of(&pid.to_string());
     let line = format!(
-        "first answer after {:.2}s, first semantic hit after {:.2}s ({probe} probes); RSS {rss_start:.0} MiB at \
-         start, {rss_end:.0} MiB after the load; disk {:.0} MiB",
+        "listening after {:.2}s, semantic index ready after {:.2}s, first semantic hit after {:.2}s ({probe} \
+         probes); RSS {rss_start:.0} MiB at start, {rss_end:.0} MiB after the load; disk {:.0} MiB",
         first_answer.map_or(0.0, |d| d.as_secs_f64()),
+        indexed.map_or(0.0, |d| d.as_secs_f64()),
         startup.as_secs_f64(),
         dir_mib(store_path),
     );
@@ -268,6 +281,14 @@ fn summary(name: &str, run: Run, kind: &str) -> Summary {
         served as f64 / run.elapsed.as_secs_f64()
     );
     summarize(name, run.lat, run.sent, run.elapsed, note)
+}
+
+/// `/readyz`'s `semantic_index_ready`, once the gateway answers.
+async fn semantic_index_ready(client: &HttpClient, url: &str) -> Option<bool> {
+    let req = http::Request::get(url).body(http_body_util::Full::new(bytes::Bytes::new())).ok()?;
+    let resp = client.request(req).await.ok()?;
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
+    serde_json::from_slice::<serde_json::Value>(&body).ok()?.get("semantic_index_ready")?.as_bool()
 }
 
 /// `concurrency` clients send back to back for `seconds`; request `i` is

@@ -84,7 +84,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let state = tokio::task::spawn_blocking(move || AppState::build(config, embedder)).await??;
     if !state.index_ready.load(std::sync::atomic::Ordering::SeqCst) {
-        maintenance::spawn_background_rebuild(state.clone());
+        maintenance::spawn_background_index(state.clone());
     }
     maintenance::spawn(state.clone());
     maintenance::spawn_index_saver(&state);

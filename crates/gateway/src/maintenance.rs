@@ -81,20 +81,26 @@ pub fn spawn_index_saver(state: &Arc<AppState>) {
     });
 }
 
-/// Rebuilds the semantic index of a store too large to index before serving.
-pub fn spawn_background_rebuild(state: Arc<AppState>) {
+/// Loads the semantic index of a store too large to index before serving
+/// from its last save, or rebuilds it from the store. Changes made meanwhile
+/// are replayed into it either way (see `SemanticIndex::rebuild_from`).
+pub fn spawn_background_index(state: Arc<AppState>) {
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
+        if !restore_index(&state.index, &state.store) {
+            match state.index.rebuild_from(&state.store) {
+                Ok(live) => {
+                    tracing::info!(indexed = live, took_s = started.elapsed().as_secs_f64(), "semantic index ready")
+                }
+                Err(e) => tracing::error!(error = %e, "semantic index rebuild failed; semantic lookups will miss"),
+            }
+        }
+        state.index_ready.store(true, Ordering::SeqCst);
+        // Conversation entries are a scan of every entry: after the index,
+        // so single questions hit first (conversations miss meanwhile).
         if let Err(e) = state.conversations.rebuild_from(&state.store) {
             tracing::error!(error = %e, "conversation index rebuild failed; conversations will miss");
         }
-        match state.index.rebuild_from(&state.store) {
-            Ok(live) => {
-                tracing::info!(indexed = live, took_s = started.elapsed().as_secs_f64(), "semantic index ready")
-            }
-            Err(e) => tracing::error!(error = %e, "semantic index rebuild failed; semantic lookups will miss"),
-        }
-        state.index_ready.store(true, Ordering::SeqCst);
     });
 }
 

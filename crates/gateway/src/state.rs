@@ -113,30 +113,23 @@ impl AppState {
         index.set_search_breadth(config.cache.search_breadth);
         let conversations = Arc::new(deja_cache::conversation::ConversationIndex::default());
         let started = Instant::now();
-        let restored = crate::maintenance::restore_index(&index, &store);
-        let index_ready = restored || store.len() <= SYNC_REBUILD_MAX;
+        // A large store's index is loaded (or rebuilt) in the background, so
+        // the listener, exact hits and /readyz answer at once; semantic
+        // lookups miss until it is ready (`spawn_background_index`).
+        let index_ready = store.len() <= SYNC_REBUILD_MAX;
+        let restored = index_ready && crate::maintenance::restore_index(&index, &store);
         if restored {
             tracing::info!(entries = store.len(), indexed = index.len(), "store opened");
             // The saved graphs hold the semantic index only: conversation
-            // entries are read back from the store, in the background when
-            // the store is large (they are misses meanwhile, never wrong).
-            if store.len() <= SYNC_REBUILD_MAX {
-                conversations.rebuild_from(&store)?;
-            } else {
-                let (conversations, store) = (conversations.clone(), store.clone());
-                std::thread::spawn(move || {
-                    if let Err(e) = conversations.rebuild_from(&store) {
-                        tracing::warn!(error = %e, "could not index conversation entries");
-                    }
-                });
-            }
+            // entries are read back from the store.
+            conversations.rebuild_from(&store)?;
         } else if index_ready {
             let live = index.rebuild_from(&store)?;
             conversations.rebuild_from(&store)?;
             let took_ms = started.elapsed().as_millis() as u64;
             tracing::info!(entries = store.len(), indexed = live, took_ms, "store opened");
         } else {
-            tracing::info!(entries = store.len(), "store opened; the semantic index is rebuilt in the background");
+            tracing::info!(entries = store.len(), "store opened; the semantic index is loaded in the background");
         }
         seed_metrics(&metrics, &store)?;
         let fleet = config.cluster.clone().map(|c| Arc::new(crate::fleet::Fleet::new(c, &metrics)));
