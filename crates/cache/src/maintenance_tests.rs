@@ -40,6 +40,9 @@ fn plant_damage(dir: &std::path::Path, corrupt: u32, orphaned: u32) {
     // No background flusher: it could hold the file lock past `drop` and make
     // the reopen below fail.
     let db = sled::Config::new().path(dir).flush_every_ms(None).open().expect("raw open");
+    // A cleanly closed store saved its counts for the next open; entries
+    // written behind its back must be counted, as after a crash.
+    db.open_tree("meta").expect("tree").remove(deja_store::CLEAN_SIZES_KEY).expect("remove");
     let entries = db.open_tree("entries").expect("tree");
     let by_created = db.open_tree("by_created").expect("tree");
     let by_expiry = db.open_tree("by_expiry").expect("tree");

@@ -18,4 +18,4 @@ mod store;
 pub use counters::{nano_to_usd, usd_to_nano, Counter, Verifications};
 pub use entry::{ConversationMeta, Entry, EntryKind, EntryUsage, HitStats, ListFilter, SemanticMeta};
 pub use error::StoreError;
-pub use store::{ListPage, Store, StoredVector, SweptBatch, HIT_FLUSH_INTERVAL};
+pub use store::{ListPage, Store, StoredVector, SweptBatch, CLEAN_SIZES_KEY, HIT_FLUSH_INTERVAL};

@@ -94,7 +94,7 @@ impl Drop for Store {
 }
 
 /// `meta` key of the entry count and byte count written at a clean close.
-const CLEAN_SIZES_KEY: &str = "clean_close_sizes";
+pub const CLEAN_SIZES_KEY: &str = "clean_close_sizes";
 
 /// The counts a clean close left, taken out of the store (and that removal
 /// made durable) before anything is written: after a crash there are none,
