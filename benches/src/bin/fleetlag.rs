@@ -16,14 +16,11 @@
 //!
 //! Usage: cargo run --release -p deja-benches --bin fleetlag -- --deja target/release/deja
 
-use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use deja_benches::load::{free_port, http_client, send, HttpClient, Procs};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -40,33 +37,6 @@ struct Args {
     /// Give up on one entry after this long.
     #[arg(long, default_value_t = 5000)]
     give_up_ms: u64,
-}
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-struct Procs(Vec<Child>);
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
-
-/// Status and `x-deja-cache` of one request.
-async fn send(client: &HttpClient, url: &str, body: String) -> Option<(u16, String)> {
-    let req = http::Request::post(url).header("content-type", "application/json");
-    let req = req.body(Full::new(Bytes::from(body))).ok()?;
-    let resp = client.request(req).await.ok()?;
-    let status = resp.status().as_u16();
-    let cache = resp.headers().get("x-deja-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    resp.into_body().collect().await.ok()?;
-    Some((status, cache))
 }
 
 fn ask(text: String) -> String {
@@ -106,7 +76,7 @@ async fn until(
 ) -> Option<(Duration, bool)> {
     let mut first = true;
     loop {
-        if let Some((200, cache)) = send(client, url, body.to_string()).await {
+        if let Some((200, cache)) = send(client, url, body.to_string(), &[]).await {
             if cache == want {
                 return Some((since.elapsed(), first));
             }
@@ -120,7 +90,7 @@ async fn until(
 
 async fn timed(client: &HttpClient, url: &str, body: String, want: &str) -> Option<Duration> {
     let t = Instant::now();
-    let (status, cache) = send(client, url, body).await?;
+    let (status, cache) = send(client, url, body, &[]).await?;
     (status == 200 && cache == want).then(|| t.elapsed())
 }
 
@@ -170,13 +140,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .spawn()?,
         );
     }
-    let client: HttpClient =
-        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build(HttpConnector::new());
+    let client = http_client();
     let a = format!("http://127.0.0.1:{a_port}/v1/chat/completions");
     let b = format!("http://127.0.0.1:{b_port}/v1/chat/completions");
     for url in [&a, &b] {
         for _ in 0..300 {
-            if send(&client, url, ask("warm-up".into())).await.is_some() {
+            if send(&client, url, ask("warm-up".into()), &[]).await.is_some() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -190,7 +159,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..args.entries {
         // Exact: the same question on B.
         let q = ask(format!("What is the order status of parcel {i}?"));
-        if send(&client, &a, q.clone()).await.is_some_and(|(s, c)| s == 200 && c == "miss") {
+        if send(&client, &a, q.clone(), &[]).await.is_some_and(|(s, c)| s == 200 && c == "miss") {
             match until(&client, &b, &q, "exact", Instant::now(), give_up).await {
                 Some((d, first)) => {
                     exact_lag.push(d);
@@ -204,7 +173,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Semantic: a paraphrase on B.
         let q = ask(format!("How do I reset the password of account {i}?"));
         let para = ask(format!("How can I reset the password for account {i}?"));
-        if send(&client, &a, q).await.is_some_and(|(s, c)| s == 200 && c == "miss") {
+        if send(&client, &a, q, &[]).await.is_some_and(|(s, c)| s == 200 && c == "miss") {
             match until(&client, &b, &para, "semantic", Instant::now(), give_up).await {
                 Some((d, first)) => {
                     semantic_lag.push(d);

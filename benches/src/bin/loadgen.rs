@@ -10,14 +10,11 @@
 //!
 //! Usage: cargo run --release -p deja-benches --bin loadgen -- --deja target/release/deja
 
-use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use deja_benches::load::{free_port, http_client, send, summarize, table, HttpClient, Procs};
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,62 +32,6 @@ struct Args {
     /// Concurrent connections for the closed-loop scenarios.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-}
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-struct Procs(Vec<Child>);
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
-
-async fn send(client: &HttpClient, url: &str, body: String, headers: &[(&str, &str)]) -> Option<(u16, String)> {
-    let mut req = http::Request::post(url).header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req.body(Full::new(Bytes::from(body))).ok()?;
-    let resp = client.request(req).await.ok()?;
-    let status = resp.status().as_u16();
-    let cache = resp.headers().get("x-deja-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    resp.into_body().collect().await.ok()?;
-    Some((status, cache))
-}
-
-struct Summary {
-    name: String,
-    sent: usize,
-    ok: usize,
-    p50_ms: f64,
-    p99_ms: f64,
-    rps: f64,
-    note: String,
-}
-
-fn summarize(name: &str, mut lat: Vec<Duration>, sent: usize, elapsed: Duration, note: String) -> Summary {
-    lat.sort();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    Summary {
-        name: name.into(),
-        sent,
-        ok: lat.len(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        rps: lat.len() as f64 / elapsed.as_secs_f64(),
-        note,
-    }
 }
 
 /// Open loop: requests start on a fixed schedule whatever the answers do.
@@ -204,8 +145,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .spawn()?,
     );
 
-    let client: HttpClient =
-        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(HttpConnector::new());
+    let client = http_client();
     let mock_url = format!("http://127.0.0.1:{mock_port}/v1/chat/completions");
     let proxy_url = format!("http://127.0.0.1:{proxy_port}/v1/chat/completions");
     for _ in 0..200 {
@@ -283,14 +223,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         results.push(summarize(&format!("deja, semantic hits, {clients} clients"), l, n, e, note));
     }
 
-    let mut out =
-        String::from("| scenario | sent | ok | p50 ms | p99 ms | req/s | note |\n|---|---|---|---|---|---|---|\n");
-    for r in &results {
-        out.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {:.3} | {:.0} | {} |\n",
-            r.name, r.sent, r.ok, r.p50_ms, r.p99_ms, r.rps, r.note
-        ));
-    }
+    let mut out = table(&results);
     for &rate in &args.rates {
         let find = |prefix: &str| {
             results.iter().find(|r| r.name.starts_with(prefix) && r.name.ends_with(&format!("@ {rate}/s")))

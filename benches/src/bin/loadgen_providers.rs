@@ -17,13 +17,12 @@
 
 use bytes::Bytes;
 use clap::Parser;
+use deja_benches::load::{free_port, http_client, HttpClient, Procs};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -40,22 +39,6 @@ struct Args {
     /// Requests per second.
     #[arg(long, default_value_t = 500)]
     rate: u64,
-}
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-struct Procs(Vec<Child>);
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 /// One request shape: where it goes, with which headers, and its body for question `k`.
@@ -180,8 +163,7 @@ context_window = 1000000
             .stderr(Stdio::null())
             .spawn()?,
     );
-    let client: HttpClient =
-        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(HttpConnector::new());
+    let client = http_client();
 
     let proxy = format!("http://127.0.0.1:{proxy_port}/v1/chat/completions");
     let bypass = vec![("cache-control", "no-store")];
