@@ -6,7 +6,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use std::process::Child;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -82,4 +84,70 @@ pub fn table(results: &[Summary]) -> String {
         ));
     }
     out
+}
+
+/// What a closed loop saw: the latency of each 200, requests sent, time
+/// taken, and each 200's `x-deja-cache`.
+pub struct Run {
+    pub lat: Vec<Duration>,
+    pub sent: usize,
+    pub elapsed: Duration,
+    pub kinds: Vec<String>,
+}
+
+impl Run {
+    /// A results row noting how many answers were `want`, and their rate.
+    pub fn summary(self, name: &str, want: &str) -> Summary {
+        let served = self.kinds.iter().filter(|k| *k == want).count();
+        let note = format!(
+            "{served}/{} answered `{want}` ({:.0}/s)",
+            self.kinds.len(),
+            served as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        );
+        summarize(name, self.lat, self.sent, self.elapsed, note)
+    }
+}
+
+/// Closed loop: `concurrency` clients, spread over `urls`, send back to back
+/// for `seconds`. Request `i` (each index taken once, in order) is
+/// `body(i)`; `None` ends the loop.
+pub async fn closed_loop(
+    client: &HttpClient,
+    urls: &[&str],
+    concurrency: usize,
+    seconds: u64,
+    body: impl Fn(usize) -> Option<String> + Send + Sync + 'static,
+) -> Run {
+    let body = Arc::new(body);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let end = start + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (client, body, next) = (client.clone(), body.clone(), next.clone());
+        let url = urls.get(w % urls.len().max(1)).map(|u| u.to_string()).unwrap_or_default();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut kinds, mut sent) = (Vec::new(), Vec::new(), 0);
+            while Instant::now() < end {
+                let Some(b) = body(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                sent += 1;
+                let t = Instant::now();
+                if let Some((200, cache)) = send(&client, &url, b, &[]).await {
+                    lat.push(t.elapsed());
+                    kinds.push(cache);
+                }
+            }
+            (lat, kinds, sent)
+        }));
+    }
+    let mut run = Run { lat: Vec::new(), sent: 0, elapsed: Duration::ZERO, kinds: Vec::new() };
+    for t in tasks {
+        if let Ok((l, k, s)) = t.await {
+            run.lat.extend(l);
+            run.kinds.extend(k);
+            run.sent += s;
+        }
+    }
+    run.elapsed = start.elapsed();
+    run
 }

@@ -18,7 +18,7 @@
 use clap::Parser;
 use deja_api::key::chat_keys;
 use deja_api::{ChatRequest, Namespace};
-use deja_benches::load::{free_port, http_client, send, summarize, table, HttpClient, Procs, Summary};
+use deja_benches::load::{closed_loop, free_port, http_client, send, table, HttpClient, Procs, Summary};
 use deja_benches::{dir_mib, questions, rss_mib_of, unit_vector};
 use deja_cache::{graphs_dir, SemanticIndex};
 use deja_embed::cosine;
@@ -28,7 +28,6 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SYSTEM: &str = "You are the support assistant of Acme Inc.";
@@ -238,22 +237,19 @@ async fn measure(
     let rss_start = rss_mib_of(&pid.to_string());
     let mut results = Vec::new();
     let stored_queries = fx.with_paraphrase.min(n);
-    let exact = {
-        let questions: Arc<Vec<String>> = Arc::new(fx.stored.iter().take(n).map(|(q, _)| q.clone()).collect());
-        closed_loop(&client, &url, args.concurrency, args.seconds, move |i| ask(&questions[i % questions.len()])).await
-    };
-    results.push(summary(&format!("n={n}: exact hits, {} clients", args.concurrency), exact, "exact"));
+    let questions: Vec<String> = fx.stored.iter().take(n).map(|(q, _)| q.clone()).collect();
+    let exact = closed_loop(&client, &[url.as_str()], args.concurrency, args.seconds, move |i| {
+        questions.get(i % questions.len().max(1)).map(|q| ask(q))
+    })
+    .await;
+    results.push(exact.summary(&format!("n={n}: exact hits, {} clients", args.concurrency), "exact"));
     // Each paraphrase once (a miss is stored, and would be an exact hit the second time).
-    let paraphrases: Arc<Vec<String>> =
-        Arc::new(fx.paraphrases.iter().skip(probe).take(stored_queries).cloned().collect());
-    let semantic = {
-        let p = paraphrases.clone();
-        closed_loop(&client, &url, args.concurrency, args.seconds, move |i| {
-            p.get(i).map(|q| ask(q)).unwrap_or_default()
-        })
-        .await
-    };
-    results.push(summary(&format!("n={n}: paraphrases, {} clients", args.concurrency), semantic, "semantic"));
+    let paraphrases: Vec<String> = fx.paraphrases.iter().skip(probe).take(stored_queries).cloned().collect();
+    let semantic = closed_loop(&client, &[url.as_str()], args.concurrency, args.seconds, move |i| {
+        paraphrases.get(i).map(|q| ask(q))
+    })
+    .await;
+    results.push(semantic.summary(&format!("n={n}: paraphrases, {} clients", args.concurrency), "semantic"));
     let rss_end = rss_mib_of(&pid.to_string());
     let line = format!(
         "listening after {:.2}s, semantic index ready after {:.2}s, first semantic hit after {:.2}s ({probe} \
@@ -266,72 +262,10 @@ async fn measure(
     Ok((results, line))
 }
 
-struct Run {
-    lat: Vec<Duration>,
-    sent: usize,
-    elapsed: Duration,
-    kinds: Vec<String>,
-}
-
-fn summary(name: &str, run: Run, kind: &str) -> Summary {
-    let served = run.kinds.iter().filter(|k| *k == kind).count();
-    let note = format!(
-        "{served}/{} answered `{kind}` ({:.0} hits/s)",
-        run.kinds.len(),
-        served as f64 / run.elapsed.as_secs_f64()
-    );
-    summarize(name, run.lat, run.sent, run.elapsed, note)
-}
-
 /// `/readyz`'s `semantic_index_ready`, once the gateway answers.
 async fn semantic_index_ready(client: &HttpClient, url: &str) -> Option<bool> {
     let req = http::Request::get(url).body(http_body_util::Full::new(bytes::Bytes::new())).ok()?;
     let resp = client.request(req).await.ok()?;
     let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
     serde_json::from_slice::<serde_json::Value>(&body).ok()?.get("semantic_index_ready")?.as_bool()
-}
-
-/// `concurrency` clients send back to back for `seconds`; request `i` is
-/// `body(i)`, each `i` once; an empty body ends that client.
-async fn closed_loop(
-    client: &HttpClient,
-    url: &str,
-    concurrency: usize,
-    seconds: u64,
-    body: impl Fn(usize) -> String + Send + Sync + 'static,
-) -> Run {
-    let body = Arc::new(body);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
-    let end = start + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, body, next) = (client.clone(), url.to_string(), body.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut lat, mut kinds, mut sent) = (Vec::new(), Vec::new(), 0);
-            while Instant::now() < end {
-                let b = body(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-                if b.is_empty() {
-                    break;
-                }
-                sent += 1;
-                let t = Instant::now();
-                if let Some((200, cache)) = send(&client, &url, b, &[]).await {
-                    lat.push(t.elapsed());
-                    kinds.push(cache);
-                }
-            }
-            (lat, kinds, sent)
-        }));
-    }
-    let mut run = Run { lat: Vec::new(), sent: 0, elapsed: Duration::ZERO, kinds: Vec::new() };
-    for t in tasks {
-        if let Ok((l, k, s)) = t.await {
-            run.lat.extend(l);
-            run.kinds.extend(k);
-            run.sent += s;
-        }
-    }
-    run.elapsed = start.elapsed();
-    run
 }

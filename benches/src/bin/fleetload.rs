@@ -13,13 +13,11 @@
 //! Usage: cargo run --release -p deja-benches --bin fleetload -- --deja target/release/deja
 
 use clap::Parser;
-use deja_benches::load::{free_port, http_client, send, summarize, table, HttpClient, Procs, Summary};
+use deja_benches::load::{closed_loop, free_port, http_client, send, summarize, table, HttpClient, Procs, Summary};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser)]
 struct Args {
@@ -39,54 +37,6 @@ struct Args {
 
 fn ask(i: usize) -> String {
     json!({"model": "auto", "messages": [{"role": "system", "content": "You are the support assistant of Acme Inc."}, {"role": "user", "content": format!("Where is parcel {i}?")}]}).to_string()
-}
-
-/// Closed loop: `concurrency` clients, spread over `urls`, send back to back
-/// for `seconds`, each request taking the next index (at most `limit`).
-async fn closed_loop(
-    client: &HttpClient,
-    urls: &[&str],
-    concurrency: usize,
-    seconds: u64,
-    limit: usize,
-    key: impl Fn(usize) -> usize + Send + Sync + Copy + 'static,
-) -> (Vec<Duration>, usize, Duration, Vec<String>) {
-    let start = Instant::now();
-    let end = start + Duration::from_secs(seconds);
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for w in 0..concurrency {
-        let (client, next) = (client.clone(), next.clone());
-        let url = urls.get(w % urls.len().max(1)).map(|u| u.to_string()).unwrap_or_default();
-        tasks.push(tokio::spawn(async move {
-            let (mut lat, mut kinds) = (Vec::new(), Vec::new());
-            while Instant::now() < end {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= limit {
-                    break;
-                }
-                let t = Instant::now();
-                if let Some((200, cache)) = send(&client, &url, ask(key(i)), &[]).await {
-                    lat.push(t.elapsed());
-                    kinds.push(cache);
-                }
-            }
-            (lat, kinds)
-        }));
-    }
-    let (mut lat, mut kinds) = (Vec::new(), Vec::new());
-    for t in tasks {
-        if let Ok((l, k)) = t.await {
-            lat.extend(l);
-            kinds.extend(k);
-        }
-    }
-    let n = lat.len();
-    (lat, n, start.elapsed(), kinds)
-}
-
-fn note(kinds: &[String], want: &str) -> String {
-    format!("{}/{} answered `{want}`", kinds.iter().filter(|k| *k == want).count(), kinds.len())
 }
 
 fn replica_config(repo: &Path, dir: &Path, name: &str, port: u16, mock_port: u16, redis: &Path) -> String {
@@ -177,31 +127,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut results: Vec<Summary> = Vec::new();
 
     // A stores `fill` answers (and writes each to Redis).
-    let (l, n, e, kinds) = closed_loop(&client, &[a.as_str()], c, 600, fill, |i| i).await;
-    results.push(summarize("fill: misses on A (stored, shared)", l, n, e, note(&kinds, "miss")));
+    let r = closed_loop(&client, &[a.as_str()], c, 600, move |i| (i < fill).then(|| ask(i))).await;
+    results.push(r.summary("fill: misses on A (stored, shared)", "miss"));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let (l, n, e, _) = closed_loop(&client, &[mock.as_str()], c, secs, usize::MAX, |i| i).await;
-    results.push(summarize(&format!("upstream direct, {c} clients"), l, n, e, "baseline".into()));
-    let (l, n, e, kinds) = closed_loop(&client, &[a.as_str()], c, secs, usize::MAX, move |i| i % fill).await;
-    results.push(summarize(&format!("exact hits, local sled (A), {c} clients"), l, n, e, note(&kinds, "exact")));
+    let r = closed_loop(&client, &[mock.as_str()], c, secs, |i| Some(ask(i))).await;
+    results.push(summarize(&format!("upstream direct, {c} clients"), r.lat, r.sent, r.elapsed, "baseline".into()));
+    let r = closed_loop(&client, &[a.as_str()], c, secs, move |i| Some(ask(i % fill))).await;
+    results.push(r.summary(&format!("exact hits, local sled (A), {c} clients"), "exact"));
     // Each request a key B has never seen: a local miss and a Redis hit.
-    let (l, n, e, kinds) = closed_loop(&client, &[b.as_str()], c, secs, fill, |i| i).await;
-    let fetched = kinds.len();
-    results.push(summarize(&format!("exact hits from Redis (B), {c} clients"), l, n, e, note(&kinds, "exact")));
-    let (l, n, e, kinds) = closed_loop(&client, &[a.as_str()], 1, secs, usize::MAX, move |i| i % fill).await;
-    results.push(summarize("exact hits, local sled (A), 1 client", l, n, e, note(&kinds, "exact")));
-    let offset = fetched;
-    let (l, n, e, kinds) = closed_loop(&client, &[b.as_str()], 1, secs, fill - offset, move |i| i + offset).await;
-    results.push(summarize("exact hits from Redis (B), 1 client", l, n, e, note(&kinds, "exact")));
+    let r = closed_loop(&client, &[b.as_str()], c, secs, move |i| (i < fill).then(|| ask(i))).await;
+    let fetched = r.kinds.len();
+    results.push(r.summary(&format!("exact hits from Redis (B), {c} clients"), "exact"));
+    let r = closed_loop(&client, &[a.as_str()], 1, secs, move |i| Some(ask(i % fill))).await;
+    results.push(r.summary("exact hits, local sled (A), 1 client", "exact"));
+    let r = closed_loop(&client, &[b.as_str()], 1, secs, move |i| (i + fetched < fill).then(|| ask(i + fetched))).await;
+    results.push(r.summary("exact hits from Redis (B), 1 client", "exact"));
 
     // One replica against two, on keys both hold in their own sled.
     let both = fetched.max(1);
-    let (l, n, e, kinds) = closed_loop(&client, &[a.as_str()], c, secs, usize::MAX, move |i| i % both).await;
-    results.push(summarize(&format!("one replica (A), {c} clients"), l, n, e, note(&kinds, "exact")));
-    let (l, n, e, kinds) =
-        closed_loop(&client, &[a.as_str(), b.as_str()], c, secs, usize::MAX, move |i| i % both).await;
-    results.push(summarize(&format!("two replicas (A+B), {c} clients"), l, n, e, note(&kinds, "exact")));
+    let r = closed_loop(&client, &[a.as_str()], c, secs, move |i| Some(ask(i % both))).await;
+    results.push(r.summary(&format!("one replica (A), {c} clients"), "exact"));
+    let r = closed_loop(&client, &[a.as_str(), b.as_str()], c, secs, move |i| Some(ask(i % both))).await;
+    results.push(r.summary(&format!("two replicas (A+B), {c} clients"), "exact"));
 
     let mut out = table(&results);
     let rps = |prefix: &str| results.iter().find(|r| r.name.starts_with(prefix)).map_or(0.0, |r| r.rps);
