@@ -45,7 +45,7 @@ def run_verifier_checks(client, check, mock, judge_calls):
     def verdict(v):
         mock("/_mock/judge", {"verdict": v})
 
-    @check("verifier: a grey-band paraphrase is served on the judge's yes, then is an exact alias")
+    @check("verifier: a grey-band paraphrase is served on the judge's yes, then is a learned alias")
     def _():
         original = "What time does the store open on weekdays?"
         assert ask(user(original)).headers["x-deja-cache"] == "miss"
@@ -66,7 +66,8 @@ def run_verifier_checks(client, check, mock, judge_calls):
             assert judge_calls() == before + 1
             assert r.parse().choices[0].message.content.endswith(original), "the cached answer"
             again = ask(user(text))
-            assert again.headers["x-deja-cache"] == "exact", dict(again.headers)
+            assert again.headers["x-deja-cache"] == "semantic", dict(again.headers)
+            assert again.headers["x-deja-verified"] == "alias", dict(again.headers)
             assert judge_calls() == before + 1, "an alias needs no second verdict"
         finally:
             verdict("none")

@@ -84,8 +84,9 @@ async fn a_question_re_asked_after_other_small_talk_is_a_verified_hit_even_after
     for needle in SMALL_TALK_A.iter().chain(&SMALL_TALK_B).chain([&QUESTION, &SYSTEM]) {
         assert!(text.contains(needle), "{needle:?} missing from {text}");
     }
-    // Learned: the same conversation again is an exact hit, no judge.
-    assert_eq!(chat(&h, &convo(SYSTEM, &SMALL_TALK_B, QUESTION)).await.cache(), "exact");
+    // Learned: the same conversation again is served as a learned alias, no judge.
+    let learned = chat(&h, &convo(SYSTEM, &SMALL_TALK_B, QUESTION)).await;
+    assert_eq!((learned.cache(), learned.header("x-deja-verified")), ("semantic", Some("alias")));
     assert_eq!(judge_calls(&h), 1);
 }
 

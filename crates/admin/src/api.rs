@@ -88,6 +88,12 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
     Ok(json!({
         "requests": c(Counter::Requests)?,
         "hits": {"exact": exact, "semantic": semantic, "total": exact + semantic},
+        // Semantic lookups the embedding model could not read, by reason:
+        // such questions are served by their exact key only.
+        "semantic_unmatchable": {
+            "too_long": c(Counter::UnmatchableTooLong)?,
+            "unknown_tokens": c(Counter::UnmatchableUnknownTokens)?,
+        },
         "misses": misses,
         "refreshes": c(Counter::Refreshes)?,
         "bypasses": c(Counter::Bypasses)?,
@@ -298,17 +304,30 @@ async fn search(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
         text: &question,
         threshold,
     };
-    let judged = deja_cache::semantic::judge(&state.store, &state.index, &query, settings, k, deja_cache::now_ms())
-        .map_err(internal)?;
+    let reader =
+        state.reader().ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "the semantic cache is disabled"))?;
+    let (judged, unreadable) =
+        deja_cache::semantic::judge(&state.store, &state.index, &query, settings, reader, k, deja_cache::now_ms())
+            .map_err(internal)?;
     let grey = config.cache.verifier.is_some().then_some(settings.verify_from);
     let results: Vec<Value> = judged
         .into_iter()
         .map(|j| crate::lookups::grey_band(j, grey, &question, settings))
-        .map(|j| json!({"id": j.id, "similarity": (f64::from(j.similarity) * 1e6).round() / 1e6, "text": j.text, "would_serve": j.refused_by.is_none(), "refused_by": j.refused_by}))
+        .map(|j| {
+            // Texts sharing a template are compared on what differs: that is shown.
+            let compared = j.compared.map(|(query, entry)| json!({"query": query, "entry": entry}));
+            json!({"id": j.id, "similarity": round6(j.similarity), "whole_similarity": round6(j.whole_similarity), "text": j.text, "compared": compared, "would_serve": j.refused_by.is_none(), "refused_by": j.refused_by})
+        })
         .collect();
     let threshold = (f64::from(threshold) * 1e6).round() / 1e6;
     let verify_from = grey.map(|v| (f64::from(v) * 1e6).round() / 1e6);
+    // Why this prompt can never be served semantically, when it cannot.
+    let cannot_match = unreadable.map(|u| u.as_str());
     Ok(
-        json!({"threshold": threshold, "verify_from": verify_from, "namespace": namespace.as_str(), "model": model, "results": results}),
+        json!({"threshold": threshold, "verify_from": verify_from, "namespace": namespace.as_str(), "model": model, "cannot_match": cannot_match, "results": results}),
     )
+}
+
+fn round6(x: f32) -> f64 {
+    (f64::from(x) * 1e6).round() / 1e6
 }

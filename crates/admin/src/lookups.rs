@@ -108,9 +108,10 @@ fn is_near_miss(s: &Seen) -> bool {
 }
 
 fn describe(s: &Seen) -> Value {
-    let guard = match s.verdict {
-        Verdict::RefusedBy(g) => Some(g),
-        _ => None,
+    let (guard, reason) = match s.verdict {
+        Verdict::RefusedBy(g) => (Some(g), None),
+        Verdict::CannotMatch(why) => (None, Some(why)),
+        _ => (None, None),
     };
     json!({
         "at_ms": s.at_ms,
@@ -122,6 +123,7 @@ fn describe(s: &Seen) -> Value {
         "threshold": round(s.threshold),
         "verdict": s.verdict.as_str(),
         "guard": guard,
+        "reason": reason,
     })
 }
 
@@ -178,7 +180,9 @@ mod tests {
         let judged = |similarity: f32, text: &str| Judged {
             id: "x".into(),
             similarity,
+            whole_similarity: similarity,
             text: text.into(),
+            compared: None,
             refused_by: Some("below_threshold".into()),
         };
         let q = "when do you open on sunday";

@@ -607,6 +607,12 @@ async function purge() {
 
 // ---- What would this hit? ----
 
+// Why a prompt cannot be compared by the embedding model (/admin/cache/search `cannot_match`).
+const CANNOT_MATCH = {
+  too_long: "longer than the embedding model reads",
+  unknown_tokens: "too many characters the embedding model does not know",
+};
+
 async function loadModels() {
   await guarded(async () => {
     const health = await api("/admin/health");
@@ -630,7 +636,9 @@ async function probe() {
       "threshold " + r.threshold + " for " + r.model + " in " + r.namespace + ": " +
       (served ? "would be served by " + served.id.slice(0, 12) + "… (similarity " + served.similarity + ")"
         : (r.results || []).some((x) => x.refused_by === "would_be_verified")
-          ? "would be verified (grey band from " + r.verify_from + ")" : "would miss");
+          ? "would be verified (grey band from " + r.verify_from + ")"
+          : r.cannot_match ? "cannot be matched semantically (" + CANNOT_MATCH[r.cannot_match] +
+            "): only an identical request is served" : "would miss");
     const tbody = $("probe-results");
     tbody.replaceChildren();
     for (const x of r.results || []) {
@@ -639,7 +647,8 @@ async function probe() {
       cell(row, x.similarity.toFixed(4), "num");
       cell(row, x.would_serve ? "yes" : x.refused_by === "would_be_verified" ? "if verified" : "no");
       cell(row, (x.refused_by || "").replace(/_/g, " "));
-      cell(row, x.text, "preview");
+      // Texts sharing a template are compared on what differs: show that part.
+      cell(row, x.compared ? "… " + x.compared.entry + " …" : x.text, "preview").title = x.text;
       cell(row, x.id.slice(0, 12) + "…").title = x.id;
       tbody.appendChild(row);
     }
@@ -679,7 +688,8 @@ const isHit = (l) => l.verdict === "served" || l.verdict === "verified";
 // and the verifier's verdicts stand.
 function servedAt(l, t) {
   if (l.verdict === "verified") return true;
-  if (l.similarity === null || l.verdict === "refused_by_guard" || l.verdict === "no_candidate") return false;
+  if (l.similarity === null || l.verdict === "refused_by_guard" || l.verdict === "no_candidate" ||
+      l.verdict === "cannot_match") return false;
   return l.similarity >= t;
 }
 
@@ -719,7 +729,7 @@ function renderExplorer() {
     if (servedAt(n, t)) row.className = "gained";
     cell(row, n.similarity.toFixed(4), "num");
     cell(row, n.threshold.toFixed(2), "num");
-    cell(row, n.verdict.replace(/_/g, " "));
+    cell(row, n.verdict.replace(/_/g, " ") + (n.reason ? " (" + n.reason.replace(/_/g, " ") + ")" : ""));
     cell(row, n.question, "preview");
     cell(row, n.entry_text === null ? "(entry gone)" : n.entry_text, "preview").title = n.entry || "";
     cell(row, servedAt(n, t) ? "would be served" : "miss");

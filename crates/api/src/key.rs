@@ -366,6 +366,21 @@ pub fn route_fingerprint(fingerprint: ContextFingerprint, start_rung: &str) -> C
     ContextFingerprint(*h.finalize().as_bytes())
 }
 
+/// The fingerprint of the requests that share `template` in `fingerprint`'s
+/// context: the question's text with its own part replaced by a marker
+/// (white space normalised). Their entries are indexed by the vector of that
+/// part alone, so a search among them compares inputs, not the template.
+pub fn template_fingerprint(fingerprint: ContextFingerprint, template: &str) -> ContextFingerprint {
+    let mut h = blake3::Hasher::new();
+    h.update(b"deja/template/v1\0");
+    h.update(&fingerprint.0);
+    for word in template.split_whitespace() {
+        h.update(word.as_bytes());
+        h.update(b"\0");
+    }
+    ContextFingerprint(*h.finalize().as_bytes())
+}
+
 /// The exact key of an embeddings request (`user` aside).
 pub fn embeddings_key(ns: &Namespace, req: &EmbeddingsRequest) -> CacheKey {
     let EmbeddingsRequest { model, input, encoding_format, dimensions, user: _, extra } = req;

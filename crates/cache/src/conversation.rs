@@ -14,7 +14,9 @@
 //! question vector in the `vectors` tree). Ids of removed entries are dropped
 //! when a lookup meets them and by [`ConversationIndex::prune`].
 
-use crate::guards::{GuardSettings, Guards};
+use crate::compare::{Comparer, Unreadable};
+use crate::guards::GuardSettings;
+use crate::semantic::Reader;
 use deja_api::{CacheKey, ContextFingerprint};
 use deja_embed::cosine;
 use deja_store::{Entry, Store, StoreError};
@@ -160,14 +162,22 @@ impl ConversationIndex {
 
     /// Live entries in the query's coarse context above both floors that
     /// pass the guards, best question similarity first, at most `floors.max`.
+    ///
+    /// Questions are compared as a semantic lookup compares them (on what
+    /// differs, never what the model cannot read: [`crate::compare`]).
     pub fn candidates(
         &self,
         store: &Store,
         query: &ConversationQuery<'_>,
         guards: &GuardSettings,
+        reader: Reader<'_>,
         floors: Floors,
         now_ms: u64,
     ) -> Result<Vec<ConversationCandidate>, StoreError> {
+        let comparer = Comparer::new(reader.model, guards, reader.spans, query.text);
+        if comparer.query_unreadable() == Some(Unreadable::UnknownTokens) {
+            return Ok(Vec::new());
+        }
         let mut close: Vec<(CacheKey, f32, f32)> = {
             let inner = read(&self.inner);
             let Some(group) = inner.groups.get(&query.coarse.0) else { return Ok(Vec::new()) };
@@ -183,7 +193,6 @@ impl ConversationIndex {
         close.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.2.total_cmp(&a.2)));
         let coarse_hex = query.coarse.to_hex();
         let fine_hex = query.fine.to_hex();
-        let features = Guards::features(query.text);
         let mut out = Vec::new();
         for (id, similarity, history_similarity) in close {
             if out.len() >= floors.max {
@@ -204,9 +213,14 @@ impl ConversationIndex {
             {
                 continue;
             }
-            if Guards::check(guards, &features, &Guards::features(&meta.text)).is_some() {
-                continue;
-            }
+            let similarity = match comparer.compare(&meta.text, similarity) {
+                Ok(c) if c.refusal.is_none() && c.similarity >= floors.question => c.similarity,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "embedding what differs failed; candidate skipped");
+                    continue;
+                }
+            };
             let text = meta.text.clone();
             out.push(ConversationCandidate { entry, text, similarity, history_similarity });
         }

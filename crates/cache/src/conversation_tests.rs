@@ -36,7 +36,9 @@ fn found(store: &Store, index: &ConversationIndex, namespace: &str, history: &[f
     let fine = ContextFingerprint([99; 32]);
     let query = ConversationQuery { namespace, coarse: &COARSE, fine: &fine, question: &Q, history, text: "cancel it" };
     let floors = Floors { question: 0.8, history: 0.5, max: 3 };
-    let got = index.candidates(store, &query, &GuardSettings::default(), floors, 10).expect("candidates");
+    let model = deja_embed::HashEmbedder::new(8);
+    let reader = crate::semantic::Reader { model: &model, spans: None };
+    let got = index.candidates(store, &query, &GuardSettings::default(), reader, floors, 10).expect("candidates");
     got.into_iter().map(|c| c.entry.id).collect()
 }
 

@@ -24,26 +24,33 @@ pub fn lookup(store: &Store, key: &CacheKey, now_ms: u64) -> Result<Option<(Entr
 }
 
 /// How an exact hit was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Via {
     /// The entry stored under the request's own key.
     Key,
-    /// A learned alias: a paraphrase the verifier accepted, pointing at its entry.
-    Alias,
+    /// A learned alias: a paraphrase the verifier accepted, pointing at its
+    /// entry, with the similarity it was learned at.
+    Alias { similarity: f32 },
 }
 
 /// [`lookup`], then, on a miss, the entry the key is a learned alias of, if
-/// that entry still exists, is unexpired and belongs to `namespace`.
+/// that entry still exists, is unexpired, belongs to `namespace` and the
+/// alias was learned at a similarity of at least `alias_floor` (a client's
+/// floor applies to aliases as to every semantic route; at 1.0 none is served).
 pub fn lookup_or_alias(
     store: &Store,
     key: &CacheKey,
     namespace: &str,
+    alias_floor: Option<f32>,
     now_ms: u64,
 ) -> Result<Option<(Entry, HitStats, Via)>, StoreError> {
     if let Some((entry, stats)) = lookup(store, key, now_ms)? {
         return Ok(Some((entry, stats, Via::Key)));
     }
-    let Some(id) = store.alias(key)? else { return Ok(None) };
+    let Some((id, similarity)) = store.alias_learned(key)? else { return Ok(None) };
+    if alias_floor.is_some_and(|floor| floor >= 1.0 || similarity < floor) {
+        return Ok(None);
+    }
     let entry = match store.get(&id) {
         Ok(Some(e)) => e,
         Ok(None) | Err(StoreError::Corrupt(_)) => return Ok(None),
@@ -53,5 +60,5 @@ pub fn lookup_or_alias(
         return Ok(None);
     }
     let stats = store.record_hit(&id, now_ms)?;
-    Ok(Some((entry, stats, Via::Alias)))
+    Ok(Some((entry, stats, Via::Alias { similarity })))
 }

@@ -45,6 +45,13 @@ pub enum Refusal {
     /// The candidate's stored namespace or context fingerprint is not the
     /// query's: the index was wrong or stale. Never served.
     Context,
+    /// A compared text is longer than the model's window.
+    TooLong,
+    /// A compared text has too many pieces the model's vocabulary does not
+    /// know, or its unknown pieces differ from the other text's.
+    UnknownTokens,
+    /// One text is the other plus segments of its own, which may change the answer.
+    ExtraText,
 }
 
 impl Refusal {
@@ -55,6 +62,9 @@ impl Refusal {
             Refusal::Entities => "entities",
             Refusal::QuestionType => "question_type",
             Refusal::Context => "context",
+            Refusal::TooLong => "too_long",
+            Refusal::UnknownTokens => "unknown_tokens",
+            Refusal::ExtraText => "extra_text",
         }
     }
 }

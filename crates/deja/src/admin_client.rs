@@ -135,6 +135,21 @@ pub fn render(action: &CacheAction, v: &Value) -> String {
         }
         CacheAction::Search { .. } => {
             let _ = writeln!(out, "threshold {}  namespace {}  model {}", v["threshold"], v["namespace"], v["model"]);
+            match v["cannot_match"].as_str() {
+                Some("too_long") => {
+                    let _ = writeln!(out, "cannot match: longer than the embedding model reads; exact hits only");
+                }
+                Some("unknown_tokens") => {
+                    let _ = writeln!(
+                        out,
+                        "cannot match: too many characters the embedding model does not know; exact hits only"
+                    );
+                }
+                Some(other) => {
+                    let _ = writeln!(out, "cannot match: {other}; exact hits only");
+                }
+                None => {}
+            }
             let _ = writeln!(out, "{:<16} {:>10} {:<8} TEXT", "ID", "SIMILARITY", "SERVED");
             for r in v["results"].as_array().into_iter().flatten() {
                 let id = r["id"].as_str().unwrap_or("");
@@ -143,13 +158,19 @@ pub fn render(action: &CacheAction, v: &Value) -> String {
                 } else {
                     format!("no ({})", r["refused_by"].as_str().unwrap_or("?"))
                 };
+                // Texts sharing a template were compared on what differs: show that,
+                // on one line whatever the prompt's line breaks.
+                let text = match r.get("compared").and_then(|c| c.get("entry")).and_then(Value::as_str) {
+                    Some(part) => format!("… {part} …"),
+                    None => r["text"].as_str().unwrap_or("").to_string(),
+                };
                 let _ = writeln!(
                     out,
                     "{:<16} {:>10.4} {:<8} {}",
                     id.get(..16).unwrap_or(id),
                     r["similarity"].as_f64().unwrap_or(0.0),
                     served,
-                    r["text"].as_str().unwrap_or("")
+                    text.split_whitespace().collect::<Vec<_>>().join(" ")
                 );
             }
         }

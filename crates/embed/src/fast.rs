@@ -7,10 +7,12 @@
 //! and `token_type_ids` and returns `last_hidden_state`, which fastembed
 //! mean-pools over the attention mask.
 
+use crate::Reading;
 use crate::{normalize, EmbedError, Embedder};
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
+use tokenizers::Tokenizer;
 
 /// Where the model and ONNX Runtime live on disk.
 #[derive(Debug, Clone)]
@@ -56,8 +58,16 @@ impl ModelPaths {
     }
 }
 
+/// Tokens all-MiniLM-L6-v2 reads of one text (it was trained on 128; its
+/// position table has 512); fastembed truncates past it.
+const WINDOW: usize = 256;
+
 pub struct FastEmbedder {
     model: Mutex<TextEmbedding>,
+    /// The model's tokenizer without truncation or padding, to tell what the
+    /// model reads of a text without running it.
+    reader: Tokenizer,
+    unknown_id: Option<u32>,
     dim: usize,
     one_text_per_pass: bool,
     /// The model and the file it was loaded from, for logs and `deja eval`.
@@ -110,7 +120,7 @@ impl FastEmbedder {
         // before indexing each other's vectors, so the file's digest is in it.
         let digest = blake3::hash(&onnx).to_hex();
         let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
-        let options = InitOptionsUserDefined::new().with_max_length(256).with_intra_threads(threads.max(1));
+        let options = InitOptionsUserDefined::new().with_max_length(WINDOW).with_intra_threads(threads.max(1));
         let mut model =
             TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Runtime(e.to_string()))?;
         let probe = model.embed(["probe"], None).map_err(|e| EmbedError::Inference(e.to_string()))?;
@@ -118,9 +128,14 @@ impl FastEmbedder {
         if dim == 0 {
             return Err(EmbedError::Inference("the model produced an empty embedding".into()));
         }
+        let mut reader = model.tokenizer.clone();
+        reader.with_padding(None).with_truncation(None).map_err(|e| EmbedError::Files(e.to_string()))?;
+        let unknown_id = reader.token_to_id("[UNK]");
         let file = paths.onnx_file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         Ok(Self {
             model: Mutex::new(model),
+            reader,
+            unknown_id,
             dim,
             one_text_per_pass: paths.one_text_per_pass,
             name: format!("all-MiniLM-L6-v2 ({file}, {})", digest.get(..12).unwrap_or_default()),
@@ -135,6 +150,30 @@ impl Embedder for FastEmbedder {
 
     fn dim(&self) -> usize {
         self.dim
+    }
+
+    fn window(&self) -> usize {
+        WINDOW
+    }
+
+    fn read(&self, text: &str) -> Reading {
+        let Ok(encoding) = self.reader.encode(text, true) else {
+            // A text the tokenizer refuses is one the model cannot read.
+            return Reading { tokens: usize::MAX, unknown: usize::MAX, unknown_digest: u64::MAX };
+        };
+        let mut digest = blake3::Hasher::new();
+        let mut unknown = 0;
+        for (id, (start, end)) in encoding.get_ids().iter().zip(encoding.get_offsets()) {
+            if Some(*id) == self.unknown_id {
+                unknown += 1;
+                digest.update(text.get(*start..*end).unwrap_or_default().as_bytes());
+                digest.update(&[0xff]);
+            }
+        }
+        let bytes = digest.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(bytes.as_bytes().get(..8).unwrap_or(&[0; 8]));
+        Reading { tokens: encoding.get_ids().len(), unknown, unknown_digest: u64::from_le_bytes(first) }
     }
 
     fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

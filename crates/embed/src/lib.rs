@@ -33,6 +33,43 @@ pub trait Embedder: Send + Sync {
     fn name(&self) -> &str;
     fn dim(&self) -> usize;
     fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// The most tokens (special tokens included) the model reads of one
+    /// text; the rest of a longer text does not reach its vector.
+    fn window(&self) -> usize {
+        usize::MAX
+    }
+
+    /// What the model reads of `text`. The default suits embedders that
+    /// read every word and know every character.
+    fn read(&self, text: &str) -> Reading {
+        Reading { tokens: text.split_whitespace().count(), unknown: 0, unknown_digest: 0 }
+    }
+}
+
+/// How much of a text a model can see: its length in the model's tokens and
+/// the pieces its vocabulary cannot represent (they all become one unknown
+/// token, so two texts differing only there get the same vector).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reading {
+    /// Tokens, the model's special tokens included.
+    pub tokens: usize,
+    /// Tokens the vocabulary maps to its unknown token.
+    pub unknown: usize,
+    /// A digest of the unknown pieces' own text, in order: two texts whose
+    /// unknown pieces differ have different digests.
+    pub unknown_digest: u64,
+}
+
+impl Reading {
+    /// The share of the tokens the model cannot represent.
+    pub fn unknown_share(&self) -> f32 {
+        if self.tokens == 0 {
+            0.0
+        } else {
+            self.unknown as f32 / self.tokens as f32
+        }
+    }
 }
 
 /// Cosine similarity of two unit vectors (their dot product), with eight

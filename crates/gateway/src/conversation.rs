@@ -89,7 +89,8 @@ pub async fn stage(ctx: &ChatCtx, question: &str, question_min: f32) -> Option<V
             history: &history,
             text: &text,
         };
-        state.conversations.candidates(&state.store, &query, &guards, floors, now)
+        let Some(reader) = state.reader() else { return Ok(Vec::new()) };
+        state.conversations.candidates(&state.store, &query, &guards, reader, floors, now)
     })
     .await;
     let found = match found {

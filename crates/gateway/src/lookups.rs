@@ -38,6 +38,9 @@ pub enum Verdict {
     GreyRejected,
     /// No entry with this context to compare with.
     NoCandidate,
+    /// The embedding model cannot read the question (why: `too_long`,
+    /// `unknown_tokens`): only its exact key can be served.
+    CannotMatch(&'static str),
 }
 
 impl Verdict {
@@ -49,6 +52,7 @@ impl Verdict {
             Self::BelowThreshold => "below_threshold",
             Self::GreyRejected => "grey_band_rejected",
             Self::NoCandidate => "no_candidate",
+            Self::CannotMatch(_) => "cannot_match",
         }
     }
 
@@ -192,6 +196,10 @@ impl Pending {
 pub fn note(ctx: &ChatCtx, threshold: f32, found: &Lookup) -> Pending {
     let (best, verdict) = match (&found.hit, found.nearest) {
         (Some(hit), _) => (Some((hit.entry.id, hit.similarity)), Some(Verdict::Served)),
+        (None, nearest) if found.unreadable.is_some() && found.grey.is_empty() => {
+            let why = found.unreadable.map_or("", |u| u.as_str());
+            (nearest.map(|c| (c.id, c.similarity)), Some(Verdict::CannotMatch(why)))
+        }
         (None, None) => (None, Some(Verdict::NoCandidate)),
         (None, Some(c)) => {
             let verdict = if !found.grey.is_empty() {

@@ -25,6 +25,11 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
     pub model: String,
 }
@@ -62,6 +67,8 @@ pub struct Metrics {
     pub cooldowns: Family<ModelLabels, Gauge>,
     pub models: ModelGauges,
     pub guard_refusals: Family<KindLabels, Counter>,
+    /// Semantic lookups of questions the model cannot read, by reason.
+    pub unmatchable: Family<ReasonLabels, Counter>,
     pub verifications: Family<NamespaceLabels, Counter>,
     pub verification_usd: Family<NamespaceLabels, FloatCounter>,
     pub cluster_degraded: Gauge,
@@ -177,6 +184,12 @@ impl Metrics {
             "Semantic candidates above the threshold refused by a guard",
             guard_refusals.clone(),
         );
+        let unmatchable = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "semantic_unmatchable",
+            "Semantic lookups of questions the embedding model cannot read (too_long, unknown_tokens): exact hits only",
+            unmatchable.clone(),
+        );
         let verifications = Family::<NamespaceLabels, Counter>::default();
         registry.register(
             "semantic_verifications",
@@ -252,6 +265,7 @@ impl Metrics {
             cooldowns,
             models,
             guard_refusals,
+            unmatchable,
             verifications,
             verification_usd,
             cluster_degraded,

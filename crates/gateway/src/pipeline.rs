@@ -99,8 +99,15 @@ async fn chat_inner(
     if ctx.policy.reads() {
         let now = deja_cache::now_ms();
         // The request's own key, then a learned alias (a verified paraphrase).
-        match exact::lookup_or_alias(&ctx.state.store, &ctx.key, ctx.namespace.as_str(), now) {
-            Ok(Some((entry, _, _))) => return Ok(serve_entry(&ctx, HitKind::Exact, &entry, now, None)),
+        // A learned alias is a semantic match: the client's floor applies to it.
+        let floor = client_floor(parts);
+        match exact::lookup_or_alias(&ctx.state.store, &ctx.key, ctx.namespace.as_str(), floor, now) {
+            Ok(Some((entry, _, exact::Via::Key))) => return Ok(serve_entry(&ctx, HitKind::Exact, &entry, now, None)),
+            Ok(Some((entry, _, exact::Via::Alias { similarity }))) => {
+                let mut out = serve_entry(&ctx, HitKind::Semantic { similarity }, &entry, now, None);
+                reply::set_header(&mut out.response, "x-deja-verified", "alias");
+                return Ok(out);
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "exact lookup failed; treating as a miss"),
         }
@@ -203,7 +210,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     }
     let config = ctx.config.clone();
     let settings = &config.cache.semantic;
-    let floor = header(parts, "x-deja-threshold").and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite());
+    let floor = client_floor(parts);
     let threshold = settings.threshold_for(&ctx.req.model, floor);
     let threshold = ctx.state.slo.threshold(ctx.namespace.as_str(), threshold, &config.cache.slo);
     let now = deja_cache::now_ms();
@@ -222,10 +229,11 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
             text: &text,
             threshold,
         };
-        semantic::lookup_banded(&state.store, &state.index, &query, &config.cache.semantic, verify, now)
+        let Some(reader) = state.reader() else { return Ok(semantic::Lookup::default()) };
+        semantic::lookup_banded(&state.store, &state.index, &query, &config.cache.semantic, reader, verify, now)
     })
     .await;
-    let found =
+    let mut found =
         match lookup.unwrap_or_else(|e| Err(deja_store::StoreError::Corrupt(format!("semantic lookup task: {e}")))) {
             Ok(found) => found,
             Err(e) => {
@@ -234,9 +242,13 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
             }
         };
     let seen = crate::lookups::note(ctx, threshold, &found);
+    if let Some(why) = found.unreadable {
+        count_unmatchable(ctx, why);
+    }
     for r in found.refusals {
         ctx.state.metrics.guard_refusals.get_or_create(&crate::metrics::KindLabels { kind: r.as_str().into() }).inc();
     }
+    let template = found.template.take();
     if let Some(hit) = found.hit {
         return Some(serve_entry(ctx, HitKind::Semantic { similarity: hit.similarity }, &hit.entry, now, None));
     }
@@ -245,8 +257,33 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
         return verified;
     }
     // The same question after other earlier turns: only on the verifier's yes.
-    let found = crate::conversation::stage(ctx, &question, verify_from).await?;
-    Some(serve_verified(ctx, &found.entry, found.similarity, found.cost_usd))
+    if let Some(found) = crate::conversation::stage(ctx, &question, verify_from).await {
+        return Some(serve_verified(ctx, &found.entry, found.similarity, found.cost_usd));
+    }
+    // A miss behind a template: its answer is stored in the template's group,
+    // under the vector of the question's own part.
+    if let Some(t) = template {
+        ctx.fingerprint = t.fingerprint;
+        ctx.vector = Some(t.vector);
+    }
+    None
+}
+
+/// The similarity floor a client asked for with `x-deja-threshold`: it
+/// raises every semantic route's threshold (1.0: identical text only).
+fn client_floor(parts: &Parts) -> Option<f32> {
+    header(parts, "x-deja-threshold").and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite())
+}
+
+/// Counts a question the embedding model cannot read: served by its exact key only.
+fn count_unmatchable(ctx: &ChatCtx, why: deja_cache::Unreadable) {
+    let counter = match why {
+        deja_cache::Unreadable::TooLong => Counter::UnmatchableTooLong,
+        deja_cache::Unreadable::UnknownTokens => Counter::UnmatchableUnknownTokens,
+    };
+    let _ = ctx.state.store.add(counter, 1);
+    let labels = crate::metrics::ReasonLabels { reason: why.as_str().into() };
+    ctx.state.metrics.unmatchable.get_or_create(&labels).inc();
 }
 
 /// Asks the verifier about grey-band candidates not already rejected for
@@ -263,8 +300,21 @@ async fn verify_stage(ctx: &ChatCtx, question: &str, grey: Vec<semantic::GreyCan
     if asked.is_empty() {
         return None;
     }
-    let texts: Vec<&str> = asked.iter().map(|c| c.text.as_str()).collect();
-    let verdict = match crate::verify::verify(&ctx.state, &config, settings, question, &texts).await {
+    // Texts sharing a template: the verifier sees the template once and what
+    // differs, for the candidates whose differing part of the question is the
+    // best one's.
+    let framed = asked.first().filter(|c| c.compared.framed).map(|c| c.compared.query_part.clone());
+    let asked: Vec<semantic::GreyCandidate> = match &framed {
+        Some(part) => asked.into_iter().filter(|c| c.compared.framed && &c.compared.query_part == part).collect(),
+        None => asked.into_iter().filter(|c| !c.compared.framed).collect(),
+    };
+    let template = asked.first().and_then(|c| c.compared.template.clone());
+    let shown = framed.as_deref().unwrap_or(question);
+    let texts: Vec<&str> = asked
+        .iter()
+        .map(|c| if c.compared.framed { c.compared.candidate_part.as_str() } else { c.text.as_str() })
+        .collect();
+    let verdict = match crate::verify::verify(&ctx.state, &config, settings, template.as_deref(), shown, &texts).await {
         Ok(v) => v,
         Err(e) => {
             count_verification(&ctx.state, ctx.namespace.as_str(), 0.0);
@@ -291,7 +341,7 @@ fn serve_verified(ctx: &ChatCtx, entry: &deja_store::Entry, similarity: f32, cos
     }
     // A cache-control that forbids storing also forbids learning an alias.
     if ctx.policy.writes() {
-        if let Err(e) = ctx.state.store.add_alias(&ctx.key, &entry.id) {
+        if let Err(e) = ctx.state.store.add_alias(&ctx.key, &entry.id, similarity) {
             tracing::warn!(error = %e, "could not remember a verified paraphrase");
         }
     }

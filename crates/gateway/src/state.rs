@@ -24,8 +24,11 @@ pub struct AppState {
     pub conversations: Arc<deja_cache::conversation::ConversationIndex>,
     /// `None` when the semantic cache is off.
     pub embed: Option<EmbedService>,
-    /// The same model, for embedding route examples at start-up and reload.
+    /// The same model, for embedding route examples at start-up and reload,
+    /// and for reading texts and embedding what differs during a lookup.
     route_embedder: Option<Arc<dyn Embedder>>,
+    /// Vectors of templated texts' differing parts, reused across lookups.
+    pub spans: deja_cache::SpanVectors,
     pub upstream: UpstreamClient,
     pub health: Health,
     /// Live time to first byte, throughput and error rate per model.
@@ -48,6 +51,9 @@ pub struct AppState {
     /// The live quality SLO: samples, false hits, threshold raises; cleared by a reload.
     pub slo: crate::slo::Tracker,
 }
+
+/// Differing parts whose vectors are kept (384 floats each: about 16 MiB).
+const SPAN_VECTORS_KEPT: usize = 10_000;
 
 /// How many rejected (request, entry) pairs are remembered.
 const REJECTIONS_REMEMBERED: usize = 100_000;
@@ -78,6 +84,12 @@ pub fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, StartError> {
 }
 
 impl AppState {
+    /// The model, to read texts and embed what differs; `None` with the semantic cache off.
+    pub fn reader(&self) -> Option<deja_cache::semantic::Reader<'_>> {
+        let model = self.route_embedder.as_deref()?;
+        Some(deja_cache::semantic::Reader { model, spans: Some(&self.spans) })
+    }
+
     /// The embedding model's name and dimension; `None` with the semantic cache off.
     pub fn embedder_identity(&self) -> Option<(&str, usize)> {
         self.route_embedder.as_ref().map(|e| (e.name(), e.dim()))
@@ -143,6 +155,7 @@ impl AppState {
             conversations,
             embed,
             route_embedder,
+            spans: deja_cache::SpanVectors::new(SPAN_VECTORS_KEPT),
             upstream: UpstreamClient::new()?,
             coalescer: Coalescer::default(),
             metrics,
@@ -207,6 +220,12 @@ fn seed_metrics(metrics: &Metrics, store: &Store) -> Result<(), deja_store::Stor
         .get_or_create(&KindLabels { kind: "semantic".into() })
         .inc_by(store.counter(Counter::SemanticHits)?);
     metrics.cache_misses.inc_by(store.counter(Counter::Misses)?);
+    for (reason, counter) in
+        [("too_long", Counter::UnmatchableTooLong), ("unknown_tokens", Counter::UnmatchableUnknownTokens)]
+    {
+        let labels = crate::metrics::ReasonLabels { reason: reason.into() };
+        metrics.unmatchable.get_or_create(&labels).inc_by(store.counter(counter)?);
+    }
     metrics.saved_usd.inc_by(deja_store::nano_to_usd(store.counter(Counter::NanoUsdSaved)?));
     for (model, nano) in store.spent_by_model()? {
         metrics.spent_usd.get_or_create(&ModelLabels { model }).inc_by(deja_store::nano_to_usd(nano));

@@ -35,9 +35,31 @@ pub struct Verdict {
     pub cost_usd: f64,
 }
 
+pub use deja_cache::compare::DIFFERING_PART;
+
 /// The verifier's messages: instructions, then both texts verbatim.
 pub fn messages(prompt: &str, question: &str, candidates: &[&str]) -> serde_json::Value {
-    let mut user = format!("New request:\n<<<\n{question}\n>>>\n\nCached requests:\n");
+    messages_in_template(prompt, None, question, candidates)
+}
+
+/// The verifier's messages for texts that share a template (`template`: the
+/// shared text with [`DIFFERING_PART`] where each request's own part goes):
+/// the template once, then only the parts that differ, so the shared block
+/// cannot hide the difference.
+pub fn messages_in_template(
+    prompt: &str,
+    template: Option<&str>,
+    question: &str,
+    candidates: &[&str],
+) -> serde_json::Value {
+    let mut user = String::new();
+    if let Some(t) = template {
+        user.push_str(&format!(
+            "Every request below is this same text with its own part in place of {DIFFERING_PART}:\n<<<\n{t}\n>>>\n\n\
+             Only the parts are shown.\n\n"
+        ));
+    }
+    user.push_str(&format!("New request:\n<<<\n{question}\n>>>\n\nCached requests:\n"));
     for (i, text) in candidates.iter().enumerate() {
         user.push_str(&format!("{}.\n<<<\n{text}\n>>>\n", i + 1));
     }
@@ -64,10 +86,11 @@ pub async fn verify(
     state: &Arc<AppState>,
     config: &Arc<Config>,
     settings: &VerifierSettings,
+    template: Option<&str>,
     question: &str,
     candidates: &[&str],
 ) -> Result<Verdict, ApiError> {
-    let messages = messages(&settings.prompt, question, candidates);
+    let messages = messages_in_template(&settings.prompt, template, question, candidates);
     verify_messages(state, config, settings, messages, candidates.len()).await
 }
 

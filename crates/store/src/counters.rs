@@ -13,10 +13,14 @@ pub enum Counter {
     TokensSaved,
     NanoUsdSaved,
     NanoUsdSpent,
+    /// Semantic lookups of a question longer than the embedding model reads.
+    UnmatchableTooLong,
+    /// Semantic lookups of a question the model's vocabulary cannot represent.
+    UnmatchableUnknownTokens,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 11] = [
         Counter::Requests,
         Counter::ExactHits,
         Counter::SemanticHits,
@@ -26,6 +30,8 @@ impl Counter {
         Counter::TokensSaved,
         Counter::NanoUsdSaved,
         Counter::NanoUsdSpent,
+        Counter::UnmatchableTooLong,
+        Counter::UnmatchableUnknownTokens,
     ];
 
     pub fn key(self) -> &'static str {
@@ -39,6 +45,8 @@ impl Counter {
             Counter::TokensSaved => "tokens_saved",
             Counter::NanoUsdSaved => "nano_usd_saved",
             Counter::NanoUsdSpent => "nano_usd_spent",
+            Counter::UnmatchableTooLong => "unmatchable_too_long",
+            Counter::UnmatchableUnknownTokens => "unmatchable_unknown_tokens",
         }
     }
 }

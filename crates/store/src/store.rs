@@ -477,17 +477,21 @@ impl Store {
     }
 
     /// Makes `alias` (a request's exact key) an alias of entry `id`, if the
-    /// entry exists. Returns whether it was written. The alias goes when the
+    /// entry exists, learned at `similarity` (what the two texts' differing
+    /// parts scored). Returns whether it was written. The alias goes when the
     /// entry goes: TTL sweeps, deletion, purges and replacement remove it.
-    pub fn add_alias(&self, alias: &CacheKey, id: &CacheKey) -> Result<bool, StoreError> {
+    pub fn add_alias(&self, alias: &CacheKey, id: &CacheKey, similarity: f32) -> Result<bool, StoreError> {
         if alias == id {
             return Ok(false);
         }
+        // The entry's id, then the similarity it was learned at.
+        let mut value = id.0.to_vec();
+        value.extend_from_slice(&similarity.to_le_bytes());
         let written = (&self.entries, &self.aliases, &self.alias_of).transaction(|(entries, aliases, alias_of)| {
             if entries.get(&id.0[..])?.is_none() {
                 return Ok(false);
             }
-            aliases.insert(&alias.0[..], &id.0[..])?;
+            aliases.insert(&alias.0[..], value.as_slice())?;
             let mut list = alias_of.get(&id.0[..])?.map(|v| v.to_vec()).unwrap_or_default();
             if !list.chunks_exact(32).any(|k| k == &alias.0[..]) {
                 list.extend_from_slice(&alias.0[..]);
@@ -501,7 +505,16 @@ impl Store {
     /// The entry id `key` is an alias of, if any. The entry itself may be
     /// gone or expired: callers check.
     pub fn alias(&self, key: &CacheKey) -> Result<Option<CacheKey>, StoreError> {
-        Ok(self.aliases.get(key.0)?.and_then(|v| v.as_ref().try_into().ok()).map(CacheKey))
+        Ok(self.alias_learned(key)?.map(|(id, _)| id))
+    }
+
+    /// The entry id `key` is an alias of and the similarity the alias was
+    /// learned at (0 for an alias stored before similarities were kept).
+    pub fn alias_learned(&self, key: &CacheKey) -> Result<Option<(CacheKey, f32)>, StoreError> {
+        let Some(v) = self.aliases.get(key.0)? else { return Ok(None) };
+        let Some(id) = v.get(..32).and_then(|b| <[u8; 32]>::try_from(b).ok()) else { return Ok(None) };
+        let similarity = v.get(32..36).and_then(|b| <[u8; 4]>::try_from(b).ok()).map_or(0.0, f32::from_le_bytes);
+        Ok(Some((CacheKey(id), similarity)))
     }
 
     /// The aliases of entry `id`.
@@ -853,7 +866,7 @@ fn drop_aliases(
 ) -> Result<(), ConflictableTransactionError<StoreError>> {
     let Some(list) = alias_of.remove(&id.0[..])? else { return Ok(()) };
     for alias in list.chunks_exact(32) {
-        if aliases.get(alias)?.is_some_and(|target| target.as_ref() == &id.0[..]) {
+        if aliases.get(alias)?.is_some_and(|target| target.get(..32) == Some(&id.0[..])) {
             aliases.remove(alias)?;
         }
     }

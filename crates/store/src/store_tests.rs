@@ -183,15 +183,16 @@ fn aliases_die_with_their_entry_on_sweep_and_replacement() {
     s.put(&a, None).expect("put");
     s.put(&b, None).expect("put");
     let (x, y, z) = (CacheKey([7; 32]), CacheKey([8; 32]), CacheKey([9; 32]));
-    assert!(s.add_alias(&x, &a.id).expect("alias"));
-    assert!(s.add_alias(&y, &a.id).expect("alias"));
-    assert!(s.add_alias(&z, &b.id).expect("alias"));
-    assert!(!s.add_alias(&x, &CacheKey([3; 32])).expect("alias of nothing"), "no alias of a missing entry");
+    assert!(s.add_alias(&x, &a.id, 0.9).expect("alias"));
+    assert!(s.add_alias(&y, &a.id, 0.9).expect("alias"));
+    assert!(s.add_alias(&z, &b.id, 0.87).expect("alias"));
+    assert!(!s.add_alias(&x, &CacheKey([3; 32]), 0.9).expect("alias of nothing"), "no alias of a missing entry");
     assert_eq!(s.aliases_of(&a.id).expect("aliases"), vec![x, y]);
     let swept = s.sweep_expired(1_000, 10).expect("sweep");
     assert_eq!(swept.removed, vec![a.id]);
     assert_eq!((s.alias(&x).expect("x"), s.alias(&y).expect("y")), (None, None));
     assert_eq!(s.alias(&z).expect("z"), Some(b.id));
+    assert_eq!(s.alias_learned(&z).expect("z"), Some((b.id, 0.87)), "the similarity it was learned at");
     s.put(&b, None).expect("replace");
     assert_eq!(s.alias(&z).expect("z"), None, "a new answer under the key drops what was verified");
 }

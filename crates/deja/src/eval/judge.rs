@@ -80,7 +80,12 @@ pub async fn judge(
         let (a, b) = (a.clone(), b.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let verdict = match verify::verify(&state, &cfg, &settings, &b, &[a.as_str()]).await {
+            // As a lookup asks it: texts sharing a template show the template once and what differs.
+            let d = deja_cache::compare::differing(&b, &a);
+            let framed = d.shared_bytes > 0 && !d.query.is_empty() && !d.candidate.is_empty();
+            let template = framed.then(|| d.template(&b));
+            let (shown, cached) = if framed { (d.query, d.candidate) } else { (b.as_str(), a.as_str()) };
+            let verdict = match verify::verify(&state, &cfg, &settings, template.as_deref(), shown, &[cached]).await {
                 Ok(v) if v.chosen == Some(0) => Judgement::Yes { usd: v.cost_usd },
                 Ok(v) => Judgement::No { usd: v.cost_usd },
                 Err(e) => Judgement::Failed(e.to_string()),

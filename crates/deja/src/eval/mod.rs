@@ -13,7 +13,7 @@ mod report;
 
 pub use report::{by_kind, report};
 
-use deja_cache::{GuardSettings, Guards};
+use deja_cache::{Comparer, GuardSettings, Guards};
 use deja_embed::{cosine, Embedder};
 use serde::Deserialize;
 use std::io::{BufRead, BufReader, Read};
@@ -70,23 +70,32 @@ pub fn read_labelled(path: &Path, limit: usize) -> Result<Vec<Pair>, String> {
     Ok((0..limit).filter_map(|i| all.get((i as f64 * step) as usize).cloned()).collect())
 }
 
-/// Cosine similarity of every pair, `batch` pairs per forward pass.
+/// The similarity a lookup decides each pair on, `batch` pairs per forward
+/// pass: the whole texts' cosine, or, when they share segments, that of what
+/// differs (`deja_cache::compare`). A pair the model cannot read, or where one
+/// text adds segments to a long shared one, scores 0: it is never served.
 pub fn similarities(
     embedder: &dyn Embedder,
     pairs: &[(String, String, bool)],
     batch: usize,
 ) -> Result<Vec<f32>, String> {
     let mut out = Vec::with_capacity(pairs.len());
+    // The guards are judged per pair by `score`, with each setting.
+    let guards = GuardSettings::none();
     for chunk in pairs.chunks(batch.max(1)) {
         let texts: Vec<String> = chunk.iter().flat_map(|(a, b, _)| [a.clone(), b.clone()]).collect();
         let vectors = embedder.embed_batch(&texts).map_err(|e| e.to_string())?;
         if vectors.len() != texts.len() {
             return Err(format!("the embedder returned {} vectors for {} texts", vectors.len(), texts.len()));
         }
-        out.extend(vectors.chunks_exact(2).map(|v| match v {
-            [a, b] => cosine(a, b),
-            _ => 0.0,
-        }));
+        for ((a, b, _), v) in chunk.iter().zip(vectors.chunks_exact(2)) {
+            let whole = match v {
+                [va, vb] => cosine(va, vb),
+                _ => 0.0,
+            };
+            let compared = Comparer::new(embedder, &guards, None, b).compare(a, whole).map_err(|e| e.to_string())?;
+            out.push(if compared.refusal.is_some() { 0.0 } else { compared.similarity });
+        }
     }
     Ok(out)
 }

@@ -207,7 +207,7 @@ impl Shadow {
         };
         let settings = VerifierSettings { prompt: ANSWER_PROMPT.to_string(), ..verifier.clone() };
         let candidates = [self.cached.as_str()];
-        match crate::verify::verify(&self.state, &self.config, &settings, fresh, &candidates).await {
+        match crate::verify::verify(&self.state, &self.config, &settings, None, fresh, &candidates).await {
             Ok(v) => (similarity, Some(v.chosen.is_some()), v.cost_usd),
             Err(e) => {
                 tracing::warn!(error = %e, "the verifier could not compare a shadow answer; the cosine decides");
