@@ -50,10 +50,12 @@ async fn start(deja: &Path, repo: &Path, dir: &Path) -> Result<(Procs, String), 
     let config_path = dir.join("deja.toml");
     std::fs::write(&config_path, config)?;
     let mut procs = Procs(Vec::new());
-    let mock = Command::new(deja).args(["mock-upstream", "--listen", &format!("127.0.0.1:{mock_port}")]);
-    procs.0.push(mock.stderr(Stdio::null()).spawn()?);
-    let serve = Command::new(deja).args(["serve", "--config"]).arg(&config_path).env("RUST_LOG", "warn");
-    procs.0.push(serve.stderr(Stdio::null()).spawn()?);
+    let mut mock = Command::new(deja);
+    mock.args(["mock-upstream", "--listen", &format!("127.0.0.1:{mock_port}")]).stderr(Stdio::null());
+    procs.0.push(mock.spawn()?);
+    let mut serve = Command::new(deja);
+    serve.args(["serve", "--config"]).arg(&config_path).env("RUST_LOG", "warn").stderr(Stdio::null());
+    procs.0.push(serve.spawn()?);
     let url = format!("http://127.0.0.1:{proxy_port}/v1/chat/completions");
     let client = http_client();
     for _ in 0..300 {
