@@ -27,6 +27,10 @@ struct Args {
     count: usize,
 }
 
+/// A name, whether the question goes behind the instruction, the question
+/// for request `i`, and the `x-deja-cache` expected.
+type Scenario = (&'static str, bool, fn(usize) -> String, &'static str);
+
 fn ask(text: &str) -> String {
     json!({"model": "auto", "messages": [{"role": "user", "content": text}]}).to_string()
 }
@@ -82,7 +86,7 @@ async fn measure(
         serde_json::from_str(&std::fs::read_to_string(repo.join("tests/data/templates/instructions.json"))?)?;
     let long = instructions["long"].as_str().unwrap_or_default().to_string();
     let mut out = Vec::new();
-    let scenarios: [(&str, bool, fn(usize) -> String, &str); 4] = [
+    let scenarios: [Scenario; 4] = [
         ("misses, bare", false, original, "miss"),
         ("semantic hits, bare", false, paraphrase, "semantic"),
         ("misses, behind a 340-word instruction", true, original, "miss"),
