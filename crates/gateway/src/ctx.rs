@@ -38,3 +38,9 @@ pub struct ChatCtx {
 pub fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
+
+/// The similarity floor a client asked for with `x-deja-threshold`: it
+/// raises every semantic route's threshold (1.0: identical text only).
+pub fn client_floor(parts: &Parts) -> Option<f32> {
+    header(parts, "x-deja-threshold").and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite())
+}

@@ -6,7 +6,7 @@ use crate::cache_control::{CacheMode, CachePolicy};
 use crate::config::Config;
 use crate::ctx::{header, ChatCtx};
 use crate::fleet::Turn;
-use crate::remember::{count_hit, count_verification};
+use crate::remember::{count_hit, count_unmatchable, count_verification};
 use crate::reply::{self, Outcome};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
@@ -100,7 +100,7 @@ async fn chat_inner(
         let now = deja_cache::now_ms();
         // The request's own key, then a learned alias (a verified paraphrase).
         // A learned alias is a semantic match: the client's floor applies to it.
-        let floor = client_floor(parts);
+        let floor = crate::ctx::client_floor(parts);
         match exact::lookup_or_alias(&ctx.state.store, &ctx.key, ctx.namespace.as_str(), floor, now) {
             Ok(Some((entry, _, exact::Via::Key))) => return Ok(serve_entry(&ctx, HitKind::Exact, &entry, now, None)),
             Ok(Some((entry, _, exact::Via::Alias { similarity }))) => {
@@ -210,7 +210,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     }
     let config = ctx.config.clone();
     let settings = &config.cache.semantic;
-    let floor = client_floor(parts);
+    let floor = crate::ctx::client_floor(parts);
     let threshold = settings.threshold_for(&ctx.req.model, floor);
     let threshold = ctx.state.slo.threshold(ctx.namespace.as_str(), threshold, &config.cache.slo);
     let now = deja_cache::now_ms();
@@ -243,7 +243,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
         };
     let seen = crate::lookups::note(ctx, threshold, &found);
     if let Some(why) = found.unreadable {
-        count_unmatchable(ctx, why);
+        count_unmatchable(&ctx.state, why);
     }
     for r in found.refusals {
         ctx.state.metrics.guard_refusals.get_or_create(&crate::metrics::KindLabels { kind: r.as_str().into() }).inc();
@@ -267,23 +267,6 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
         ctx.vector = Some(t.vector);
     }
     None
-}
-
-/// The similarity floor a client asked for with `x-deja-threshold`: it
-/// raises every semantic route's threshold (1.0: identical text only).
-fn client_floor(parts: &Parts) -> Option<f32> {
-    header(parts, "x-deja-threshold").and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite())
-}
-
-/// Counts a question the embedding model cannot read: served by its exact key only.
-fn count_unmatchable(ctx: &ChatCtx, why: deja_cache::Unreadable) {
-    let counter = match why {
-        deja_cache::Unreadable::TooLong => Counter::UnmatchableTooLong,
-        deja_cache::Unreadable::UnknownTokens => Counter::UnmatchableUnknownTokens,
-    };
-    let _ = ctx.state.store.add(counter, 1);
-    let labels = crate::metrics::ReasonLabels { reason: why.as_str().into() };
-    ctx.state.metrics.unmatchable.get_or_create(&labels).inc();
 }
 
 /// Asks the verifier about grey-band candidates not already rejected for

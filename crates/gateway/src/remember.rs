@@ -139,6 +139,17 @@ pub fn count_verification(state: &AppState, namespace: &str, cost_usd: f64) {
     state.metrics.verification_usd.get_or_create(&labels).inc_by(cost_usd.max(0.0));
 }
 
+/// Counts a question the embedding model cannot read: served by its exact key only.
+pub fn count_unmatchable(state: &AppState, why: deja_cache::Unreadable) {
+    let counter = match why {
+        deja_cache::Unreadable::TooLong => Counter::UnmatchableTooLong,
+        deja_cache::Unreadable::UnknownTokens => Counter::UnmatchableUnknownTokens,
+    };
+    let _ = state.store.add(counter, 1);
+    let labels = crate::metrics::ReasonLabels { reason: why.as_str().into() };
+    state.metrics.unmatchable.get_or_create(&labels).inc();
+}
+
 /// Builds the entry for an answer and stores it, if the policy and the answer allow.
 pub async fn remember_answer(ctx: &ChatCtx, answer: &Answer) {
     if !ctx.policy.writes() || !answer.completion.is_complete() {
