@@ -107,12 +107,16 @@ impl Scored {
     }
 }
 
-/// Judges every pair with every guard alone.
+/// Judges every pair with every guard alone, on what differs between its texts.
 pub fn score(pairs: &[(String, String, bool)], similarities: &[f32]) -> Vec<Scored> {
     pairs
         .iter()
         .zip(similarities)
         .map(|((a, b, same), &similarity)| {
+            // As a lookup runs them: on what differs when the texts share segments.
+            let d = deja_cache::compare::differing(b, a);
+            let framed = d.shared_bytes > 0 && !d.query.is_empty() && !d.candidate.is_empty();
+            let (a, b) = if framed { (d.candidate, d.query) } else { (a.as_str(), b.as_str()) };
             let (fa, fb) = (Guards::features(a), Guards::features(b));
             let only = |f: fn(&mut GuardSettings)| {
                 let mut s = GuardSettings::none();
