@@ -1,6 +1,9 @@
 //! The semantic stage: an HNSW index (hnsw_rs, cosine) over the vectors of
 //! the last user message, searched only among entries with the same context
-//! fingerprint, above a cosine-similarity threshold, through the guards.
+//! fingerprint (or, behind a shared template, the template's group, by the
+//! vector of the message's own part: [`gather`]); each candidate is decided
+//! on what differs between the two texts ([`crate::compare`]), above a
+//! cosine-similarity threshold, through the guards.
 //!
 //! sled is the source of truth: the index is saved beside the store
 //! ([`persist`]) and loaded at start-up, or rebuilt from the `vectors` tree
