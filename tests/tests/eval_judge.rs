@@ -72,8 +72,12 @@ async fn grey_pairs_are_asked_once_each_and_the_verdicts_decide_the_band() {
         .filter(|r| r["model"] == JUDGE_MODEL)
         .map(|r| r["messages"][1]["content"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert!(asked.iter().any(|t| t.starts_with("New request:\n<<<\nDo you ship to Mexico?\n>>>")
-        && t.contains("1.\n<<<\nDo you ship to Canada?\n>>>")));
+    assert!(
+        asked
+            .iter()
+            .any(|t| t.contains("New request:\n\"Do you ship to Mexico?\"")
+                && t.contains("1. \"Do you ship to Canada?\""))
+    );
 
     // A judge that says yes to everything serves the trap in the grey band.
     let o = bands::outcome(&scored, [true; 4], 0.94, 0.80, Some(&v));

@@ -288,8 +288,8 @@ async fn a_floor_of_one_serves_the_identical_text_only() {
 #[tokio::test]
 async fn the_readme_examples_behave_as_shown() {
     let h = spawn_proxy(defaults()).await;
-    for (cached, asked, expected) in README_PAIRS {
-        let ns = format!("readme-{cached}");
+    for (i, (cached, asked, expected)) in README_PAIRS.iter().enumerate() {
+        let ns = format!("readme-{i}");
         assert_eq!(ask_in(&h, &ns, cached).await.cache(), "miss");
         let r = ask_in(&h, &ns, asked).await;
         assert_eq!(&r.cache(), expected, "`{cached}` then `{asked}`: similarity {:?}", r.header("x-deja-similarity"));

@@ -61,6 +61,9 @@ impl fmt::Debug for ContextFingerprint {
     }
 }
 
+/// The longest `x-deja-namespace` value a request may send.
+pub const MAX_NARROWING_BYTES: usize = 128;
+
 /// The tenant scope of an entry. Built from the client key (hashed, never
 /// stored raw) and narrowed, never widened, by the `x-deja-namespace` header.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -78,6 +81,22 @@ impl Namespace {
             ns.push_str(sub);
         }
         Self(ns)
+    }
+    /// [`Namespace::new`] for a client's request: a narrowing longer than
+    /// [`MAX_NARROWING_BYTES`] or with characters outside
+    /// `[A-Za-z0-9._:@+=/-]` is a 400. Namespaces name stored entries,
+    /// counters and dashboard rows: they are identifiers, not free text.
+    pub fn for_request(client_key: Option<&str>, narrowing: Option<&str>) -> Result<Self, crate::ApiError> {
+        if let Some(sub) = narrowing.map(str::trim) {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "._:@+=/-".contains(c);
+            if sub.len() > MAX_NARROWING_BYTES || !sub.chars().all(allowed) {
+                let message = format!(
+                    "x-deja-namespace must be at most {MAX_NARROWING_BYTES} characters of A-Z, a-z, 0-9 and ._:@+=/-"
+                );
+                return Err(crate::ApiError::invalid_request(message, None).with_code("invalid_namespace"));
+            }
+        }
+        Ok(Self::new(client_key, narrowing))
     }
     pub fn as_str(&self) -> &str {
         &self.0

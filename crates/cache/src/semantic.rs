@@ -67,7 +67,8 @@ pub struct Judged {
     /// The similarity the decision rests on (of the differing parts when
     /// the texts share segments).
     pub similarity: f32,
-    /// The cosine of the two whole texts' vectors.
+    /// The index's cosine: of the two whole texts' vectors, or, in a
+    /// template's group, of the two parts' vectors.
     pub whole_similarity: f32,
     pub text: String,
     /// What was compared when the texts share segments: the query's part and

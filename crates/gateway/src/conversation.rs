@@ -53,10 +53,15 @@ fn rendered(messages: &Value) -> Option<String> {
 /// The verifier's messages: the shared system messages once, then every
 /// conversation's turns and closing question, verbatim.
 pub fn messages(shared: &str, new: &str, cached: &[String]) -> Value {
-    let mut user = format!("Shared context:\n<<<\n{shared}\n>>>\n\nNew conversation:\n<<<\n{new}\n>>>\n\n");
+    let q = crate::verify::quoted;
+    let mut user = format!(
+        "Each text below is a JSON string.\n\nShared context:\n{}\n\nNew conversation:\n{}\n\n",
+        q(shared),
+        q(new)
+    );
     user.push_str("Cached conversations:\n");
     for (i, text) in cached.iter().enumerate() {
-        user.push_str(&format!("{}.\n<<<\n{text}\n>>>\n", i + 1));
+        user.push_str(&format!("{}. {}\n", i + 1, q(text)));
     }
     user.push_str(&format!(
         "\nAnswer with the number (1 to {}) of the cached conversation whose last user message has the same \
@@ -167,7 +172,7 @@ mod tests {
         let m = messages("support bot", "user: my gym membership\nuser: Cancel it", &[cached]);
         let text = m[1]["content"].as_str().unwrap_or_default();
         assert!(text.contains("streaming subscription") && text.contains("gym membership"), "{text}");
-        assert!(text.contains("Shared context:\n<<<\nsupport bot\n>>>"), "{text}");
+        assert!(text.contains("Shared context:\n\"support bot\""), "{text}");
         assert_eq!(shared_context(stored.as_array().map(Vec::as_slice).unwrap_or_default()), "support bot");
     }
 }

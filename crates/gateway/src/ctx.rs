@@ -44,3 +44,16 @@ pub fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 pub fn client_floor(parts: &Parts) -> Option<f32> {
     header(parts, "x-deja-threshold").and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite())
 }
+
+/// The request's namespace: the tenant narrowed by `x-deja-namespace`. A
+/// header that is not visible ASCII is refused like any other bad value,
+/// never silently ignored (that would widen the scope to the tenant's).
+pub fn namespace(parts: &Parts, tenant: Option<&str>) -> Result<Namespace, deja_api::ApiError> {
+    let raw = parts.headers.get("x-deja-namespace");
+    let narrowing = match raw.map(|v| v.to_str()) {
+        Some(Err(_)) => Some("\u{fffd}"),
+        Some(Ok(v)) => Some(v.trim()).filter(|v| !v.is_empty()),
+        None => None,
+    };
+    Namespace::for_request(tenant, narrowing)
+}

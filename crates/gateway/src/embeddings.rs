@@ -2,14 +2,13 @@
 
 use crate::cache_control::{CacheMode, CachePolicy};
 use crate::config::Config;
-use crate::ctx::header;
 use crate::remember::{self, count_hit};
 use crate::reply::{self, Body, Outcome};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
 use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
 use deja_api::key::embeddings_key;
-use deja_api::{ApiError, EmbeddingsRequest, ErrorKind, Namespace};
+use deja_api::{ApiError, EmbeddingsRequest, ErrorKind};
 use deja_cache::exact;
 use deja_router::{cost_usd, estimate_tokens, FailureKind, RouteInput, Target};
 use deja_store::{Counter, EntryKind, EntryUsage};
@@ -51,7 +50,7 @@ async fn run(
     if !config.cache.enabled {
         policy.mode = CacheMode::Bypass;
     }
-    let namespace = Namespace::new(tenant, header(parts, "x-deja-namespace"));
+    let namespace = crate::ctx::namespace(parts, tenant)?;
     let key = embeddings_key(&namespace, &req);
     let _ = state.store.add(Counter::Requests, 1);
     if policy.reads() {

@@ -45,9 +45,41 @@ pub struct NamespaceLabels {
     pub namespace: String,
 }
 
+/// Namespaces with series of their own in `/metrics` and per-namespace
+/// counters in the store; later ones are counted under [`OTHER_NAMESPACES`].
+/// Namespaces are client-chosen (`x-deja-namespace`): without a cap, one
+/// client could grow the scrape and the store without bound.
+pub const NAMESPACES_LABELLED: usize = 100;
+/// Where namespaces past [`NAMESPACES_LABELLED`] are counted.
+pub const OTHER_NAMESPACES: &str = "(other)";
+
+/// The namespaces admitted as labels so far, at most `cap`, first come first
+/// served (seeded at start-up with those the store already counts).
+pub struct NamespaceCap {
+    cap: usize,
+    admitted: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl NamespaceCap {
+    pub fn new(cap: usize) -> Self {
+        Self { cap, admitted: std::sync::Mutex::new(std::collections::HashSet::new()) }
+    }
+
+    /// The label `namespace` is counted under.
+    pub fn label(&self, namespace: &str) -> NamespaceLabels {
+        let mut admitted = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
+        let own = namespace == OTHER_NAMESPACES
+            || admitted.contains(namespace)
+            || (admitted.len() < self.cap && admitted.insert(namespace.to_string()));
+        NamespaceLabels { namespace: if own { namespace } else { OTHER_NAMESPACES }.to_string() }
+    }
+}
+
 type FloatCounter = Counter<f64, AtomicU64>;
 
 pub struct Metrics {
+    /// Which namespaces get series of their own.
+    pub namespaces: std::sync::Arc<NamespaceCap>,
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub cache_hits: Family<KindLabels, Counter>,
@@ -245,9 +277,11 @@ impl Metrics {
             cluster_entries_backfilled.clone(),
         );
         let fleet = crate::fleet::FleetMetrics::register(&mut registry);
-        let slo = crate::slo::SloMetrics::register(&mut registry);
+        let namespaces = std::sync::Arc::new(NamespaceCap::new(NAMESPACES_LABELLED));
+        let slo = crate::slo::SloMetrics::register(&mut registry, namespaces.clone());
         let rungs = crate::rung_metrics::RungMetrics::register(&mut registry);
         Self {
+            namespaces,
             registry,
             requests,
             cache_hits,

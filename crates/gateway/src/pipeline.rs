@@ -13,7 +13,7 @@ use crate::state::AppState;
 use crate::{miss, relay};
 use deja_api::conversation::split;
 use deja_api::key::{conversation_fingerprint, routed_chat_keys};
-use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind, Namespace};
+use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind};
 use deja_cache::{exact, semantic, Role};
 use deja_router::{estimate_tokens, PlanError, RouteInput, Target};
 use deja_store::Counter;
@@ -56,7 +56,7 @@ async fn chat_inner(
     if !config.cache.enabled {
         policy.mode = CacheMode::Bypass;
     }
-    let namespace = Namespace::new(tenant, header(parts, "x-deja-namespace"));
+    let namespace = crate::ctx::namespace(parts, tenant)?;
     // A task tag that moves the starting rung changes who answers: it is keyed.
     let task = header(parts, "x-deja-task").or_else(|| req.metadata_task());
     let task_rung = match (config.catalog.resolve(&req.model), task) {

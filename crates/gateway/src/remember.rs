@@ -133,8 +133,9 @@ pub fn count_hit(state: &AppState, semantic: bool, entry: &Entry, saved_usd: f64
 
 /// Counts one verifier call made for `namespace` and what it cost.
 pub fn count_verification(state: &AppState, namespace: &str, cost_usd: f64) {
-    state.store.add_verification(namespace, usd_to_nano(cost_usd));
-    let labels = crate::metrics::NamespaceLabels { namespace: namespace.to_string() };
+    // Past the cap, namespaces are counted together, in the store as in /metrics.
+    let labels = state.metrics.namespaces.label(namespace);
+    state.store.add_verification(&labels.namespace, usd_to_nano(cost_usd));
     state.metrics.verifications.get_or_create(&labels).inc();
     state.metrics.verification_usd.get_or_create(&labels).inc_by(cost_usd.max(0.0));
 }

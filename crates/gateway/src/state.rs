@@ -231,7 +231,7 @@ fn seed_metrics(metrics: &Metrics, store: &Store) -> Result<(), deja_store::Stor
         metrics.spent_usd.get_or_create(&ModelLabels { model }).inc_by(deja_store::nano_to_usd(nano));
     }
     for (namespace, v) in store.verifications_by_namespace()? {
-        let labels = crate::metrics::NamespaceLabels { namespace };
+        let labels = metrics.namespaces.label(&namespace);
         metrics.verifications.get_or_create(&labels).inc_by(v.calls);
         metrics.verification_usd.get_or_create(&labels).inc_by(deja_store::nano_to_usd(v.nano_usd));
     }

@@ -32,6 +32,10 @@ const Z95: f64 = 1.959_963_984_540_054;
 pub const DISAGREEMENTS_KEPT: usize = 50;
 /// Shadow calls in flight at once; a hit sampled beyond it is not checked.
 const MAX_IN_FLIGHT: usize = 16;
+/// Namespaces tracked at once (namespaces are client-chosen): past it the
+/// least recently checked one without a threshold raise is forgotten, so a
+/// raise is kept as long as any namespace without one can go instead.
+pub const NAMESPACES_TRACKED: usize = 1000;
 
 /// A false-hit rate and its 95% Wilson score interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -97,6 +101,8 @@ struct Namespace {
     raise: f32,
     raised_at_ms: Option<u64>,
     disagreements: VecDeque<Check>,
+    /// When it was last checked, in the tracker's own order.
+    last_used: u64,
 }
 
 /// Prometheus series of the SLO, per namespace.
@@ -109,11 +115,14 @@ pub struct SloMetrics {
     pub lower: Family<NamespaceLabels, Gauge<f64, AtomicU64>>,
     pub upper: Family<NamespaceLabels, Gauge<f64, AtomicU64>>,
     pub threshold_raise: Family<NamespaceLabels, Gauge<f64, AtomicU64>>,
+    /// Which namespaces get series of their own (shared with [`crate::metrics::Metrics`]).
+    pub namespaces: std::sync::Arc<crate::metrics::NamespaceCap>,
 }
 
 impl SloMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Registry, namespaces: std::sync::Arc<crate::metrics::NamespaceCap>) -> Self {
         let m = Self {
+            namespaces,
             shadow_calls: Family::default(),
             shadow_usd: Family::default(),
             samples: Family::default(),
@@ -148,6 +157,10 @@ pub struct Tracker {
     shadow_nano_usd: AtomicU64,
     in_flight: AtomicUsize,
     rng: AtomicU64,
+    /// Orders checks for the least-recently-used bound.
+    clock: AtomicU64,
+    /// Namespaces forgotten to keep within [`NAMESPACES_TRACKED`].
+    forgotten: AtomicU64,
 }
 
 impl Default for Tracker {
@@ -167,6 +180,8 @@ impl Tracker {
             shadow_nano_usd: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             rng: AtomicU64::new(seed),
+            clock: AtomicU64::new(0),
+            forgotten: AtomicU64::new(0),
         }
     }
 
@@ -226,7 +241,7 @@ impl Tracker {
     fn count_shadow(&self, metrics: &SloMetrics, namespace: &str, usd: f64) {
         self.shadow_calls.fetch_add(1, Ordering::Relaxed);
         self.shadow_nano_usd.fetch_add(deja_store::usd_to_nano(usd), Ordering::Relaxed);
-        let labels = NamespaceLabels { namespace: namespace.to_string() };
+        let labels = metrics.namespaces.label(namespace);
         metrics.shadow_calls.get_or_create(&labels).inc();
         metrics.shadow_usd.get_or_create(&labels).inc_by(usd.max(0.0));
     }
@@ -245,13 +260,17 @@ impl Tracker {
         if generation != self.generation() {
             return None;
         }
-        let labels = NamespaceLabels { namespace: namespace.to_string() };
+        let labels = metrics.namespaces.label(namespace);
         metrics.samples.get_or_create(&labels).inc();
         if check.false_hit {
             metrics.false_hits.get_or_create(&labels).inc();
         }
         let mut map = self.lock();
+        if !map.contains_key(namespace) && map.len() >= NAMESPACES_TRACKED {
+            self.forget_one(&mut map, metrics);
+        }
         let ns = map.entry(namespace.to_string()).or_default();
+        ns.last_used = self.clock.fetch_add(1, Ordering::Relaxed);
         ns.samples += 1;
         ns.samples_total += 1;
         if check.false_hit {
@@ -277,6 +296,29 @@ impl Tracker {
         metrics.upper.get_or_create(&labels).set(shown.upper);
         metrics.threshold_raise.get_or_create(&labels).set(f64::from(ns.raise));
         raised
+    }
+
+    /// Forgets the least recently checked namespace, one without a raise if
+    /// there is one, and its gauges.
+    fn forget_one(&self, map: &mut HashMap<String, Namespace>, metrics: &SloMetrics) {
+        let oldest = |raised: bool| {
+            map.iter()
+                .filter(|(_, n)| (n.raise > 0.0) == raised)
+                .min_by_key(|(_, n)| n.last_used)
+                .map(|(k, _)| k.clone())
+        };
+        let Some(name) = oldest(false).or_else(|| oldest(true)) else { return };
+        map.remove(&name);
+        // Folded namespaces share one series: it stays.
+        let labels = metrics.namespaces.label(&name);
+        if labels.namespace == crate::metrics::OTHER_NAMESPACES {
+            self.forgotten.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        for gauge in [&metrics.estimate, &metrics.lower, &metrics.upper, &metrics.threshold_raise] {
+            gauge.remove(&labels);
+        }
+        self.forgotten.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The SLO as `/admin/stats` (`slo`) and `/admin/slo` (with the
@@ -315,6 +357,9 @@ impl Tracker {
             "shadow_calls": self.shadow_calls.load(Ordering::Relaxed),
             "shadow_usd": deja_store::nano_to_usd(self.shadow_nano_usd.load(Ordering::Relaxed)),
             "shadow_in_flight": self.in_flight.load(Ordering::Relaxed),
+            "namespaces_tracked": map.len(),
+            "namespaces_tracked_max": NAMESPACES_TRACKED,
+            "namespaces_forgotten": self.forgotten.load(Ordering::Relaxed),
             "by_namespace": by_namespace,
         })
     }

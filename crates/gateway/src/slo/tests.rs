@@ -57,7 +57,7 @@ fn a_tracker_raises_its_namespace_and_a_reset_forgets_it() {
     s.min_samples = 3;
     s.step = 0.02;
     let t = Tracker::new();
-    let m = SloMetrics::register(&mut Registry::default());
+    let m = SloMetrics::register(&mut Registry::default(), std::sync::Arc::new(crate::metrics::NamespaceCap::new(100)));
     let check = |false_hit| Check {
         question: "q".into(),
         cached_answer: "a".into(),
@@ -88,4 +88,32 @@ fn sampling_follows_the_rate() {
     assert!(!t.should_sample(0.0) && t.should_sample(1.0));
     let hits = (0..10_000).filter(|_| t.should_sample(0.1)).count();
     assert!((800..1200).contains(&hits), "{hits}");
+}
+
+#[test]
+fn namespaces_are_bounded_and_a_raise_outlives_the_quiet_ones() {
+    let mut s = settings();
+    s.min_samples = 1;
+    let t = Tracker::new();
+    let m = SloMetrics::register(&mut Registry::default(), std::sync::Arc::new(crate::metrics::NamespaceCap::new(100)));
+    let check = |false_hit| Check {
+        question: "q".repeat(1000),
+        cached_answer: "a".into(),
+        fresh_answer: "b".into(),
+        similarity: Some(0.5),
+        verifier_agreed: None,
+        false_hit,
+        at_ms: 0,
+    };
+    let g = t.generation();
+    assert!(t.record(g, "raised", check(true), 0.94, &s, &m).is_some());
+    // A client varying its namespace: far more than are tracked, none raised.
+    for i in 0..(NAMESPACES_TRACKED * 5) {
+        assert_eq!(t.record(g, &format!("ns-{i}"), check(false), 0.94, &s, &m), None);
+    }
+    let report = t.report(&s, 0.94, false);
+    assert_eq!(report["namespaces_tracked"], NAMESPACES_TRACKED, "{report}");
+    assert_eq!(report["namespaces_tracked_max"], NAMESPACES_TRACKED);
+    assert!(report["namespaces_forgotten"].as_u64() >= Some((NAMESPACES_TRACKED * 4) as u64));
+    assert!(t.threshold("raised", 0.94, &s) > 0.94, "the raised namespace was kept");
 }
