@@ -1,7 +1,42 @@
 #!/usr/bin/env bash
-# Fetch and verify the model, then run the whole test suite.
+# Install what the end-to-end tests run (when missing), fetch and verify the
+# model, then run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The fleet tests start their own redis-server; the dashboard test drives
+# chromium through chromedriver (CHROMIUM and CHROMEDRIVER may name other
+# binaries). Missing ones are installed from Debian's packages when this runs
+# as root or with passwordless sudo; otherwise it stops here and says how.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null \
+    && ! command -v google-chrome >/dev/null; then
+    missing+=(chromium)
+fi
+if [ -z "${CHROMEDRIVER:-}" ] && ! command -v chromedriver >/dev/null; then
+    missing+=(chromium-driver)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    install="DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+    if [ "$(id -u)" -eq 0 ]; then
+        sudo=""
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        sudo="sudo"
+    else
+        echo "scripts/test.sh: the fleet and dashboard tests need ${missing[*]}, not installed here." >&2
+        echo "Install them, then run scripts/test.sh again:" >&2
+        echo "  sudo apt-get update && sudo env $install" >&2
+        exit 1
+    fi
+    if ! command -v apt-get >/dev/null; then
+        echo "scripts/test.sh: no apt-get here: install ${missing[*]} (redis-server, chromium, chromedriver) yourself" >&2
+        exit 1
+    fi
+    echo "scripts/test.sh: installing ${missing[*]} for the fleet and dashboard tests" >&2
+    $sudo apt-get update
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
 
 python3 models/fetch.py
 cargo test --workspace --no-fail-fast

@@ -75,10 +75,46 @@ async fn cache_control_no_store_no_cache_and_max_age() {
     assert_eq!(h.mock.control.total_calls(), 4, "bypass, miss, bypass, refresh");
 
     let short = ask("short-lived");
-    assert_eq!(chat_with(&h, &short, &[("cache-control", "max-age=1")]).await.cache(), "miss");
+    assert_eq!(chat_with(&h, &short, &[("x-deja-ttl", "1s")]).await.cache(), "miss");
     assert_eq!(chat(&h, &short).await.cache(), "exact");
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
     assert_eq!(chat(&h, &short).await.cache(), "miss", "expired entries are never served");
+}
+
+/// RFC 9111: a request's `max-age` bounds the age of what it is served and
+/// `min-fresh` the time it must still have to live; neither sets how long
+/// an answer is kept.
+#[tokio::test]
+async fn max_age_and_min_fresh_bound_what_a_request_is_served() {
+    let h = spawn_proxy(exact_only()).await;
+    let q = ask("how fresh is this?");
+    assert_eq!(chat_with(&h, &q, &[("cache-control", "max-age=1")]).await.cache(), "miss");
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let strict = chat_with(&h, &q, &[("cache-control", "max-age=1")]).await;
+    assert_eq!(strict.cache(), "miss", "an answer older than max-age is not served");
+    assert_eq!(h.mock.control.total_calls(), 2);
+    let again = chat(&h, &q).await;
+    assert_eq!(again.cache(), "exact", "max-age=1 did not make the first answer expire");
+    assert!(
+        again.header("age").and_then(|a| a.parse::<u64>().ok()).is_some_and(|a| a < 1),
+        "the fresh answer replaced it"
+    );
+    assert_eq!(chat_with(&h, &q, &[("cache-control", "max-age=60")]).await.cache(), "exact");
+    // The config's TTL is 1h: an hour and a bit of freshness cannot be promised.
+    assert_eq!(chat_with(&h, &q, &[("cache-control", "min-fresh=3700")]).await.cache(), "miss");
+    assert_eq!(chat_with(&h, &q, &[("cache-control", "min-fresh=60")]).await.cache(), "exact");
+    // max-age=0: nothing stored is fresh enough, and the answer is stored.
+    assert_eq!(chat_with(&h, &q, &[("cache-control", "max-age=0")]).await.cache(), "refresh");
+    assert_eq!(h.mock.control.total_calls(), 4);
+    // A client's TTL must be a duration, and is capped by cache.max_ttl (7d by default).
+    let bad = chat_with(&h, &ask("keep me"), &[("x-deja-ttl", "forever")]).await;
+    assert_eq!((bad.status, bad.body["error"]["code"].as_str()), (400, Some("invalid_ttl")));
+    let long = chat_with(&h, &ask("keep me"), &[("x-deja-ttl", "3650d")]).await;
+    assert_eq!(long.cache(), "miss");
+    let listed = admin_get(&h, "/admin/cache?limit=1").await.body;
+    let entry = &listed["entries"][0];
+    let kept_ms = entry["expires_ms"].as_u64().unwrap_or(0).saturating_sub(entry["created_ms"].as_u64().unwrap_or(0));
+    assert!(kept_ms <= 7 * 86_400_000, "capped at cache.max_ttl: {listed}");
 }
 
 #[tokio::test]

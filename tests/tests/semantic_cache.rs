@@ -94,9 +94,15 @@ async fn deleted_and_expired_entries_are_never_served() {
     assert_ne!(again.header("x-deja-entry"), Some(id.as_str()));
     drop(first);
 
-    chat_with(&h, &ask("Where is the nearest branch?"), &[("cache-control", "max-age=1")]).await;
+    chat_with(&h, &ask("Where is the nearest branch?"), &[("x-deja-ttl", "1s")]).await;
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
     assert_eq!(chat(&h, &ask("Where's your nearest branch?")).await.cache(), "miss");
+
+    // A paraphrase's hit is bounded by the request's max-age too.
+    chat(&h, &ask("Do you sell gift cards?")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let strict = chat_with(&h, &ask("Do you sell gift cards?  "), &[("cache-control", "max-age=1")]).await;
+    assert_eq!(strict.cache(), "miss", "{:?}", strict.headers);
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use deja_api::key::chat_keys;
 use deja_api::{ApiError, CacheKey, ChatRequest, ErrorKind, Namespace};
 use deja_gateway::reply::{self, Body};
 use deja_gateway::state::AppState;
-use deja_store::{nano_to_usd, Counter, ListFilter};
+use deja_store::{nano_to_usd, Counter, ListFilter, ListPage, StoreError};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde::Deserialize;
@@ -27,8 +27,7 @@ pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Respon
             let (s, body) = (state.clone(), body.to_vec());
             let purged = tokio::task::spawn_blocking(move || purge(&s, &body)).await;
             match purged.unwrap_or_else(|e| Err(internal(e))) {
-                Ok((v, Some(filter))) => purge_fleet(state, v, &filter).await,
-                Ok((v, None)) => Ok(v),
+                Ok((v, filters)) => purge_fleet(state, v, &filters).await,
                 Err(e) => Err(e),
             }
         }
@@ -131,11 +130,24 @@ fn slo(state: &AppState, with_disagreements: bool) -> Value {
     state.slo.report(&config.cache.slo, config.cache.semantic.threshold, with_disagreements)
 }
 
+/// Characters of an entry's question a listing shows in `preview`.
+const PREVIEW_CHARS: usize = 80;
+
 fn list(state: &AppState, q: &HashMap<String, String>) -> Result<Value, ApiError> {
     let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).clamp(1, 1000);
-    let filter =
-        ListFilter { namespace: q.get("namespace").cloned(), model: q.get("model").cloned(), created_before_ms: None };
-    let page = state.store.list(&filter, q.get("cursor").map(String::as_str), limit).map_err(internal)?;
+    let namespace = q.get("namespace").map(String::as_str);
+    let client = namespace.and_then(client_name);
+    let filter = ListFilter {
+        namespace: namespace.filter(|_| client.is_none()).map(str::to_string),
+        model: q.get("model").cloned(),
+        created_before_ms: None,
+    };
+    let cursor = q.get("cursor").map(String::as_str);
+    let page = match client {
+        None => state.store.list(&filter, cursor, limit),
+        Some(name) => list_by_client_name(state, &filter, name, cursor, limit),
+    }
+    .map_err(internal)?;
     let entries: Vec<Value> = page
         .entries
         .iter()
@@ -144,8 +156,10 @@ fn list(state: &AppState, q: &HashMap<String, String>) -> Result<Value, ApiError
                 "id": e.id.to_hex(),
                 "kind": e.kind,
                 "namespace": e.namespace,
+                // What the client sent in `x-deja-namespace`, if anything.
+                "client_namespace": name_of(&e.namespace),
                 "requested_model": e.requested_model,
-                "preview": e.preview(80),
+                "preview": preview(&e.preview(usize::MAX), PREVIEW_CHARS),
                 "answered_by": e.answered_by,
                 "created_ms": e.created_ms,
                 "expires_ms": e.expires_ms,
@@ -157,12 +171,125 @@ fn list(state: &AppState, q: &HashMap<String, String>) -> Result<Value, ApiError
     Ok(json!({"entries": entries, "next_cursor": page.next_cursor}))
 }
 
-fn parse_id(id: &str) -> Result<CacheKey, ApiError> {
-    CacheKey::from_hex(id).ok_or_else(|| ApiError::invalid_request("an entry id is 64 hex characters", Some("id")))
+/// A page of the entries stored under a client's namespace name, whatever
+/// their root: the store filters on everything else, this on the name. Each
+/// store page asks for no more entries than are still wanted, so when the
+/// page is full its cursor is the last entry returned.
+fn list_by_client_name(
+    state: &AppState,
+    filter: &ListFilter,
+    name: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<ListPage, StoreError> {
+    let mut out = ListPage { entries: Vec::new(), next_cursor: None };
+    let mut cursor = cursor.map(str::to_string);
+    loop {
+        let page = state.store.list(filter, cursor.as_deref(), limit - out.entries.len())?;
+        out.entries.extend(page.entries.into_iter().filter(|(e, _)| name_of(&e.namespace) == Some(name)));
+        match page.next_cursor {
+            Some(next) if out.entries.len() < limit => cursor = Some(next),
+            next => {
+                out.next_cursor = next.filter(|_| out.entries.len() == limit);
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// The stored namespaces are `<root>/<name>`, or the root alone: the root is
+/// `default`, or `key-` and twelve hex digits when the client sent a key, and
+/// the name is what the client sent in `x-deja-namespace`. A filter whose
+/// first segment is a root is a stored namespace, matched exactly; any other
+/// (`team`) is the name a client sends, matched under every root
+/// (`default/team`, `key-…/team`). This returns that name, if the filter is one.
+fn client_name(filter: &str) -> Option<&str> {
+    let root = filter.split('/').next().unwrap_or(filter);
+    let key_root = root.strip_prefix("key-").is_some_and(|h| h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    (root != "default" && !key_root).then_some(filter)
+}
+
+/// The name a client sent in `x-deja-namespace` (`team` of `default/team`).
+fn name_of(stored: &str) -> Option<&str> {
+    stored.split_once('/').map(|(_, name)| name)
+}
+
+/// A question on one line for listings, whitespace runs as one space. A
+/// question longer than `width` characters shows, when it has several lines,
+/// as many of its last lines as fit after a leading `… ` (prompts built from
+/// one template share their first lines: the end tells them apart); else its
+/// start. A line cut short ends in `…`.
+fn preview(text: &str, width: usize) -> String {
+    fn flat(s: &str) -> String {
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+    fn cut(s: &str, width: usize) -> String {
+        let mut out: String = s.chars().take(width).collect();
+        if s.chars().count() > width {
+            out.push('…');
+        }
+        out
+    }
+    let whole = flat(text);
+    if whole.chars().count() <= width {
+        return whole;
+    }
+    let lines: Vec<String> = text.lines().map(flat).filter(|l| !l.is_empty()).collect();
+    if lines.len() < 2 {
+        return cut(&whole, width);
+    }
+    let room = width.saturating_sub(2);
+    let mut tail: Vec<&str> = Vec::new();
+    let mut used = 0;
+    for line in lines.iter().rev() {
+        let more = line.chars().count() + usize::from(!tail.is_empty());
+        if !tail.is_empty() && used + more > room {
+            break;
+        }
+        tail.push(line);
+        used += more;
+    }
+    tail.reverse();
+    format!("… {}", cut(&tail.join(" "), room))
+}
+
+/// The shortest id prefix an operator may type (`deja cache ls` shows 16).
+const MIN_ID_PREFIX: usize = 8;
+
+/// An entry id: 64 hex digits, or a prefix of at least [`MIN_ID_PREFIX`] that
+/// only one stored entry's id starts with.
+fn resolve_id(state: &AppState, id: &str) -> Result<CacheKey, ApiError> {
+    if let Some(key) = CacheKey::from_hex(id) {
+        return Ok(key);
+    }
+    if id.len() < MIN_ID_PREFIX || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::invalid_request(
+            format!("an entry id is 64 hex characters, or a unique prefix of at least {MIN_ID_PREFIX} of them"),
+            Some("id"),
+        ));
+    }
+    let found = state.store.ids_with_prefix(id, 3).map_err(internal)?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(ApiError::new(ErrorKind::NotFound, format!("no entry id starts with {id}"))),
+        several => {
+            let ids: Vec<String> = several.iter().take(2).map(CacheKey::to_hex).collect();
+            let count = if several.len() > 2 { "3 or more" } else { "2" };
+            Err(ApiError::invalid_request(
+                format!(
+                    "the id prefix {id} is ambiguous: {count} entries start with it ({}{}): type more of the id",
+                    ids.join(", "),
+                    if several.len() > 2 { ", …" } else { "" }
+                ),
+                Some("id"),
+            )
+            .with_code("ambiguous_id"))
+        }
+    }
 }
 
 fn show(state: &AppState, id: &str) -> Result<Value, ApiError> {
-    let key = parse_id(id)?;
+    let key = resolve_id(state, id)?;
     let entry = state.store.get(&key).map_err(internal)?;
     let entry = entry.ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no entry {id}")))?;
     let stats = state.store.hit_stats(&key).map_err(internal)?;
@@ -183,10 +310,12 @@ fn remove(state: &AppState, key: &CacheKey) -> Result<bool, ApiError> {
 }
 
 async fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
-    let key = parse_id(id)?;
+    let key = resolve_id(state, id)?;
     let namespace = state.store.get(&key).ok().flatten().map(|e| e.namespace);
     let here = remove(state, &key)?;
-    state.store.flush().map_err(internal)?;
+    // The flush is an fsync: on a blocking thread, not a worker.
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || store.flush()).await.map_err(internal)?.map_err(internal)?;
     // With [cluster]: the shared copy and every other replica's.
     let elsewhere = match &state.fleet {
         Some(_) => deja_gateway::fleet::delete(state, &key, namespace.as_deref()).await.map_err(fleet_error)?,
@@ -207,11 +336,14 @@ fn fleet_error(e: deja_gateway::fleet::FleetError) -> ApiError {
     )
 }
 
-async fn purge_fleet(state: &AppState, mut local: Value, filter: &ListFilter) -> Result<Value, ApiError> {
-    if state.fleet.is_none() {
+async fn purge_fleet(state: &AppState, mut local: Value, filters: &[ListFilter]) -> Result<Value, ApiError> {
+    if state.fleet.is_none() || filters.is_empty() {
         return Ok(local);
     }
-    let shared = deja_gateway::fleet::purge(state, filter).await.map_err(fleet_error)?;
+    let mut shared = 0;
+    for filter in filters {
+        shared += deja_gateway::fleet::purge(state, filter).await.map_err(fleet_error)?;
+    }
     if let Some(fields) = local.as_object_mut() {
         fields.insert("removed_shared".into(), json!(shared));
     }
@@ -229,10 +361,20 @@ struct PurgeRequest {
     /// Count what would go, remove nothing.
     #[serde(default)]
     dry_run: bool,
+    /// With `dry_run`: also list up to this many of the entries that would go.
+    #[serde(default)]
+    list: usize,
 }
 
-/// The answer, and the filter the rest of the fleet must apply (none for a dry run).
-fn purge(state: &AppState, body: &[u8]) -> Result<(Value, Option<ListFilter>), ApiError> {
+/// Most entries a dry run lists.
+const MAX_LISTED: usize = 1000;
+
+/// The answer, and the filters the rest of the fleet must apply (none for a
+/// dry run). A client's namespace name (see [`client_name`]) stands for the
+/// stored namespaces found here under it: the fleet is told each of them (a
+/// client key whose entries this replica has never stored is not among them:
+/// purge its stored form, `key-<hash>/name`, to reach it).
+fn purge(state: &AppState, body: &[u8]) -> Result<(Value, Vec<ListFilter>), ApiError> {
     let req: PurgeRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_request(format!("invalid purge filter: {e}"), None))?;
     let empty = req.namespace.is_none() && req.model.is_none() && req.older_than_s.is_none();
@@ -242,24 +384,70 @@ fn purge(state: &AppState, body: &[u8]) -> Result<(Value, Option<ListFilter>), A
             None,
         ));
     }
+    let client = req.namespace.as_deref().and_then(client_name).map(str::to_string);
     let filter = ListFilter {
-        namespace: req.namespace,
+        namespace: req.namespace.filter(|_| client.is_none()),
         model: req.model,
         created_before_ms: req.older_than_s.map(|s| deja_cache::now_ms().saturating_sub(s * 1000)),
     };
-    let ids = state.store.matching(&filter).map_err(internal)?;
-    if req.dry_run {
-        return Ok((json!({"would_remove": ids.len()}), None));
+    let mut ids = state.store.matching(&filter).map_err(internal)?;
+    let mut namespaces = std::collections::BTreeSet::new();
+    if let Some(name) = &client {
+        ids.retain(|id| match state.store.get(id) {
+            Ok(Some(e)) if name_of(&e.namespace) == Some(name) => {
+                namespaces.insert(e.namespace);
+                true
+            }
+            _ => false,
+        });
     }
-    let mut removed = 0u64;
-    for id in &ids {
-        if remove(state, id)? {
-            removed += 1;
+    let mut answer = if req.dry_run {
+        let listed: Vec<Value> = ids
+            .iter()
+            .take(req.list.min(MAX_LISTED))
+            .filter_map(|id| state.store.get(id).ok().flatten())
+            .map(|e| {
+                json!({
+                    "id": e.id.to_hex(),
+                    "namespace": e.namespace,
+                    "requested_model": e.requested_model,
+                    "preview": preview(&e.preview(usize::MAX), PREVIEW_CHARS),
+                })
+            })
+            .collect();
+        let mut answer = json!({"would_remove": ids.len()});
+        if req.list > 0 {
+            set(&mut answer, "entries", json!(listed));
         }
+        answer
+    } else {
+        let mut removed = 0u64;
+        for id in &ids {
+            if remove(state, id)? {
+                removed += 1;
+            }
+        }
+        state.store.flush().map_err(internal)?;
+        state.sweep_now.notify_one();
+        json!({"removed": removed})
+    };
+    if client.is_some() {
+        set(&mut answer, "namespaces", json!(namespaces));
     }
-    state.store.flush().map_err(internal)?;
-    state.sweep_now.notify_one();
-    Ok((json!({"removed": removed}), Some(filter)))
+    let fleet = match (req.dry_run, client) {
+        (true, _) => Vec::new(),
+        (false, None) => vec![filter],
+        (false, Some(_)) => {
+            namespaces.into_iter().map(|ns| ListFilter { namespace: Some(ns), ..filter.clone() }).collect()
+        }
+    };
+    Ok((answer, fleet))
+}
+
+fn set(object: &mut Value, field: &str, value: Value) {
+    if let Some(fields) = object.as_object_mut() {
+        fields.insert(field.into(), value);
+    }
 }
 
 #[derive(Deserialize)]
@@ -272,7 +460,7 @@ struct SearchRequest {
     k: Option<usize>,
 }
 
-async fn search(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
+async fn search(state: &Arc<AppState>, body: &[u8]) -> Result<Value, ApiError> {
     let req: SearchRequest =
         serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("invalid search: {e}"), None))?;
     let Some(embed) = &state.embed else {
@@ -297,18 +485,24 @@ async fn search(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
     let settings = &config.cache.semantic;
     let threshold = settings.threshold_for(&model, None);
     let k = req.k.unwrap_or(5).clamp(1, 100);
-    let query = deja_cache::semantic::Query {
-        namespace: namespace.as_str(),
-        fingerprint: &fingerprint,
-        vector: &vector,
-        text: &question,
-        threshold,
-    };
-    let reader =
-        state.reader().ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "the semantic cache is disabled"))?;
-    let (judged, unreadable) =
-        deja_cache::semantic::judge(&state.store, &state.index, &query, settings, reader, k, deja_cache::now_ms())
-            .map_err(internal)?;
+    // The graph search, the store reads and the embeddings of what differs
+    // run on a blocking thread: a large search never holds up a worker.
+    let (st, cfg, ns, text) = (state.clone(), config.clone(), namespace.clone(), question.clone());
+    let judging = tokio::task::spawn_blocking(move || {
+        let query = deja_cache::semantic::Query {
+            namespace: ns.as_str(),
+            fingerprint: &fingerprint,
+            vector: &vector,
+            text: &text,
+            threshold,
+            fresh: deja_cache::Freshness::default(),
+        };
+        let reader =
+            st.reader().ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "the semantic cache is disabled"))?;
+        deja_cache::semantic::judge(&st.store, &st.index, &query, &cfg.cache.semantic, reader, k, deja_cache::now_ms())
+            .map_err(internal)
+    });
+    let (judged, unreadable) = judging.await.map_err(internal)??;
     let grey = config.cache.verifier.is_some().then_some(settings.verify_from);
     let results: Vec<Value> = judged
         .into_iter()

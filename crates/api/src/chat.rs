@@ -71,12 +71,7 @@ impl ChatRequest {
             ));
         }
         for (i, m) in req.messages.iter().enumerate() {
-            if m.get("role").and_then(Value::as_str).is_none() {
-                return Err(crate::ApiError::invalid_request(
-                    format!("messages[{i}] must be an object with a string `role`"),
-                    Some("messages"),
-                ));
-            }
+            check_message(i, m)?;
         }
         Ok(req)
     }
@@ -115,6 +110,56 @@ impl ChatRequest {
     }
 }
 
+/// The roles OpenAI's chat reference accepts; `function` is the legacy form of
+/// `tool`. Anything else would be forwarded only to be refused upstream.
+const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+
+/// Checks one message against the fields its role requires: a known `role`;
+/// `content` (a string or an array of parts) for `system`, `developer`, `user`
+/// and `tool`; a string `tool_call_id` for `tool`. An `assistant` turn may
+/// leave `content` out or null when it carries `tool_calls` or a legacy
+/// `function_call`, replays a `refusal` or refers to earlier `audio`. `name` and fields Deja does not
+/// know are left alone.
+fn check_message(i: usize, message: &Value) -> Result<(), crate::ApiError> {
+    let invalid = |field: &str, message: String| {
+        crate::ApiError::invalid_request(message, Some(&format!("messages[{i}].{field}")))
+    };
+    let Some(role) = message.get("role").and_then(Value::as_str) else {
+        return Err(invalid("role", format!("messages[{i}] must be an object with a string `role`")));
+    };
+    if !ROLES.contains(&role) {
+        return Err(invalid(
+            "role",
+            format!("messages[{i}].role `{role}` is not one of {}", ROLES.map(|r| format!("`{r}`")).join(", ")),
+        ));
+    }
+    let present = |field: &str| message.get(field).is_some_and(|v| !v.is_null());
+    let content = message.get("content").filter(|v| !v.is_null());
+    match content {
+        Some(Value::String(_) | Value::Array(_)) => {}
+        Some(_) => {
+            return Err(invalid("content", format!("messages[{i}].content must be a string or an array of parts")));
+        }
+        None => {
+            let optional = match role {
+                "assistant" => {
+                    present("tool_calls") || present("function_call") || present("refusal") || present("audio")
+                }
+                "function" => true,
+                _ => false,
+            };
+            if !optional {
+                let why = if role == "assistant" { " unless the message has `tool_calls`" } else { "" };
+                return Err(invalid("content", format!("messages[{i}] ({role}) needs `content`{why}")));
+            }
+        }
+    }
+    if role == "tool" && !message.get("tool_call_id").is_some_and(Value::is_string) {
+        return Err(invalid("tool_call_id", format!("messages[{i}] (tool) needs a string `tool_call_id`")));
+    }
+    Ok(())
+}
+
 /// The text content of a message: a plain string, or the text parts of a
 /// content array joined by newlines. `None` when there is no text at all.
 pub fn message_text(message: &Value) -> Option<String> {
@@ -151,8 +196,26 @@ pub struct Usage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
+    /// Of `prompt_tokens`, those the provider wrote to its prompt cache
+    /// (Anthropic's `cache_creation_input_tokens`), priced apart. OpenAI's
+    /// usage has no such field, so this one is never serialized: clients and
+    /// the cache see OpenAI's shape, and whoever translated the answer sets it.
+    #[serde(skip)]
+    pub cache_write_tokens: u64,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl Usage {
+    /// Of `prompt_tokens`, those read from the provider's prompt cache:
+    /// `prompt_tokens_details.cached_tokens`, 0 when absent, null or not a count.
+    pub fn cached_tokens(&self) -> u64 {
+        self.extra
+            .get("prompt_tokens_details")
+            .and_then(|d| d.get("cached_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
 }
 
 /// A `chat.completion` object. Choices keep their raw `message` so tool calls,

@@ -111,3 +111,108 @@ fn a_refusal_that_is_not_text_is_not_complete() {
     let c = answer(serde_json::json!({"role": "assistant", "content": null, "refusal": {"why": "no"}}), "stop");
     assert!(!c.is_complete());
 }
+
+fn refusal_param(messages: serde_json::Value) -> Option<String> {
+    let body = serde_json::json!({"model": "m", "messages": messages}).to_string();
+    ChatRequest::parse(body.as_bytes()).err().map(|e| {
+        assert_eq!(e.status(), 400, "{e}");
+        assert_eq!(e.to_json()["error"]["type"], "invalid_request_error");
+        e.param.unwrap_or_default()
+    })
+}
+
+#[test]
+fn unknown_roles_are_refused_naming_the_field() {
+    use serde_json::json;
+    let mut turns = vec![
+        json!({"role": "system", "content": "s"}),
+        json!({"role": "user", "content": "q"}),
+        json!({"role": "assistant", "content": "a"}),
+        json!({"role": "wizard", "content": "abracadabra"}),
+    ];
+    assert_eq!(refusal_param(json!(turns)).as_deref(), Some("messages[3].role"));
+    turns[3] = json!({"role": "User", "content": "q"});
+    assert_eq!(refusal_param(json!(turns)).as_deref(), Some("messages[3].role"));
+    turns[3] = json!({"role": 7, "content": "q"});
+    assert_eq!(refusal_param(json!(turns)).as_deref(), Some("messages[3].role"));
+    turns[3] = json!("just text");
+    assert_eq!(refusal_param(json!(turns)).as_deref(), Some("messages[3].role"));
+}
+
+#[test]
+fn role_specific_fields_are_required() {
+    use serde_json::json;
+    let refused = [
+        (json!([{"role": "user"}]), "messages[0].content"),
+        (json!([{"role": "user", "content": null}]), "messages[0].content"),
+        (json!([{"role": "system", "content": 42}, {"role": "user", "content": "q"}]), "messages[0].content"),
+        (json!([{"role": "developer"}, {"role": "user", "content": "q"}]), "messages[0].content"),
+        (json!([{"role": "user", "content": "q"}, {"role": "assistant"}]), "messages[1].content"),
+        (json!([{"role": "user", "content": "q"}, {"role": "assistant", "content": null}]), "messages[1].content"),
+        (json!([{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}]), "messages[1].tool_call_id"),
+        (
+            json!([{"role": "user", "content": "q"}, {"role": "tool", "tool_call_id": 1, "content": "r"}]),
+            "messages[1].tool_call_id",
+        ),
+        (json!([{"role": "user", "content": "q"}, {"role": "tool", "tool_call_id": "c1"}]), "messages[1].content"),
+    ];
+    for (messages, param) in refused {
+        assert_eq!(refusal_param(messages.clone()).as_deref(), Some(param), "{messages}");
+    }
+}
+
+#[test]
+fn legitimate_conversations_are_accepted() {
+    use serde_json::json;
+    let call = json!({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}});
+    let accepted = [
+        json!([{"role": "developer", "content": "d"}, {"role": "user", "content": "q", "name": "ann"}]),
+        json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "x"}}]}]),
+        json!([{"role": "user", "content": ""}]),
+        json!([
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [call.clone()]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "rain"}]},
+        ]),
+        json!([
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{}"}},
+            {"role": "function", "name": "f", "content": "x"},
+            {"role": "assistant", "content": null, "refusal": "no"},
+            {"role": "user", "content": "q"},
+        ]),
+    ];
+    for messages in accepted {
+        assert_eq!(refusal_param(messages.clone()), None, "{messages}");
+    }
+}
+
+#[test]
+fn usage_reads_openai_cached_tokens_and_round_trips_unchanged() {
+    use serde_json::json;
+    // The chat completion object's `usage`, as OpenAI's API reference shows it.
+    let wire = json!({
+        "prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+        "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+    });
+    let mut usage: Usage = serde_json::from_value(wire.clone()).expect("usage");
+    assert_eq!((usage.prompt_tokens, usage.cached_tokens(), usage.cache_write_tokens), (2006, 1920, 0));
+    // The cache-write count is Deja's own: clients and the cache never see it.
+    usage.cache_write_tokens = 7;
+    assert_eq!(serde_json::to_value(&usage).expect("serializes"), wire);
+    // Details may be null, absent, or hold no count.
+    for details in [json!(null), json!({}), json!({"cached_tokens": null}), json!({"cached_tokens": -3})] {
+        let u: Usage =
+            serde_json::from_value(json!({"prompt_tokens": 5, "prompt_tokens_details": details})).expect("usage");
+        assert_eq!(u.cached_tokens(), 0, "{details}");
+    }
+    let u: Usage = serde_json::from_value(json!({"prompt_tokens": 5, "completion_tokens": 1})).expect("usage");
+    assert_eq!(u.cached_tokens(), 0);
+    // A field by the internal name is just another unknown field, kept as it came.
+    let u: Usage = serde_json::from_value(json!({"prompt_tokens": 5, "cache_write_tokens": 9})).expect("usage");
+    assert_eq!((u.cache_write_tokens, u.extra.get("cache_write_tokens")), (0, Some(&json!(9))));
+}

@@ -8,8 +8,8 @@
 //! the store, and their namespace and coarse fingerprint checked, before
 //! they are offered; the index only suggests.
 //!
-//! The index is in memory, one list per coarse fingerprint, scanned exactly,
-//! and rebuilt from the store's entries at start-up (sled is the source of
+//! The index is in memory, one list per coarse fingerprint (its newest
+//! [`GROUP_MAX`] entries), scanned exactly, and rebuilt from the store's entries at start-up (sled is the source of
 //! truth: the coarse fingerprint and history vector live in the entry, the
 //! question vector in the `vectors` tree). Ids of removed entries are dropped
 //! when a lookup meets them and by [`ConversationIndex::prune`].
@@ -23,24 +23,59 @@ use deja_store::{Entry, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// The newest conversation entries of one coarse context that are
+/// candidates: a lookup scans its group exactly, so one busy system prompt
+/// never makes a lookup cost the whole store. Older entries still serve
+/// exact hits and exact-context paraphrases.
+pub const GROUP_MAX: usize = 4096;
+
 struct Member {
     id: CacheKey,
     question: Vec<f32>,
     history: Vec<f32>,
+    /// Insertion order, to evict the oldest past [`GROUP_MAX`].
+    seq: u64,
+}
+
+/// One coarse context's members, and where each sits (removal in O(1)).
+#[derive(Default)]
+struct Group {
+    members: Vec<Member>,
+    at: HashMap<CacheKey, usize>,
+}
+
+impl Group {
+    fn remove(&mut self, id: &CacheKey) {
+        let Some(i) = self.at.remove(id) else { return };
+        if i >= self.members.len() {
+            return;
+        }
+        self.members.swap_remove(i);
+        if let Some(moved) = self.members.get(i) {
+            self.at.insert(moved.id, i);
+        }
+    }
+
+    fn oldest(&self) -> Option<CacheKey> {
+        self.members.iter().min_by_key(|m| m.seq).map(|m| m.id)
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    groups: HashMap<[u8; 32], Vec<Member>>,
+    groups: HashMap<[u8; 32], Group>,
     located: HashMap<CacheKey, [u8; 32]>,
+    seq: u64,
+    /// Entries dropped from a full group.
+    evicted: u64,
 }
 
 impl Inner {
     fn remove(&mut self, id: &CacheKey) {
         let Some(fp) = self.located.remove(id) else { return };
         if let Some(group) = self.groups.get_mut(&fp) {
-            group.retain(|m| m.id != *id);
-            if group.is_empty() {
+            group.remove(id);
+            if group.members.is_empty() {
                 self.groups.remove(&fp);
             }
         }
@@ -48,8 +83,19 @@ impl Inner {
 
     fn insert(&mut self, id: CacheKey, coarse: [u8; 32], question: Vec<f32>, history: Vec<f32>) {
         self.remove(&id);
+        let full = self.groups.get(&coarse).is_some_and(|g| g.members.len() >= GROUP_MAX);
+        if full {
+            if let Some(oldest) = self.groups.get(&coarse).and_then(Group::oldest) {
+                self.remove(&oldest);
+                self.evicted += 1;
+            }
+        }
+        self.seq += 1;
+        let seq = self.seq;
         self.located.insert(id, coarse);
-        self.groups.entry(coarse).or_default().push(Member { id, question, history });
+        let group = self.groups.entry(coarse).or_default();
+        group.at.insert(id, group.members.len());
+        group.members.push(Member { id, question, history, seq });
     }
 }
 
@@ -115,6 +161,11 @@ impl ConversationIndex {
         self.len() == 0
     }
 
+    /// Entries dropped from a full group since start.
+    pub fn evicted(&self) -> u64 {
+        read(&self.inner).evicted
+    }
+
     /// Indexes the store's conversation entries, keeping any indexed while
     /// the scan ran. Returns how many the scan found.
     pub fn rebuild_from(&self, store: &Store) -> Result<usize, StoreError> {
@@ -133,8 +184,8 @@ impl ConversationIndex {
         let n = built.located.len();
         let mut current = write(&self.inner);
         // Entries indexed while the scan ran are kept: it may have passed them.
-        for (coarse, members) in std::mem::take(&mut current.groups) {
-            for m in members {
+        for (coarse, group) in std::mem::take(&mut current.groups) {
+            for m in group.members {
                 if !built.located.contains_key(&m.id) {
                     built.insert(m.id, coarse, m.question, m.history);
                 }
@@ -182,6 +233,7 @@ impl ConversationIndex {
             let inner = read(&self.inner);
             let Some(group) = inner.groups.get(&query.coarse.0) else { return Ok(Vec::new()) };
             group
+                .members
                 .iter()
                 .filter_map(|m| {
                     let q = cosine(query.question, &m.question);

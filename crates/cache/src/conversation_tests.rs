@@ -69,3 +69,32 @@ fn removed_entries_are_dropped_and_a_rebuild_restores_the_rest() {
     assert!(found(&store, &rebuilt, "default", &H).is_empty());
     assert!(rebuilt.is_empty(), "met while gone, dropped");
 }
+
+#[test]
+fn a_busy_context_keeps_its_newest_entries_and_removal_keeps_the_rest_findable() {
+    let index = ConversationIndex::default();
+    let coarse = ContextFingerprint([7; 32]);
+    let id = |n: u32| {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&n.to_le_bytes());
+        CacheKey(k)
+    };
+    for n in 0..(GROUP_MAX as u32 + 10) {
+        index.insert(id(n), &coarse, &Q, &H);
+    }
+    assert_eq!(index.len(), GROUP_MAX, "bounded");
+    assert_eq!(index.evicted(), 10);
+    let inner = read(&index.inner);
+    let group = inner.groups.get(&coarse.0).expect("group");
+    assert!(!group.at.contains_key(&id(9)) && group.at.contains_key(&id(10)), "the oldest went first");
+    drop(inner);
+    // Removing from the middle moves the last member: every position stays right.
+    index.remove(&id(100));
+    index.remove(&id(GROUP_MAX as u32 + 9));
+    let inner = read(&index.inner);
+    let group = inner.groups.get(&coarse.0).expect("group");
+    assert_eq!(group.members.len(), GROUP_MAX - 2);
+    for (k, i) in &group.at {
+        assert_eq!(group.members.get(*i).map(|m| m.id), Some(*k));
+    }
+}

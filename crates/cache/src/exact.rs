@@ -1,11 +1,22 @@
 //! Exact lookup: the entry stored under the key, if it is still fresh.
 
+use crate::Freshness;
 use deja_api::CacheKey;
 use deja_store::{Entry, HitStats, Store, StoreError};
 
 /// Returns the live entry for `key` and counts the hit. Expired entries are
 /// never served; an entry that cannot be decoded is removed and treated as a miss.
 pub fn lookup(store: &Store, key: &CacheKey, now_ms: u64) -> Result<Option<(Entry, HitStats)>, StoreError> {
+    lookup_fresh(store, key, &Freshness::default(), now_ms)
+}
+
+/// [`lookup`], serving only an entry `fresh` accepts (the request's `max-age`, `min-fresh`).
+pub fn lookup_fresh(
+    store: &Store,
+    key: &CacheKey,
+    fresh: &Freshness,
+    now_ms: u64,
+) -> Result<Option<(Entry, HitStats)>, StoreError> {
     let entry = match store.get(key) {
         Ok(Some(e)) => e,
         Ok(None) => return Ok(None),
@@ -16,7 +27,7 @@ pub fn lookup(store: &Store, key: &CacheKey, now_ms: u64) -> Result<Option<(Entr
         }
         Err(e) => return Err(e),
     };
-    if entry.is_expired(now_ms) {
+    if !fresh.accepts(&entry, now_ms) {
         return Ok(None);
     }
     let stats = store.record_hit(key, now_ms)?;
@@ -42,9 +53,10 @@ pub fn lookup_or_alias(
     key: &CacheKey,
     namespace: &str,
     alias_floor: Option<f32>,
+    fresh: &Freshness,
     now_ms: u64,
 ) -> Result<Option<(Entry, HitStats, Via)>, StoreError> {
-    if let Some((entry, stats)) = lookup(store, key, now_ms)? {
+    if let Some((entry, stats)) = lookup_fresh(store, key, fresh, now_ms)? {
         return Ok(Some((entry, stats, Via::Key)));
     }
     let Some((id, similarity)) = store.alias_learned(key)? else { return Ok(None) };
@@ -56,7 +68,7 @@ pub fn lookup_or_alias(
         Ok(None) | Err(StoreError::Corrupt(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if entry.is_expired(now_ms) || entry.namespace != namespace {
+    if !fresh.accepts(&entry, now_ms) || entry.namespace != namespace {
         return Ok(None);
     }
     let stats = store.record_hit(&id, now_ms)?;

@@ -17,6 +17,7 @@ pub mod coalesce;
 pub mod compare;
 pub mod conversation;
 pub mod exact;
+pub mod freshness;
 pub mod guards;
 pub mod maintenance;
 pub mod semantic;
@@ -24,6 +25,7 @@ pub mod spans;
 
 pub use coalesce::{Coalescer, Role};
 pub use compare::{Compared, Comparer, Unreadable};
+pub use freshness::Freshness;
 pub use guards::{GuardSettings, Guards};
 pub use semantic::{
     graphs_dir, IndexStats, PersistError, SemanticHit, SemanticIndex, SemanticSettings, DEFAULT_SEARCH_BREADTH,

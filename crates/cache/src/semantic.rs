@@ -87,6 +87,8 @@ pub struct Query<'a> {
     pub vector: &'a [f32],
     pub text: &'a str,
     pub threshold: f32,
+    /// How fresh an entry the request accepts (its `max-age`, `min-fresh`).
+    pub fresh: crate::Freshness,
 }
 
 /// The model that made the vectors, to read texts and embed what differs.

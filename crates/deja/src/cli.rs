@@ -117,40 +117,66 @@ pub struct CacheArgs {
     pub action: CacheAction,
 }
 
+const NAMESPACE_FILTER_HELP: &str = "Only entries in this namespace. Either the name a client sends in \
+`x-deja-namespace` (`team`), which matches it under every root (`default/team`, and `key-<hash>/team` for each client \
+key), or a stored namespace as `ls` shows it (`default`, `default/team`, `key-<hash>/team`), matched exactly.";
+
+const ID_HELP: &str = "The entry's id: its 64 hex characters, or a prefix of at least 8 that no other entry's id \
+starts with (`ls` shows 16).";
+
 #[derive(Subcommand, Debug)]
 pub enum CacheAction {
     /// Hit rate, savings, spend, entries.
     Stats,
-    /// List entries, newest first.
+    /// List entries, newest first: the first 16 hex characters of each id
+    /// (enough for `show` and `rm`), the namespace as clients send it and as
+    /// it is stored, and a preview of the question on one line (for a long
+    /// question of several lines, its last lines: prompts built from one
+    /// template differ at the end).
     Ls {
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        #[arg(long)]
+        #[arg(long, help = NAMESPACE_FILTER_HELP)]
         namespace: Option<String>,
+        /// Only entries asked for or answered by this model or ladder.
         #[arg(long)]
         model: Option<String>,
+        /// Continue a listing where the previous page ended.
         #[arg(long)]
         cursor: Option<String>,
     },
     /// Show one entry in full.
-    Show { id: String },
+    Show {
+        #[arg(help = ID_HELP)]
+        id: String,
+    },
     /// Delete one entry: it is never served again.
-    Rm { id: String },
+    Rm {
+        #[arg(help = ID_HELP)]
+        id: String,
+    },
     /// Delete entries matching a filter (`--all` for everything).
     Purge {
-        #[arg(long)]
+        #[arg(long, help = NAMESPACE_FILTER_HELP)]
         namespace: Option<String>,
+        /// Only entries asked for or answered by this model or ladder.
         #[arg(long)]
         model: Option<String>,
         /// Only entries older than this many seconds.
         #[arg(long)]
         older_than_s: Option<u64>,
+        /// Every entry: required when no other filter is given.
         #[arg(long)]
         all: bool,
+        /// Remove nothing: print how many entries would go, and the first 100 of them.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// What would this prompt hit? Nearest entries and whether each would be served.
     Search {
         prompt: String,
+        /// The stored namespace to search (`default/team`, or `key-<hash>/team`
+        /// for a client key: see `deja cache ls`). Default: `default`.
         #[arg(long)]
         namespace: Option<String>,
         #[arg(long)]
@@ -194,7 +220,7 @@ mod tests {
             &["ls", "--limit", "3"],
             &["show", "abc"],
             &["rm", "abc"],
-            &["purge", "--all"],
+            &["purge", "--all", "--dry-run"],
             &["search", "what is rust", "--k", "2"],
             &["reload"],
         ];
@@ -220,6 +246,19 @@ mod tests {
             other => panic!("expected ls, got {other:?}"),
         }
         assert!(Cli::try_parse_from(["deja", "cache", "--limit", "3", "ls"]).is_err());
+    }
+
+    #[test]
+    fn purge_takes_dry_run() {
+        let args = cache_args(&["deja", "cache", "purge", "--namespace", "team", "--dry-run"]);
+        match args.action {
+            CacheAction::Purge { namespace, dry_run, all, .. } => {
+                assert_eq!(namespace.as_deref(), Some("team"));
+                assert!(dry_run);
+                assert!(!all);
+            }
+            other => panic!("expected purge, got {other:?}"),
+        }
     }
 
     #[test]

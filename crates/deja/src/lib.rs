@@ -6,6 +6,7 @@
 // may not index, slice strings, `expect` or `panic!` outside tests.
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
 
+mod admin_guard;
 pub mod capacity;
 pub mod cli;
 pub mod eval;

@@ -80,12 +80,13 @@ async fn serve(path: &std::path::Path, config: Config) -> Result<(), AnyError> {
     if config.admin_token().is_none() {
         tracing::info!(variable = ?config.server.admin_token_env, "admin API disabled: its token variable is unset");
     }
-    for provider in config.providers.values() {
-        if let Some(var) = &provider.api_key_env {
-            if config.api_key(&provider.name).is_none() {
-                tracing::warn!(provider = %provider.name, variable = %var, "no API key: this provider's rungs will be skipped");
-            }
-        }
+    for m in config.missing_keys() {
+        tracing::warn!(
+            provider = %m.provider,
+            variable = %m.variable,
+            models = %m.models.join(", "),
+            "NO API KEY: the variable is unset or empty; requests for these models fall through to other rungs or fail"
+        );
     }
     let mut running = deja::start(config, None).await?;
     tracing::info!(addr = %running.addr, config = %path.display(), "deja listening");
@@ -106,9 +107,13 @@ async fn serve(path: &std::path::Path, config: Config) -> Result<(), AnyError> {
     Ok(())
 }
 
+/// Prints what `path` configures; fails if it is invalid or a provider's key
+/// variable is unset (see [`missing_keys_error`]).
 fn check_config(path: &std::path::Path) -> Result<(), AnyError> {
     let c = Config::load(path)?;
-    let mut out = format!("{}: valid\n\nmodels (USD per million tokens):\n", path.display());
+    let missing = c.missing_keys();
+    let verdict = if missing.is_empty() { "valid" } else { "valid, but providers lack their API keys" };
+    let mut out = format!("{}: {verdict}\n\nmodels (USD per million tokens):\n", path.display());
     out.push_str(&format!(
         "  {:<20} {:<10} {:>8} {:>8} {:>9}  {}\n",
         "name", "provider", "input", "output", "context", "key"
@@ -177,7 +182,31 @@ fn check_config(path: &std::path::Path) -> Result<(), AnyError> {
     for w in deja::capacity::warnings(&c) {
         eprintln!("warning: {w}");
     }
-    Ok(())
+    match missing_keys_error(&missing) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// One line per provider whose `api_key_env` names an unset or empty
+/// variable, with the models it leaves without a key. A provider with no
+/// `api_key_env` (a local server) is not listed.
+fn missing_keys_error(missing: &[deja::config::MissingKey]) -> Option<String> {
+    if missing.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = missing
+        .iter()
+        .map(|m| {
+            format!(
+                "provider `{}` has no API key (${} is unset or empty); models affected: {}",
+                m.provider,
+                m.variable,
+                m.models.join(", ")
+            )
+        })
+        .collect();
+    Some(lines.join("\ndeja: "))
 }
 
 fn write_stdout(s: &str) {
@@ -334,14 +363,18 @@ async fn cache(args: CacheArgs) -> Result<(), AnyError> {
             q.extend(cursor.as_ref().map(|c| format!("cursor={c}")));
             client.get(&format!("/admin/cache?{}", q.join("&"))).await?
         }
-        CacheAction::Show { id } => client.get(&format!("/admin/cache/{id}")).await?,
+        CacheAction::Show { id } => client.get(&format!("/admin/cache/{}", admin_client::encode(id))).await?,
         CacheAction::Rm { id } => {
-            client.delete(&format!("/admin/cache/{id}")).await?;
+            client.delete(&format!("/admin/cache/{}", admin_client::encode(id))).await?;
             serde_json::json!({"deleted": id})
         }
-        CacheAction::Purge { namespace, model, older_than_s, all } => {
-            let body =
-                serde_json::json!({"namespace": namespace, "model": model, "older_than_s": older_than_s, "all": all});
+        CacheAction::Purge { namespace, model, older_than_s, all, dry_run } => {
+            // A dry run lists the first entries that would go, as `ls` does.
+            let list = if *dry_run { admin_client::DRY_RUN_LISTED } else { 0 };
+            let body = serde_json::json!({
+                "namespace": namespace, "model": model, "older_than_s": older_than_s, "all": all,
+                "dry_run": dry_run, "list": list,
+            });
             client.post("/admin/cache/purge", &body).await?
         }
         CacheAction::Search { prompt, namespace, model, k } => {

@@ -37,6 +37,7 @@ struct Edge {
     state: Arc<AppState>,
     rates: RateLimits,
     dashboard: deja_admin::dashboard::Dashboard,
+    admin_guard: crate::admin_guard::AdminGuard,
 }
 
 /// Connections over the cap that are being told so at once; past this many
@@ -58,10 +59,11 @@ pub async fn serve(
     let places = Arc::new(Semaphore::new(state.config().limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let dashboard = deja_admin::dashboard::Dashboard::start(&state);
-    let edge = Arc::new(Edge { state, rates: RateLimits::default(), dashboard });
+    let admin_guard = crate::admin_guard::AdminGuard::default();
+    let edge = Arc::new(Edge { state, rates: RateLimits::default(), dashboard, admin_guard });
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -84,8 +86,9 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let svc = {
             let edge = edge.clone();
-            service_fn(move |req| {
+            service_fn(move |mut req: Request<Incoming>| {
                 let edge = edge.clone();
+                req.extensions_mut().insert(crate::admin_guard::Peer(peer.ip()));
                 async move { Ok::<_, std::convert::Infallible>(route_catching_panics(edge, req).await) }
             })
         };
@@ -122,6 +125,15 @@ pub async fn serve(
     if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections were still open after 30s");
     }
+}
+
+/// The answer to an address locked out for guessing the admin token.
+fn admin_locked(wait: Duration) -> ApiError {
+    ApiError::new(
+        ErrorKind::RateLimited,
+        format!("too many wrong admin tokens from this address; try again in {}s", wait.as_secs()),
+    )
+    .with_code("admin_locked")
 }
 
 /// Tells a connection over the cap so and closes it, reading (and dropping)
@@ -239,8 +251,26 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
         }
         (&Method::GET, p) if deja_admin::ui::is_ui_path(p) => ("admin_ui", plain(deja_admin::ui::serve(p))),
         (_, p) if p.starts_with("/admin/") => {
-            let outcome = match auth::admin(&parts, config.admin_token()) {
-                Err(e) => err(e),
+            let peer = parts.extensions.get::<crate::admin_guard::Peer>().map(|p| p.0);
+            let now = Instant::now();
+            let locked = peer.and_then(|ip| edge.admin_guard.locked(ip, now));
+            let checked = match locked {
+                Some(wait) => Err(admin_locked(wait)),
+                None => auth::admin(&parts, config.admin_token()).inspect_err(|e| {
+                    // A guess is a token presented and refused; a request without one guesses nothing.
+                    if let (Some(ip), 401, Some(_)) = (peer, e.status(), auth::bearer(&parts)) {
+                        edge.admin_guard.failed(ip, now);
+                    }
+                }),
+            };
+            let outcome = match checked {
+                Err(e) => {
+                    let mut out = err(e);
+                    if let Some(wait) = locked {
+                        reply::set_header(&mut out.response, "retry-after", &wait.as_secs().to_string());
+                    }
+                    out
+                }
                 Ok(()) => {
                     match read_body(&parts, body, config.server.max_body_bytes, config.limits.body_read_timeout).await {
                         Err(e) => err(e),

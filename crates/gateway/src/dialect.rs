@@ -6,7 +6,7 @@
 use crate::config::Provider;
 use crate::walker::Opened;
 use bytes::Bytes;
-use deja_api::ApiError;
+use deja_api::{ApiError, ChatCompletion};
 use deja_providers::{anthropic, gemini, ProviderKind, UpstreamEvents};
 use deja_router::ModelSpec;
 use serde_json::Value;
@@ -58,15 +58,27 @@ impl Opened {
         UpstreamEvents::new(self.kind, &self.model.upstream_name, now_s())
     }
 
-    /// A whole answer as an OpenAI `chat.completion` body; `Err` says why
-    /// it is not an answer at all.
-    pub fn openai_body(&self, raw: Bytes) -> Result<Bytes, String> {
+    /// A whole answer as an OpenAI `chat.completion` body, and the prompt
+    /// tokens it wrote to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`: OpenAI's usage has no field for them,
+    /// so they travel beside the body; 0 for the others). `Err` says why it
+    /// is not an answer at all.
+    pub fn openai_body(&self, raw: Bytes) -> Result<(Bytes, u64), String> {
         match self.kind {
-            ProviderKind::OpenAi => Ok(raw),
-            ProviderKind::Anthropic => anthropic::to_chat_completion(&raw, now_s()).map(|c| Bytes::from(c.to_string())),
-            ProviderKind::Gemini => {
-                gemini::to_chat_completion(&raw, &self.model.upstream_name, now_s()).map(|c| Bytes::from(c.to_string()))
-            }
+            ProviderKind::OpenAi => Ok((raw, 0)),
+            ProviderKind::Anthropic => anthropic::to_chat_completion_and_cache_writes(&raw, now_s())
+                .map(|(c, writes)| (Bytes::from(c.to_string()), writes)),
+            ProviderKind::Gemini => gemini::to_chat_completion(&raw, &self.model.upstream_name, now_s())
+                .map(|c| (Bytes::from(c.to_string()), 0)),
         }
+    }
+}
+
+/// Sets the prompt tokens `completion` wrote to the provider's prompt cache,
+/// counted from beside its body ([`Opened::openai_body`],
+/// [`UpstreamEvents::cache_write_tokens`]), where its price is read.
+pub fn set_cache_writes(completion: &mut ChatCompletion, cache_write_tokens: u64) {
+    if let Some(u) = completion.usage.as_mut() {
+        u.cache_write_tokens = cache_write_tokens;
     }
 }

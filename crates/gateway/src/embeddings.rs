@@ -10,7 +10,7 @@ use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
 use deja_api::key::embeddings_key;
 use deja_api::{ApiError, EmbeddingsRequest, ErrorKind};
 use deja_cache::exact;
-use deja_router::{cost_usd, estimate_tokens, FailureKind, RouteInput, Target};
+use deja_router::{cost_usd, estimate_tokens, FailureKind, RouteInput, Target, Tokens};
 use deja_store::{Counter, EntryKind, EntryUsage};
 use http::request::Parts;
 use http::{Response, StatusCode};
@@ -46,7 +46,7 @@ async fn run(
         .with_code("model_not_found"));
     }
     crate::budget::check_allowed(&config, tenant, &req.model)?;
-    let mut policy = CachePolicy::from_headers(&parts.headers);
+    let mut policy = CachePolicy::from_headers(&parts.headers)?;
     if !config.cache.enabled {
         policy.mode = CacheMode::Bypass;
     }
@@ -55,7 +55,7 @@ async fn run(
     let _ = state.store.add(Counter::Requests, 1);
     if policy.reads() {
         let now = deja_cache::now_ms();
-        if let Ok(Some((entry, _))) = exact::lookup(&state.store, &key, now) {
+        if let Ok(Some((entry, _))) = exact::lookup_fresh(&state.store, &key, &policy.fresh, now) {
             count_hit(&state, false, &entry, entry.cost_usd);
             let mut r = reply::json(StatusCode::OK, &entry.response);
             respond::hit_headers(&mut r, HitKind::Exact, &entry, now);
@@ -94,7 +94,7 @@ async fn run(
     };
     walker.succeeded(&spec);
     let prompt_tokens = value.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(Value::as_u64).unwrap_or(0);
-    let cost = cost_usd(&spec, prompt_tokens, 0);
+    let cost = cost_usd(&spec, Tokens::new(prompt_tokens, 0));
     remember::count_upstream(&state, namespace.as_str(), &spec.name, policy.mode, cost);
     crate::budget::record(&state, namespace.as_str(), cost);
     if policy.writes() {
@@ -111,7 +111,7 @@ async fn run(
                 response: value,
                 usage: EntryUsage { prompt_tokens, completion_tokens: 0 },
                 cost_usd: cost,
-                ttl: policy.ttl.unwrap_or(config.cache.default_ttl),
+                ttl: policy.ttl(config.cache.default_ttl, config.cache.max_ttl),
                 semantic: None,
                 conversation: None,
             },

@@ -13,14 +13,17 @@
 //! The loser never sent a byte, so no usage of its own is known. It is
 //! billed at its input price for the prompt (as many tokens as the winner
 //! reported, or estimated at four characters a token): providers may bill
-//! the prompt of a cancelled request, and its output is never seen.
+//! the prompt of a cancelled request, and its output is never seen. The
+//! winner's cached tokens are not carried over: a prompt cache belongs to
+//! one model, and the loser's would-be cache reads are never reported, so
+//! the whole prompt is priced at the (higher) input price.
 
 use crate::attempt::{AttemptEnd, Failure, Prepared, Reached};
 use crate::ctx::ChatCtx;
 use crate::rung_metrics::HedgeLabels;
 use crate::walker::{Opened, Walker};
 use deja_api::ApiError;
-use deja_router::{cost_usd, estimate_tokens, ModelSpec};
+use deja_router::{cost_usd, estimate_tokens, ModelSpec, Tokens};
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::time::Instant;
@@ -97,7 +100,7 @@ pub fn bill_losers(ctx: &ChatCtx, walker: &Walker, prompt_tokens: Option<u64>) -
     let tokens = prompt_tokens.filter(|t| *t > 0).unwrap_or_else(|| estimate_tokens(ctx.req.prompt_chars()));
     let mut total = 0.0;
     for spec in losers {
-        let usd = cost_usd(spec, tokens, 0);
+        let usd = cost_usd(spec, Tokens::new(tokens, 0));
         crate::remember::count_spend(&ctx.state, ctx.namespace.as_str(), &spec.name, usd);
         crate::budget::record(&ctx.state, ctx.namespace.as_str(), usd);
         let labels = crate::metrics::ModelLabels { model: spec.name.clone() };

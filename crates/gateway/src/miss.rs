@@ -12,7 +12,7 @@ use crate::respond;
 use crate::walker::{Completed, Walker, MAX_RESPONSE_BYTES};
 use deja_api::{ApiError, ErrorKind};
 use deja_cache::coalesce::Leader;
-use deja_router::{cost_usd, Plan};
+use deja_router::Plan;
 use http::{Response, StatusCode};
 use std::sync::Arc;
 
@@ -59,8 +59,7 @@ async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes, f6
     let reported = completed.as_ref().ok().and_then(|c| c.completion.usage.as_ref()).map(|u| u.prompt_tokens);
     let hedge_usd = crate::hedge::bill_losers(ctx, &walker, reported);
     let Completed { completion, raw, model: spec } = completed?;
-    let usage = completion.usage.clone().unwrap_or_default();
-    let cost = cost_usd(&spec, usage.prompt_tokens, usage.completion_tokens);
+    let cost = crate::remember::answer_cost(&spec, completion.usage.as_ref());
     count_miss(ctx, &spec.name, cost);
     crate::budget::record(&ctx.state, ctx.namespace.as_str(), cost);
     let answer =

@@ -16,6 +16,8 @@ pub fn list(state: &AppState) -> Response<Body> {
             "deja": {
                 "kind": "model",
                 "input_usd_per_mtok": m.input_usd_per_mtok,
+                "cached_input_usd_per_mtok": m.cached_input_usd_per_mtok,
+                "cache_write_usd_per_mtok": m.cache_write_usd_per_mtok,
                 "output_usd_per_mtok": m.output_usd_per_mtok,
                 "context_window": m.context_window,
             }

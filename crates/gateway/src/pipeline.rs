@@ -52,7 +52,7 @@ async fn chat_inner(
             .with_code("model_not_found"));
     }
     crate::budget::check_allowed(&config, tenant, &req.model)?;
-    let mut policy = CachePolicy::from_headers(&parts.headers);
+    let mut policy = CachePolicy::from_headers(&parts.headers)?;
     if !config.cache.enabled {
         policy.mode = CacheMode::Bypass;
     }
@@ -101,7 +101,8 @@ async fn chat_inner(
         // The request's own key, then a learned alias (a verified paraphrase).
         // A learned alias is a semantic match: the client's floor applies to it.
         let floor = crate::ctx::client_floor(parts);
-        match exact::lookup_or_alias(&ctx.state.store, &ctx.key, ctx.namespace.as_str(), floor, now) {
+        match exact::lookup_or_alias(&ctx.state.store, &ctx.key, ctx.namespace.as_str(), floor, &ctx.policy.fresh, now)
+        {
             Ok(Some((entry, _, exact::Via::Key))) => return Ok(serve_entry(&ctx, HitKind::Exact, &entry, now, None)),
             Ok(Some((entry, _, exact::Via::Alias { similarity }))) => {
                 let mut out = serve_entry(&ctx, HitKind::Semantic { similarity }, &entry, now, None);
@@ -113,7 +114,9 @@ async fn chat_inner(
         }
         // Another replica's answer, shared through Redis ([cluster]).
         if let Some(entry) = crate::fleet::lookup(&ctx.state, &ctx.key, ctx.namespace.as_str(), now).await {
-            return Ok(serve_entry(&ctx, HitKind::Exact, &entry, now, None));
+            if ctx.policy.fresh.accepts(&entry, now) {
+                return Ok(serve_entry(&ctx, HitKind::Exact, &entry, now, None));
+            }
         }
     }
 
@@ -220,7 +223,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     // A client that raised the threshold is served nothing below its floor, verified or not.
     let verify_from = settings.verify_from.max(floor.unwrap_or(0.0).min(1.0));
     let verify = config.cache.verifier.as_ref().map(|v| (verify_from, v.max_candidates));
-    let text = question.clone();
+    let (text, fresh) = (question.clone(), ctx.policy.fresh);
     let lookup = tokio::task::spawn_blocking(move || {
         let query = semantic::Query {
             namespace: namespace.as_str(),
@@ -228,6 +231,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
             vector: &vector,
             text: &text,
             threshold,
+            fresh,
         };
         let Some(reader) = state.reader() else { return Ok(semantic::Lookup::default()) };
         semantic::lookup_banded(&state.store, &state.index, &query, &config.cache.semantic, reader, verify, now)
@@ -258,7 +262,9 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     }
     // The same question after other earlier turns: only on the verifier's yes.
     if let Some(found) = crate::conversation::stage(ctx, &question, verify_from).await {
-        return Some(serve_verified(ctx, &found.entry, found.similarity, found.cost_usd));
+        if ctx.policy.fresh.accepts(&found.entry, deja_cache::now_ms()) {
+            return Some(serve_verified(ctx, &found.entry, found.similarity, found.cost_usd));
+        }
     }
     // A miss behind a template: its answer is stored in the template's group,
     // under the vector of the question's own part.

@@ -17,7 +17,7 @@ use deja_api::sse;
 use deja_api::{ApiError, ErrorKind, StreamAssembler};
 use deja_cache::coalesce::Leader;
 use deja_providers::UpstreamEvents;
-use deja_router::{cost_usd, FailureKind, Plan};
+use deja_router::{FailureKind, Plan};
 use http::Response;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -194,12 +194,13 @@ async fn run(
 
     match end {
         Some(StreamEnd::Done) => match asm.finish() {
-            Some(completion) => {
+            Some(mut completion) => {
+                crate::dialect::set_cache_writes(&mut completion, parser.cache_write_tokens());
                 walker.succeeded(&opened.model);
                 let spec = &opened.model;
                 let usage = completion.usage.clone().unwrap_or_default();
                 walker.throughput(spec, usage.completion_tokens, first_event_at.elapsed());
-                let cost = cost_usd(spec, usage.prompt_tokens, usage.completion_tokens);
+                let cost = crate::remember::answer_cost(spec, Some(&usage));
                 crate::hedge::bill_losers(&ctx, &walker, Some(usage.prompt_tokens));
                 count_miss(&ctx, &spec.name, cost);
                 crate::budget::record(&ctx.state, ctx.namespace.as_str(), cost);

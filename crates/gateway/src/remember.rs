@@ -3,8 +3,9 @@
 use crate::answer::Answer;
 use crate::ctx::ChatCtx;
 use crate::state::AppState;
-use deja_api::{CacheKey, ContextFingerprint};
+use deja_api::{CacheKey, ContextFingerprint, Usage};
 use deja_cache::maintenance::Bounds;
+use deja_router::{cost_usd, ModelSpec, Tokens};
 use deja_store::{usd_to_nano, ConversationMeta, Counter, Entry, EntryKind, EntryUsage, SemanticMeta};
 use std::time::Duration;
 
@@ -172,11 +173,25 @@ pub async fn remember_answer(ctx: &ChatCtx, answer: &Answer) {
         response,
         usage: EntryUsage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens },
         cost_usd: answer.cost_usd,
-        ttl: ctx.policy.ttl.unwrap_or(ctx.config.cache.default_ttl),
+        ttl: ctx.policy.ttl(ctx.config.cache.default_ttl, ctx.config.cache.max_ttl),
         semantic,
         conversation: ctx.conversation.as_ref().and_then(|c| Some((c.coarse, c.history.clone()?))),
     };
     store_off_runtime(&ctx.state, ctx.config.cache.bounds(), new).await;
+}
+
+/// What an answer reporting `usage` cost at `spec`'s prices: prompt tokens
+/// read from or written to the provider's prompt cache at their own prices
+/// (see [`deja_router::cost_usd`]). Nothing without usage.
+pub fn answer_cost(spec: &ModelSpec, usage: Option<&Usage>) -> f64 {
+    let Some(u) = usage else { return 0.0 };
+    let tokens = Tokens {
+        prompt: u.prompt_tokens,
+        cached: u.cached_tokens(),
+        cache_write: u.cache_write_tokens,
+        completion: u.completion_tokens,
+    };
+    cost_usd(spec, tokens)
 }
 
 /// Counts a miss, refresh or bypass answered by `model`, and what it cost.

@@ -12,7 +12,7 @@ use crate::config::{Config, VerifierSettings};
 use crate::state::AppState;
 use crate::walker::{Completed, Walker};
 use deja_api::{ApiError, CacheKey, ErrorKind};
-use deja_router::{cost_usd, estimate_tokens, RouteInput};
+use deja_router::{estimate_tokens, RouteInput};
 use serde_json::json;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -141,8 +141,7 @@ async fn ask(
     });
     let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/chat/completions", body);
     let Completed { completion, model, .. } = walker.complete(MAX_VERDICT_BYTES).await?;
-    let usage = completion.usage.clone().unwrap_or_default();
-    let cost = cost_usd(&model, usage.prompt_tokens, usage.completion_tokens);
+    let cost = crate::remember::answer_cost(&model, completion.usage.as_ref());
     let reply = completion
         .choices
         .first()

@@ -128,7 +128,9 @@ impl Walker {
                 Some(var) => match config.api_key(&provider.name) {
                     Some(k) => Some(k.to_string()),
                     None => {
-                        self.fail(spec, FailureKind::NoCredentials, None, format!("no API key (${var} is unset)"));
+                        warn_unset_key_once(&provider.name, var);
+                        // The variable's name is configuration: logs only.
+                        self.fail(spec, FailureKind::NoCredentials, None, "its provider is not configured".into());
                         continue;
                     }
                 },
@@ -349,6 +351,20 @@ impl Walker {
     }
 }
 
+/// Logs, once per provider and variable for the life of the process, that
+/// `provider`'s key variable is unset: the client is told only that the
+/// provider is not configured. `deja serve` warns at start-up too; this
+/// catches a variable emptied by a reload.
+fn warn_unset_key_once(provider: &str, var: &str) {
+    static WARNED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned.iter().any(|(p, v)| p == provider && v == var) {
+        return;
+    }
+    warned.push((provider.to_string(), var.to_string()));
+    tracing::warn!(%provider, variable = %var, "no API key: the variable is unset or empty, this provider's rungs are skipped");
+}
+
 /// A whole `chat.completion` in OpenAI's shape, the bytes it came as (after
 /// translation from the provider's dialect) and the model that answered.
 pub struct Completed {
@@ -372,7 +388,7 @@ impl Walker {
                     continue;
                 }
             };
-            let raw = match opened.openai_body(raw) {
+            let (raw, cache_writes) = match opened.openai_body(raw) {
                 Ok(b) => b,
                 Err(detail) => {
                     self.fail(&opened.model, FailureKind::Malformed, None, detail);
@@ -380,7 +396,8 @@ impl Walker {
                 }
             };
             match serde_json::from_slice::<deja_api::ChatCompletion>(&raw) {
-                Ok(completion) if !completion.choices.is_empty() => {
+                Ok(mut completion) if !completion.choices.is_empty() => {
+                    crate::dialect::set_cache_writes(&mut completion, cache_writes);
                     self.succeeded(&opened.model);
                     let tokens = completion.usage.as_ref().map_or(0, |u| u.completion_tokens);
                     self.throughput(&opened.model, tokens, opened.started.elapsed().saturating_sub(opened.head));
@@ -424,7 +441,11 @@ pub fn client_error(model: &ModelSpec, e: &UpstreamError, dialect: ProviderKind)
 pub fn classify(e: &UpstreamError) -> (FailureKind, Option<Duration>, String) {
     match e {
         UpstreamError::Connect(m) => (FailureKind::Connect, None, format!("connect failed: {m}")),
-        UpstreamError::InvalidUrl(m) => (FailureKind::Connect, None, format!("invalid URL: {m}")),
+        UpstreamError::InvalidUrl(m) => {
+            // The URL is configuration: logs only, the client gets the gist.
+            tracing::warn!(error = %m, "an upstream request could not be built: check the provider's base_url");
+            (FailureKind::Connect, None, "the provider's URL is invalid".into())
+        }
         UpstreamError::FirstByteTimeout => (FailureKind::FirstByteTimeout, None, "first-byte timeout".into()),
         UpstreamError::Timeout => (FailureKind::TotalTimeout, None, "attempt timeout".into()),
         UpstreamError::Status { status, retry_after, .. } => {

@@ -9,6 +9,9 @@ pub(crate) struct Answer {
     pub content: Option<String>,
     pub tool_call: Option<Value>,
     pub prompt_tokens: u64,
+    /// Of `prompt_tokens`, those "read from the prompt cache":
+    /// `prompt_tokens_details.cached_tokens` when not 0.
+    pub cached_tokens: u64,
     /// A `max_tokens` under 5 cuts the answer short, as a real model would.
     pub truncated: bool,
 }
@@ -43,6 +46,7 @@ impl Answer {
                     }
                 })),
                 prompt_tokens,
+                cached_tokens: 0,
             },
             None => Answer {
                 truncated: req["max_tokens"].as_u64().is_some_and(|m| m < 5),
@@ -51,6 +55,7 @@ impl Answer {
                 model,
                 tool_call: None,
                 prompt_tokens,
+                cached_tokens: 0,
             },
         }
     }
@@ -60,11 +65,15 @@ impl Answer {
     }
 
     fn usage(&self) -> Value {
-        json!({
+        let mut u = json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens(),
             "total_tokens": self.prompt_tokens + self.completion_tokens(),
-        })
+        });
+        if self.cached_tokens > 0 {
+            u["prompt_tokens_details"] = json!({"cached_tokens": self.cached_tokens, "audio_tokens": 0});
+        }
+        u
     }
 
     fn finish_reason(&self) -> &'static str {

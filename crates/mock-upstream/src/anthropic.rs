@@ -6,7 +6,7 @@
 //! deterministic content and frames its own `event:`/`data:` stream. Status
 //! faults come back as Anthropic error bodies (529 is `overloaded_error`).
 
-use crate::control::{Fault, MockControl};
+use crate::control::{Fault, MockControl, PromptCache};
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -145,6 +145,8 @@ struct Reply {
     tool: Option<(String, Value)>,
     stop_reason: &'static str,
     input_tokens: u64,
+    /// Prompt tokens read from and written to the prompt cache, beside `input_tokens`.
+    cache: PromptCache,
 }
 
 impl Reply {
@@ -162,7 +164,15 @@ impl Reply {
         if let (Some(tools), true) = (tools, results.is_empty()) {
             let name = req["tool_choice"]["name"].as_str().or_else(|| tools[0]["name"].as_str()).unwrap_or("tool");
             let tool = Some((name.to_string(), json!({"query": question})));
-            return Reply { id, model, text: None, tool, stop_reason: "tool_use", input_tokens };
+            return Reply {
+                id,
+                model,
+                text: None,
+                tool,
+                stop_reason: "tool_use",
+                input_tokens,
+                cache: PromptCache::default(),
+            };
         }
         let text = if results.is_empty() {
             format!("[{model}] Simulated answer to: {question}")
@@ -170,7 +180,7 @@ impl Reply {
             format!("[{model}] Tool said: {}", results.join("; "))
         };
         let stop_reason = if req["max_tokens"].as_u64().is_some_and(|m| m < 5) { "max_tokens" } else { "end_turn" };
-        Reply { id, model, text: Some(text), tool: None, stop_reason, input_tokens }
+        Reply { id, model, text: Some(text), tool: None, stop_reason, input_tokens, cache: PromptCache::default() }
     }
 
     fn output_tokens(&self) -> u64 {
@@ -190,12 +200,15 @@ impl Reply {
 
     /// A `usage` object: `output` tokens (none: the field is left out, as
     /// `message_start` may), with the prompt-cache counts and service tier
-    /// the reference shows unless `sparse`.
+    /// the reference shows unless `sparse` (the cache counts even then when
+    /// a [`PromptCache`] is set).
     fn usage(&self, output: Option<u64>, sparse: bool) -> Value {
         let mut u = json!({"input_tokens": self.input_tokens});
+        if !sparse || self.cache != PromptCache::default() {
+            u["cache_creation_input_tokens"] = json!(self.cache.write);
+            u["cache_read_input_tokens"] = json!(self.cache.read);
+        }
         if !sparse {
-            u["cache_creation_input_tokens"] = json!(0);
-            u["cache_read_input_tokens"] = json!(0);
             u["service_tier"] = json!("standard");
         }
         if let Some(n) = output {
@@ -300,7 +313,8 @@ pub(crate) async fn messages(control: &MockControl, headers: &HeaderMap, body: &
     if let Some(why) = invalid(&req) {
         return error(400, &why);
     }
-    let reply = Reply::for_request(&req);
+    let mut reply = Reply::for_request(&req);
+    reply.cache = control.prompt_cache();
     let sparse = control.stream_style().sparse;
     if req["stream"].as_bool() != Some(true) {
         return json_response(StatusCode::OK, &reply.message(sparse));
@@ -345,6 +359,19 @@ mod tests {
         let events = reply.events(false);
         let delta = events.iter().find(|e| e["type"] == "message_delta").expect("a message_delta");
         assert_eq!(delta["usage"]["input_tokens"], full["usage"]["input_tokens"]);
+    }
+
+    #[test]
+    fn a_prompt_cache_shows_in_every_usage_even_sparse() {
+        let req = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+        let mut reply = Reply::for_request(&req);
+        reply.cache = PromptCache { read: 300, write: 40 };
+        for sparse in [false, true] {
+            let u = &reply.message(sparse)["usage"];
+            assert_eq!((&u["cache_read_input_tokens"], &u["cache_creation_input_tokens"]), (&json!(300), &json!(40)));
+            let start = &reply.events(sparse)[0]["message"]["usage"];
+            assert_eq!(start["cache_read_input_tokens"], 300, "{start}");
+        }
     }
 
     #[test]

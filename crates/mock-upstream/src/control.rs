@@ -70,6 +70,20 @@ pub struct StreamStyle {
     pub sparse: bool,
 }
 
+/// Prompt-cache counts the mock reports in its usage, as a provider whose
+/// prompt cache served (or took) part of the prompt would. None by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromptCache {
+    /// Prompt tokens read from the cache: OpenAI's
+    /// `prompt_tokens_details.cached_tokens` (a part of `prompt_tokens`),
+    /// Anthropic's `cache_read_input_tokens` (beside `input_tokens`).
+    pub read: u64,
+    /// Prompt tokens written to the cache: Anthropic's
+    /// `cache_creation_input_tokens` (beside `input_tokens`). OpenAI reports none.
+    pub write: u64,
+}
+
 #[derive(Default)]
 struct Inner {
     faults: HashMap<String, VecDeque<Fault>>,
@@ -80,6 +94,7 @@ struct Inner {
     authorization: HashMap<String, Option<String>>,
     requests: Vec<serde_json::Value>,
     stream_style: StreamStyle,
+    prompt_cache: PromptCache,
     judge_verdict: Option<String>,
 }
 
@@ -145,6 +160,15 @@ impl MockControl {
 
     pub fn stream_style(&self) -> StreamStyle {
         self.lock().stream_style
+    }
+
+    /// The prompt-cache counts every later answer reports, until changed or reset.
+    pub fn set_prompt_cache(&self, cache: PromptCache) {
+        self.lock().prompt_cache = cache;
+    }
+
+    pub fn prompt_cache(&self) -> PromptCache {
+        self.lock().prompt_cache
     }
 
     /// What the judge ([`JUDGE_MODEL`]) answers from now on: "yes", "no", "1", "none", ...

@@ -11,7 +11,9 @@
 //! `POST /v1beta/models/{model}:generateContent` Google's Gemini API; with
 //! `StreamStyle::sparse` their answers leave out the fields the providers'
 //! references mark optional (Gemini usage only on the last chunk, no
-//! `modelVersion`, no cache counts in Anthropic's usage).
+//! `modelVersion`, no cache counts in Anthropic's usage). [`PromptCache`]
+//! makes OpenAI and Anthropic answers report prompt tokens read from (and,
+//! Anthropic, written to) a prompt cache.
 //! Tests drive it through [`MockControl`]; other processes through its
 //! `/_mock/*` control routes.
 
@@ -24,6 +26,6 @@ mod server;
 mod stream;
 
 pub use anthropic::AnthropicHeaders;
-pub use control::{Fault, MockControl, StreamStyle, UsageStyle, JUDGE_MODEL};
+pub use control::{Fault, MockControl, PromptCache, StreamStyle, UsageStyle, JUDGE_MODEL};
 pub use gemini::GeminiCall;
 pub use server::{serve, MockUpstream};

@@ -1,5 +1,5 @@
 use crate::answer::{embedding_for, Answer};
-use crate::control::{Fault, MockControl, StreamStyle};
+use crate::control::{Fault, MockControl, PromptCache, StreamStyle};
 use crate::frame;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -105,6 +105,13 @@ async fn handle(req: Request<Incoming>, control: MockControl) -> Result<Response
             }
             Err(e) => error(400, &format!("expected a stream style: {e}")),
         },
+        (Method::POST, "/_mock/prompt_cache") => match serde_json::from_slice::<PromptCache>(&body) {
+            Ok(cache) => {
+                control.set_prompt_cache(cache);
+                json_response(StatusCode::OK, &json!({"ok": true}))
+            }
+            Err(e) => error(400, &format!("expected {{\"read\": n, \"write\": n}}: {e}")),
+        },
         (Method::POST, "/_mock/judge") => match serde_json::from_slice::<Value>(&body) {
             Ok(v) if v["verdict"].is_string() => {
                 control.set_judge_verdict(v["verdict"].as_str().unwrap_or_default());
@@ -205,7 +212,8 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
     if req["model"] == crate::control::JUDGE_MODEL {
         return json_response(StatusCode::OK, &judge_completion(&control.judge_verdict(), &req));
     }
-    let answer = Answer::for_request(&req);
+    let mut answer = Answer::for_request(&req);
+    answer.cached_tokens = control.prompt_cache().read;
     if req["stream"].as_bool() != Some(true) {
         return json_response(StatusCode::OK, &answer.completion());
     }

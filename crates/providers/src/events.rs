@@ -31,6 +31,16 @@ impl UpstreamEvents {
         Self { parser: SseParser::new(), translator }
     }
 
+    /// The prompt tokens the answer wrote to the provider's prompt cache, as
+    /// far as the stream has said: Anthropic's `cache_creation_input_tokens`,
+    /// which OpenAI's usage chunk has no field for. 0 for the others.
+    pub fn cache_write_tokens(&self) -> u64 {
+        match &self.translator {
+            Translator::Anthropic(t) => t.cache_write_tokens(),
+            Translator::None | Translator::Gemini(_) => 0,
+        }
+    }
+
     /// Appends `chunk` and returns the `data` payloads of the OpenAI events it
     /// completed (`[DONE]` included), as [`SseParser::push`] does.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<String>, EventTooLarge> {

@@ -10,6 +10,12 @@ pub struct ModelSpec {
     /// What the provider calls it.
     pub upstream_name: String,
     pub input_usd_per_mtok: f64,
+    /// A prompt token read from the provider's prompt cache (OpenAI's
+    /// `cached_tokens`, Anthropic's `cache_read_input_tokens`).
+    pub cached_input_usd_per_mtok: f64,
+    /// A prompt token written to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`).
+    pub cache_write_usd_per_mtok: f64,
     pub output_usd_per_mtok: f64,
     pub context_window: u64,
 }

@@ -23,5 +23,5 @@ pub use order::{speed_class, LatencyPolicy, Strategy};
 pub use plan::{
     estimate_tokens, failure_decision, plan, Decision, FailureKind, Live, Plan, PlanError, RouteInput, SkipReason,
 };
-pub use price::cost_usd;
+pub use price::{cost_usd, Tokens};
 pub use routes::{choose_route, EmbeddedRoute, RouteChoice, RouteSpec};

@@ -105,6 +105,8 @@ mod tests {
             provider: "p".into(),
             upstream_name: name.into(),
             input_usd_per_mtok: 1.0,
+            cached_input_usd_per_mtok: 1.0,
+            cache_write_usd_per_mtok: 1.0,
             output_usd_per_mtok: 1.0,
             context_window: 1000,
         }

@@ -12,6 +12,8 @@ fn model(name: &str, window: u64) -> ModelSpec {
         provider: "p".into(),
         upstream_name: name.into(),
         input_usd_per_mtok: 1.0,
+        cached_input_usd_per_mtok: 1.0,
+        cache_write_usd_per_mtok: 1.0,
         output_usd_per_mtok: 1.0,
         context_window: window,
     }

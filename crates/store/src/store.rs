@@ -334,6 +334,30 @@ impl Store {
         }
     }
 
+    /// Ids of stored entries whose hex form starts with `hex_prefix` (either
+    /// case), in id order, at most `limit` of them: how an operator's short id
+    /// is resolved. A prefix that is not hex matches nothing.
+    pub fn ids_with_prefix(&self, hex_prefix: &str, limit: usize) -> Result<Vec<CacheKey>, StoreError> {
+        let wanted = hex_prefix.to_ascii_lowercase();
+        if wanted.len() > 64 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        // Whole bytes narrow the scan in sled; an odd last digit is checked on the hex.
+        let whole = hex::decode(wanted.get(..wanted.len() / 2 * 2).unwrap_or("")).unwrap_or_default();
+        let mut out = Vec::new();
+        for k in self.entries.scan_prefix(&whole).keys() {
+            if out.len() >= limit {
+                break;
+            }
+            let k = k?;
+            let Some(id) = k.as_ref().try_into().ok().map(CacheKey) else { continue };
+            if id.to_hex().starts_with(&wanted) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Hit count and last access, including hits not yet written to sled.
     pub fn hit_stats(&self, id: &CacheKey) -> Result<HitStats, StoreError> {
         let _read = self.pending.read();

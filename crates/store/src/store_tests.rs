@@ -299,3 +299,27 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn ids_with_prefix_finds_entries_by_the_start_of_their_hex_id() {
+    let s = Store::temporary().expect("store");
+    let with_id = |bytes: [u8; 32]| Entry { id: CacheKey(bytes), ..entry(0, 1_000, 1_000_000, "a") };
+    let mut a = [0xab; 32];
+    a[4] = 0x10;
+    let mut b = [0xab; 32];
+    b[4] = 0x1f;
+    let c = [0xcd; 32];
+    for bytes in [a, b, c] {
+        s.put(&with_id(bytes), None).expect("put");
+    }
+    let (a, b, c) = (CacheKey(a), CacheKey(b), CacheKey(c));
+    assert_eq!(s.ids_with_prefix("abababab", 10).expect("scan"), vec![a, b], "shared by two");
+    assert_eq!(s.ids_with_prefix("abababab1", 10).expect("scan"), vec![a, b], "odd length");
+    assert_eq!(s.ids_with_prefix("ABABABAB10", 10).expect("scan"), vec![a], "either case");
+    assert_eq!(s.ids_with_prefix("abababab1f", 10).expect("scan"), vec![b]);
+    assert_eq!(s.ids_with_prefix("abababab", 1).expect("scan"), vec![a], "at most limit");
+    assert_eq!(s.ids_with_prefix(&c.to_hex(), 10).expect("scan"), vec![c], "a whole id");
+    assert!(s.ids_with_prefix("abababac", 10).expect("scan").is_empty());
+    assert!(s.ids_with_prefix("not hex!", 10).expect("scan").is_empty());
+    assert!(s.ids_with_prefix(&format!("{}0", c.to_hex()), 10).expect("scan").is_empty(), "too long");
+}

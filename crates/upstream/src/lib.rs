@@ -17,3 +17,4 @@ mod retry_after;
 pub use client::{Attempt, Dialect, UpstreamClient, ANTHROPIC_VERSION};
 pub use error::UpstreamError;
 pub use response::UpstreamResponse;
+pub use retry_after::MAX_RETRY_AFTER;

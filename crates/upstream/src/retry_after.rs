@@ -5,7 +5,7 @@ use http::HeaderMap;
 use std::time::{Duration, SystemTime};
 
 /// The longest wait a provider can ask for; the router caps it further.
-pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The wait the response asks for, clamped to [`MAX_RETRY_AFTER`]; a date in
 /// the past asks for none. A value that is neither a non-negative decimal

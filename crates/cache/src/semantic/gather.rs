@@ -108,7 +108,7 @@ fn shared_template(
     let fingerprint_hex = query.fingerprint.to_hex();
     let mut counts: Vec<(String, String, usize)> = Vec::new();
     for cand in candidates {
-        let Some(entry) = live_entry(store, cand, now_ms)? else { continue };
+        let Some(entry) = live_entry(store, cand, &query.fresh, now_ms)? else { continue };
         if !same_context(&entry, query.namespace, &fingerprint_hex) {
             continue;
         }
@@ -153,7 +153,7 @@ fn examine(
         if !seen.insert(cand.id) {
             continue;
         }
-        let Some(entry) = live_entry(store, &cand, now_ms)? else { continue };
+        let Some(entry) = live_entry(store, &cand, &query.fresh, now_ms)? else { continue };
         let Some(text) = entry.semantic.as_ref().map(|m| m.text.clone()) else { continue };
         let in_context = same_context(&entry, query.namespace, &fingerprint_hex);
         let compared = match comparer.compare(&text, cand.similarity) {
@@ -177,9 +177,14 @@ pub(super) fn same_context(entry: &Entry, namespace: &str, fingerprint_hex: &str
     fingerprint_matches && entry.namespace == namespace
 }
 
-pub(super) fn live_entry(store: &Store, cand: &Candidate, now_ms: u64) -> Result<Option<Entry>, StoreError> {
+pub(super) fn live_entry(
+    store: &Store,
+    cand: &Candidate,
+    fresh: &crate::Freshness,
+    now_ms: u64,
+) -> Result<Option<Entry>, StoreError> {
     match store.get(&cand.id) {
-        Ok(Some(e)) if !e.is_expired(now_ms) => Ok(Some(e)),
+        Ok(Some(e)) if fresh.accepts(&e, now_ms) => Ok(Some(e)),
         Ok(_) | Err(StoreError::Corrupt(_)) => Ok(None),
         Err(e) => Err(e),
     }

@@ -35,6 +35,8 @@ fn settings() -> SemanticSettings {
 
 const V: [f32; 4] = [1.0, 0.0, 0.0, 0.0];
 
+const F: crate::Freshness = crate::Freshness { max_age_ms: None, min_fresh_ms: None };
+
 static MODEL: std::sync::LazyLock<deja_embed::HashEmbedder> =
     std::sync::LazyLock::new(|| deja_embed::HashEmbedder::new(4));
 
@@ -50,7 +52,7 @@ fn plant(store: &Store, index: &SemanticIndex, e: &Entry, indexed_as: &ContextFi
 }
 
 fn query<'a>(namespace: &'a str, fingerprint: &'a ContextFingerprint) -> Query<'a> {
-    Query { namespace, fingerprint, vector: &V, text: "when do you open?", threshold: 0.9 }
+    Query { namespace, fingerprint, vector: &V, text: "when do you open?", threshold: 0.9, fresh: F }
 }
 
 #[test]
@@ -109,15 +111,15 @@ fn an_alias_serves_its_entry_only_while_it_lives_in_the_same_namespace() {
     store.put(&e, Some(&V)).expect("put");
     let alias = CacheKey([9; 32]);
     assert!(store.add_alias(&alias, &e.id, 0.86).expect("alias"));
-    let found = crate::exact::lookup_or_alias(&store, &alias, "default", None, 10).expect("lookup");
+    let found = crate::exact::lookup_or_alias(&store, &alias, "default", None, &F, 10).expect("lookup");
     let via = crate::exact::Via::Alias { similarity: 0.86 };
     assert_eq!(found.map(|(e, _, via)| (e.id, via)), Some((e.id, via)));
-    assert!(crate::exact::lookup_or_alias(&store, &alias, "key-other", None, 10).expect("lookup").is_none());
+    assert!(crate::exact::lookup_or_alias(&store, &alias, "key-other", None, &F, 10).expect("lookup").is_none());
     // A client's floor applies to aliases: above what it was learned at, or at 1.0, it is not served.
-    assert!(crate::exact::lookup_or_alias(&store, &alias, "default", Some(0.9), 10).expect("lookup").is_none());
-    assert!(crate::exact::lookup_or_alias(&store, &alias, "default", Some(1.0), 10).expect("lookup").is_none());
-    assert!(crate::exact::lookup_or_alias(&store, &alias, "default", Some(0.8), 10).expect("lookup").is_some());
+    assert!(crate::exact::lookup_or_alias(&store, &alias, "default", Some(0.9), &F, 10).expect("lookup").is_none());
+    assert!(crate::exact::lookup_or_alias(&store, &alias, "default", Some(1.0), &F, 10).expect("lookup").is_none());
+    assert!(crate::exact::lookup_or_alias(&store, &alias, "default", Some(0.8), &F, 10).expect("lookup").is_some());
     assert!(store.remove(&e.id).expect("remove"));
     assert!(store.alias(&alias).expect("alias").is_none(), "the alias died with its entry");
-    assert!(crate::exact::lookup_or_alias(&store, &alias, "default", None, 10).expect("lookup").is_none());
+    assert!(crate::exact::lookup_or_alias(&store, &alias, "default", None, &F, 10).expect("lookup").is_none());
 }

@@ -12,7 +12,7 @@ mod slo;
 pub use clients::{ClientSettings, OnBudget};
 pub use cluster::ClusterSettings;
 
-pub use duration::parse_duration;
+pub use duration::{parse_duration, parse_duration_at_most, MAX_DURATION, MAX_TIMEOUT};
 pub use raw::default_threshold;
 pub use routes::{DEFAULT_ROUTE_THRESHOLD, NO_ROUTE};
 pub use slo::SloSettings;
@@ -86,6 +86,16 @@ pub struct Provider {
     pub default_max_tokens: u64,
 }
 
+/// A provider whose key variable is unset or empty ([`Config::missing_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingKey {
+    pub provider: String,
+    /// The variable `api_key_env` names: for operators, never for clients.
+    pub variable: String,
+    /// The catalog's models served by this provider, in catalog order.
+    pub models: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert: PathBuf,
@@ -125,6 +135,8 @@ impl CacheSettings {
 pub struct CacheSettings {
     pub enabled: bool,
     pub default_ttl: Duration,
+    /// The longest any answer is kept, whatever the client's `x-deja-ttl` (at least `default_ttl`).
+    pub max_ttl: Duration,
     pub max_entries: u64,
     /// `[store] max_bytes`: entries and vectors as stored ([`deja_store::Store::bytes`]).
     pub max_bytes: Option<u64>,
@@ -329,6 +341,7 @@ impl Config {
             other => return Err(invalid("server.log_format", format!("`{other}` is not one of \"text\", \"json\""))),
         };
         let dur = |path: &str, v: &str| parse_duration(v).map_err(|m| invalid(path, m));
+        let timeout = |path: &str, v: &str| parse_duration_at_most(v, MAX_TIMEOUT).map_err(|m| invalid(path, m));
         let sem = &raw.cache.semantic;
         let check_threshold = |path: String, t: f32| {
             if (0.0..=1.0).contains(&t) {
@@ -386,9 +399,14 @@ impl Config {
             if !providers.contains_key(&m.provider) {
                 return Err(invalid(format!("models[{i}].provider"), format!("unknown provider `{}`", m.provider)));
             }
-            for (field, v) in
-                [("input_usd_per_mtok", m.input_usd_per_mtok), ("output_usd_per_mtok", m.output_usd_per_mtok)]
-            {
+            let cached_input = m.cached_input_usd_per_mtok.unwrap_or(m.input_usd_per_mtok);
+            let cache_write = m.cache_write_usd_per_mtok.unwrap_or(m.input_usd_per_mtok);
+            for (field, v) in [
+                ("input_usd_per_mtok", m.input_usd_per_mtok),
+                ("cached_input_usd_per_mtok", cached_input),
+                ("cache_write_usd_per_mtok", cache_write),
+                ("output_usd_per_mtok", m.output_usd_per_mtok),
+            ] {
                 if !v.is_finite() || v < 0.0 {
                     return Err(invalid(format!("models[{i}].{field}"), "must be a non-negative price"));
                 }
@@ -401,12 +419,14 @@ impl Config {
                 name: m.name,
                 provider: m.provider,
                 input_usd_per_mtok: m.input_usd_per_mtok,
+                cached_input_usd_per_mtok: cached_input,
+                cache_write_usd_per_mtok: cache_write,
                 output_usd_per_mtok: m.output_usd_per_mtok,
                 context_window: m.context_window,
             });
         }
         let routes = routes::validate(&raw.ladders)?;
-        let first_byte_timeout = dur("routing.first_byte_timeout", &raw.routing.first_byte_timeout)?;
+        let first_byte_timeout = timeout("routing.first_byte_timeout", &raw.routing.first_byte_timeout)?;
         let mut ladders = Vec::with_capacity(raw.ladders.len());
         for (i, l) in raw.ladders.into_iter().enumerate() {
             let latency = ladder::latency_policy(i, &l, first_byte_timeout)?;
@@ -447,7 +467,7 @@ impl Config {
                 if v.max_candidates == 0 || v.max_candidates > 9 {
                     return Err(invalid("cache.semantic.verifier.max_candidates", "must be between 1 and 9"));
                 }
-                let timeout = dur("cache.semantic.verifier.timeout", &v.timeout)?;
+                let timeout = timeout("cache.semantic.verifier.timeout", &v.timeout)?;
                 if timeout.is_zero() {
                     return Err(invalid("cache.semantic.verifier.timeout", "must be greater than 0"));
                 }
@@ -506,6 +526,8 @@ impl Config {
             cache: CacheSettings {
                 enabled: raw.cache.enabled,
                 default_ttl: dur("cache.default_ttl", &raw.cache.default_ttl)?,
+                max_ttl: dur("cache.max_ttl", &raw.cache.max_ttl)?
+                    .max(dur("cache.default_ttl", &raw.cache.default_ttl)?),
                 max_entries: raw.cache.max_entries,
                 max_bytes: raw.store.max_bytes.as_ref().map(|b| bytes("store.max_bytes", b)).transpose()?,
                 sweep_interval: dur("cache.sweep_interval", &raw.cache.sweep_interval)?,
@@ -531,9 +553,11 @@ impl Config {
             },
             routing: RoutingSettings {
                 first_byte_timeout,
-                attempt_timeout: dur("routing.attempt_timeout", &raw.routing.attempt_timeout)?,
+                attempt_timeout: timeout("routing.attempt_timeout", &raw.routing.attempt_timeout)?,
                 model_retries: raw.routing.model_retries,
-                retry_after_cap: dur("routing.retry_after_cap", &raw.routing.retry_after_cap)?,
+                // Upstream `Retry-After` values are clamped to this already.
+                retry_after_cap: parse_duration_at_most(&raw.routing.retry_after_cap, deja_upstream::MAX_RETRY_AFTER)
+                    .map_err(|m| invalid("routing.retry_after_cap", m))?,
                 health: HealthSettings {
                     failures_to_cool: raw.routing.failures_to_cool.max(1),
                     cooldown: dur("routing.cooldown", &raw.routing.cooldown)?,
@@ -569,6 +593,26 @@ impl Config {
         self.secrets.provider_keys.get(provider).map(String::as_str)
     }
 
+    /// Providers whose `api_key_env` names a variable that is unset or empty,
+    /// by name, each with the models whose rungs are skipped for it (one no
+    /// model uses is left out). A provider without `api_key_env` (a local
+    /// server) needs no key.
+    pub fn missing_keys(&self) -> Vec<MissingKey> {
+        let mut missing: Vec<MissingKey> = self
+            .providers
+            .values()
+            .filter(|p| self.api_key(&p.name).is_none())
+            .filter_map(|p| {
+                let variable = p.api_key_env.clone()?;
+                let models: Vec<String> =
+                    self.catalog.models.iter().filter(|m| m.provider == p.name).map(|m| m.name.clone()).collect();
+                (!models.is_empty()).then(|| MissingKey { provider: p.name.clone(), variable, models })
+            })
+            .collect();
+        missing.sort_by(|a, b| a.provider.cmp(&b.provider));
+        missing
+    }
+
     /// Client keys from `server.client_keys_env`, if set and non-empty.
     pub fn client_keys(&self) -> Option<&[String]> {
         self.secrets.client_keys.as_deref()
@@ -588,7 +632,7 @@ fn validate_limits(raw: raw::RawLimits) -> Result<EdgeLimits, ConfigError> {
     if raw.max_connections == 0 {
         return Err(invalid("limits.max_connections", "must be at least 1"));
     }
-    let positive = |path: &str, v: &str| match parse_duration(v) {
+    let positive = |path: &str, v: &str| match parse_duration_at_most(v, MAX_TIMEOUT) {
         Ok(d) if d.is_zero() => Err(invalid(path, "must be longer than 0s")),
         Ok(d) => Ok(d),
         Err(m) => Err(invalid(path, m)),

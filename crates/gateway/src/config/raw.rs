@@ -105,6 +105,9 @@ pub struct RawCache {
     pub enabled: bool,
     #[serde(default = "default_ttl")]
     pub default_ttl: String,
+    /// The longest a client's `x-deja-ttl` may keep an answer.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: String,
     #[serde(default = "default_max_entries")]
     pub max_entries: u64,
     #[serde(default = "default_sweep")]
@@ -118,6 +121,7 @@ impl Default for RawCache {
         Self {
             enabled: true,
             default_ttl: default_ttl(),
+            max_ttl: default_max_ttl(),
             max_entries: default_max_entries(),
             sweep_interval: default_sweep(),
             semantic: RawSemantic::default(),
@@ -127,6 +131,9 @@ impl Default for RawCache {
 
 fn default_ttl() -> String {
     "24h".into()
+}
+fn default_max_ttl() -> String {
+    "7d".into()
 }
 fn default_max_entries() -> u64 {
     1_000_000
@@ -345,6 +352,12 @@ pub struct RawModel {
     #[serde(default)]
     pub upstream_name: Option<String>,
     pub input_usd_per_mtok: f64,
+    /// A prompt token read from the provider's prompt cache; the input price unless set.
+    #[serde(default)]
+    pub cached_input_usd_per_mtok: Option<f64>,
+    /// A prompt token written to the provider's prompt cache (Anthropic); the input price unless set.
+    #[serde(default)]
+    pub cache_write_usd_per_mtok: Option<f64>,
     pub output_usd_per_mtok: f64,
     pub context_window: u64,
 }

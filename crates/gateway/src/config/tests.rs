@@ -55,6 +55,39 @@ fn bad_values_name_the_field() {
 }
 
 #[test]
+fn cache_prices_default_to_the_input_price() {
+    let c = Config::parse(MINIMAL).expect("valid");
+    let m = &c.catalog.models[0];
+    assert_eq!((m.cached_input_usd_per_mtok, m.cache_write_usd_per_mtok), (1.0, 1.0));
+    let text = MINIMAL
+        .replace("input_usd_per_mtok = 1.0", "input_usd_per_mtok = 3.0\ncached_input_usd_per_mtok = 0.3")
+        .replace("output_usd_per_mtok = 2.0", "output_usd_per_mtok = 15.0\ncache_write_usd_per_mtok = 3.75");
+    let c = Config::parse(&text).expect("valid");
+    let m = &c.catalog.models[0];
+    assert_eq!((m.input_usd_per_mtok, m.cached_input_usd_per_mtok, m.cache_write_usd_per_mtok), (3.0, 0.3, 3.75));
+    // Free cache reads are a price like any other.
+    let text = MINIMAL.replace("input_usd_per_mtok = 1.0", "input_usd_per_mtok = 1.0\ncached_input_usd_per_mtok = 0.0");
+    assert_eq!(Config::parse(&text).expect("valid").catalog.models[0].cached_input_usd_per_mtok, 0.0);
+}
+
+#[test]
+fn bad_cache_prices_name_the_field() {
+    for field in ["cached_input_usd_per_mtok", "cache_write_usd_per_mtok"] {
+        for bad in ["-0.1", "nan", "inf", "-inf"] {
+            let text =
+                MINIMAL.replace("input_usd_per_mtok = 1.0", &format!("input_usd_per_mtok = 1.0\n{field} = {bad}"));
+            assert_eq!(error_path(&text), format!("models[0].{field}"), "{field} = {bad}");
+        }
+        let text =
+            MINIMAL.replace("input_usd_per_mtok = 1.0", &format!("input_usd_per_mtok = 1.0\n{field} = \"cheap\""));
+        assert!(error_path(&text).contains(field), "{}", error_path(&text));
+    }
+    // An unset cache price inherits the input price, and its checks: the input price is named.
+    let text = MINIMAL.replace("input_usd_per_mtok = 1.0", "input_usd_per_mtok = -1.0");
+    assert_eq!(error_path(&text), "models[0].input_usd_per_mtok");
+}
+
+#[test]
 fn shipped_configs_are_valid() {
     for file in ["deja.toml", "demo.toml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config").join(file);
@@ -264,4 +297,79 @@ fn search_breadth_defaults_to_the_index_default_and_is_bounded() {
     assert_eq!(Config::parse(&with("128")).expect("valid").cache.search_breadth, 128);
     assert_eq!(error_path(&with("0")), "cache.semantic.search_breadth");
     assert_eq!(error_path(&with("100000")), "cache.semantic.search_breadth");
+}
+
+#[test]
+fn durations_past_their_bound_are_errors_not_panics() {
+    // All digits past u64::MAX seconds: `Duration::from_secs_f64` would panic.
+    for huge in ["18446744073709551616", "99999999999999999999999", "1e400", &"9".repeat(400)] {
+        assert!(parse_duration(huge).is_err(), "{huge}");
+    }
+    assert!(parse_duration("500000000y").is_err(), "would overflow `Instant + Duration` on the request path");
+    assert!(parse_duration("11y").is_err());
+    assert_eq!(parse_duration("10y"), Ok(MAX_DURATION));
+    assert_eq!(parse_duration("315576000"), Ok(MAX_DURATION));
+    assert!(parse_duration("315576000.5").is_err());
+    assert_eq!(parse_duration_at_most("1d", MAX_TIMEOUT), Ok(MAX_TIMEOUT));
+    assert!(parse_duration_at_most("25h", MAX_TIMEOUT).is_err());
+}
+
+#[test]
+fn overlong_durations_in_the_file_name_their_field() {
+    let cases = [
+        ("[cache]\ndefault_ttl = \"500000000y\"", "cache.default_ttl"),
+        ("[cache]\ndefault_ttl = \"18446744073709551616\"", "cache.default_ttl"),
+        ("[cache]\nsweep_interval = \"100y\"", "cache.sweep_interval"),
+        ("[routing]\ncooldown = \"500000000y\"", "routing.cooldown"),
+        ("[routing]\nfirst_byte_timeout = \"2d\"", "routing.first_byte_timeout"),
+        ("[routing]\nattempt_timeout = \"99999999999999999999\"", "routing.attempt_timeout"),
+        ("[routing]\nretry_after_cap = \"2h\"", "routing.retry_after_cap"),
+        ("[limits]\nrequest_timeout = \"500000000y\"", "limits.request_timeout"),
+        ("[limits]\nheader_read_timeout = \"2d\"", "limits.header_read_timeout"),
+        ("[limits]\nbody_read_timeout = \"2d\"", "limits.body_read_timeout"),
+        ("[cache.semantic.verifier]\nmodel = \"a\"\ntimeout = \"2d\"", "cache.semantic.verifier.timeout"),
+    ];
+    for (table, path) in cases {
+        assert_eq!(error_path(&format!("{MINIMAL}\n{table}\n")), path, "{table}");
+    }
+    let text = MINIMAL.replace("rungs = [\"a\"]", "rungs = [\"a\"]\nmax_ttfb = \"500000000y\"");
+    assert_eq!(error_path(&text), "ladders[0].max_ttfb");
+    // The bounds themselves are accepted.
+    let text = format!(
+        "{MINIMAL}\n[cache]\ndefault_ttl = \"10y\"\n[routing]\nattempt_timeout = \"24h\"\nretry_after_cap = \"1h\"\n"
+    );
+    let c = Config::parse(&text).expect("valid");
+    assert_eq!(c.cache.default_ttl, MAX_DURATION);
+    assert_eq!(c.routing.retry_after_cap, deja_upstream::MAX_RETRY_AFTER);
+}
+
+#[test]
+fn missing_keys_name_the_provider_and_its_models_but_not_a_keyless_provider() {
+    let set = format!("DEJA_CONFIG_TEST_SET_KEY_{}", std::process::id());
+    std::env::set_var(&set, "sk-present");
+    let text = format!(
+        "{MINIMAL}\n[[providers]]\nname = \"keyed\"\nbase_url = \"http://127.0.0.1:2/v1\"\napi_key_env = \"{set}\"\n\
+         [[providers]]\nname = \"unset\"\nbase_url = \"http://127.0.0.1:3/v1\"\n\
+         api_key_env = \"DEJA_CONFIG_TEST_UNSET_PROVIDER_KEY\"\n\
+         [[providers]]\nname = \"idle\"\nbase_url = \"http://127.0.0.1:4/v1\"\n\
+         api_key_env = \"DEJA_CONFIG_TEST_UNSET_PROVIDER_KEY\"\n\
+         [[models]]\nname = \"b\"\nprovider = \"unset\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 1.0\n\
+         context_window = 1000\n\
+         [[models]]\nname = \"c\"\nprovider = \"keyed\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 1.0\n\
+         context_window = 1000\n\
+         [[models]]\nname = \"d\"\nprovider = \"unset\"\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 1.0\n\
+         context_window = 1000\n"
+    );
+    let c = Config::parse(&text).expect("an unset key is not an invalid file");
+    let missing = c.missing_keys();
+    assert_eq!(
+        missing,
+        vec![MissingKey {
+            provider: "unset".into(),
+            variable: "DEJA_CONFIG_TEST_UNSET_PROVIDER_KEY".into(),
+            models: vec!["b".into(), "d".into()],
+        }],
+        "`p` has no api_key_env (a local server), `keyed` has its key, `idle` serves no model"
+    );
+    assert!(Config::parse(MINIMAL).expect("valid").missing_keys().is_empty());
 }

@@ -40,9 +40,19 @@ pub(super) async fn fetch(
     if entry.is_expired(now_ms) || fleet.buried(&entry) {
         return None;
     }
-    if let Err(e) = state.store.put(&entry, None) {
-        tracing::warn!(error = %e, "could not copy a shared entry into the store");
-        return None;
+    // The copy is a sled transaction: on a blocking thread, not a worker.
+    let (store, copy) = (state.store.clone(), entry.clone());
+    let put = tokio::task::spawn_blocking(move || store.put(&copy, None)).await;
+    match put {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not copy a shared entry into the store");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the copy of a shared entry did not finish");
+            return None;
+        }
     }
     // A delete applied while the copy was being written: it must not stay.
     if fleet.buried(&entry) {

@@ -12,7 +12,7 @@ use crate::ctx::ChatCtx;
 use crate::state::AppState;
 use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
 use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind};
-use deja_router::{cost_usd, estimate_tokens, FailureKind, RouteInput};
+use deja_router::{estimate_tokens, FailureKind, RouteInput};
 use std::sync::Arc;
 
 /// The verifier's system message when it compares two answers.
@@ -162,7 +162,7 @@ impl Shadow {
                     continue;
                 }
             };
-            let raw = match opened.openai_body(raw) {
+            let (raw, cache_writes) = match opened.openai_body(raw) {
                 Ok(b) => b,
                 Err(detail) => {
                     walker.fail(&opened.model, FailureKind::Malformed, None, detail);
@@ -170,7 +170,10 @@ impl Shadow {
                 }
             };
             match serde_json::from_slice::<ChatCompletion>(&raw) {
-                Ok(c) if !c.choices.is_empty() => break (c, opened.model),
+                Ok(mut c) if !c.choices.is_empty() => {
+                    crate::dialect::set_cache_writes(&mut c, cache_writes);
+                    break (c, opened.model);
+                }
                 _ => walker.fail(
                     &opened.model,
                     FailureKind::Malformed,
@@ -180,8 +183,7 @@ impl Shadow {
             }
         };
         walker.succeeded(&spec);
-        let usage = completion.usage.clone().unwrap_or_default();
-        let cost = cost_usd(&spec, usage.prompt_tokens, usage.completion_tokens);
+        let cost = crate::remember::answer_cost(&spec, completion.usage.as_ref());
         let response = serde_json::to_value(&completion).unwrap_or_default();
         let text = answer_text(&response)
             .ok_or_else(|| ApiError::new(ErrorKind::BadGateway, "the shadow answer has no text content"))?;

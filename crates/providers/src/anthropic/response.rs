@@ -17,9 +17,14 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
 /// OpenAI's usage for Anthropic's: prompt tokens include those written to
 /// and read from Anthropic's prompt cache (OpenAI counts cached tokens in
 /// `prompt_tokens`), and the read ones are reported as `cached_tokens`.
+/// OpenAI has no field for the written ones: the translators hand that count
+/// over beside the answer ([`to_chat_completion_and_cache_writes`],
+/// [`super::StreamTranslator::cache_write_tokens`]). Sums saturate: the
+/// counts are the provider's.
 pub(crate) fn usage(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Value {
-    let prompt = input + cache_write + cache_read;
-    let mut u = json!({"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output});
+    let prompt = input.saturating_add(cache_write).saturating_add(cache_read);
+    let total = prompt.saturating_add(output);
+    let mut u = json!({"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": total});
     if cache_read > 0 {
         if let Some(o) = u.as_object_mut() {
             o.insert("prompt_tokens_details".into(), json!({"cached_tokens": cache_read}));
@@ -34,6 +39,14 @@ pub(crate) fn count(usage: Option<&Value>, field: &str) -> Option<u64> {
 
 /// Translates a Message body. `Err` says why it is not one.
 pub fn to_chat_completion(body: &[u8], created: u64) -> Result<Value, String> {
+    to_chat_completion_and_cache_writes(body, created).map(|(completion, _)| completion)
+}
+
+/// [`to_chat_completion`], and the prompt tokens the message wrote to
+/// Anthropic's prompt cache (`cache_creation_input_tokens`, 0 when absent or
+/// null): part of the completion's `prompt_tokens` but priced apart, and
+/// OpenAI's usage has no field to carry them.
+pub fn to_chat_completion_and_cache_writes(body: &[u8], created: u64) -> Result<(Value, u64), String> {
     let message: Value = serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
     if message.get("type").and_then(Value::as_str) != Some("message") {
         return Err("the answer is not an Anthropic message".into());
@@ -79,7 +92,8 @@ pub fn to_chat_completion(body: &[u8], created: u64) -> Result<Value, String> {
     }
     let finish = message.get("stop_reason").and_then(Value::as_str).map(finish_reason);
     let u = message.get("usage");
-    Ok(json!({
+    let cache_write = count(u, "cache_creation_input_tokens").unwrap_or(0);
+    let completion = json!({
         "id": message.get("id").and_then(Value::as_str).unwrap_or_default(),
         "object": "chat.completion",
         "created": created,
@@ -88,10 +102,11 @@ pub fn to_chat_completion(body: &[u8], created: u64) -> Result<Value, String> {
         "usage": usage(
             count(u, "input_tokens").unwrap_or(0),
             count(u, "output_tokens").unwrap_or(0),
-            count(u, "cache_creation_input_tokens").unwrap_or(0),
+            cache_write,
             count(u, "cache_read_input_tokens").unwrap_or(0),
         ),
-    }))
+    });
+    Ok((completion, cache_write))
 }
 
 /// The `error.type` of an Anthropic error body (`overloaded_error`,

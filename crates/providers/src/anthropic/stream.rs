@@ -3,7 +3,9 @@
 //! `message_start` opens the assistant turn, text and tool-input deltas
 //! become content and `tool_calls` deltas (tool calls numbered in the order
 //! they start), `message_delta` carries the finish reason, and
-//! `message_stop` ends with a usage-only chunk and `[DONE]`. An `error`
+//! `message_stop` ends with a usage-only chunk and `[DONE]` (the prompt
+//! tokens written to the prompt cache are read with
+//! [`StreamTranslator::cache_write_tokens`]). An `error`
 //! event becomes an OpenAI `{"error": ...}` event, which the relay treats as
 //! the upstream failing. `ping` and event types yet to come are skipped.
 
@@ -36,6 +38,14 @@ impl StreamTranslator {
             cache_write: 0,
             cache_read: 0,
         }
+    }
+
+    /// The prompt tokens the message wrote to Anthropic's prompt cache, as
+    /// far as the stream has said (`cache_creation_input_tokens`): part of
+    /// the usage chunk's `prompt_tokens`, priced apart, and not in it since
+    /// OpenAI's usage has no such field.
+    pub fn cache_write_tokens(&self) -> u64 {
+        self.cache_write
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> String {

@@ -346,3 +346,110 @@ fn usage_fields_may_be_null_missing_or_repeated_cumulatively() {
     let c = to_chat_completion(whole.to_string().as_bytes(), 1).expect("a message");
     assert_eq!(c["usage"], json!({"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}));
 }
+
+/// The prompt-caching guide's pair of calls: the first writes the long
+/// system prompt to the cache, the second reads it back.
+#[test]
+fn cache_reads_are_cached_tokens_and_cache_writes_are_handed_over_beside_the_answer() {
+    let message = |usage: Value| {
+        json!({"id": "msg_c", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [{"type": "text", "text": "The book is about..."}], "stop_reason": "end_turn",
+            "stop_sequence": null, "usage": usage})
+        .to_string()
+    };
+    let first = message(json!({"input_tokens": 21, "cache_creation_input_tokens": 188086,
+        "cache_read_input_tokens": 0, "output_tokens": 393}));
+    let (c, writes) = to_chat_completion_and_cache_writes(first.as_bytes(), 1).expect("a message");
+    assert_eq!(writes, 188086);
+    // The client sees OpenAI's usage: every prompt token, no cache-write field.
+    assert_eq!(c["usage"], json!({"prompt_tokens": 188107, "completion_tokens": 393, "total_tokens": 188500}));
+    assert_eq!(to_chat_completion(first.as_bytes(), 1).expect("a message"), c);
+
+    let second = message(json!({"input_tokens": 21, "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 188086, "output_tokens": 393,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}, "service_tier": "standard"}));
+    let (c, writes) = to_chat_completion_and_cache_writes(second.as_bytes(), 1).expect("a message");
+    assert_eq!(writes, 0);
+    assert_eq!(
+        c["usage"],
+        json!({"prompt_tokens": 188107, "completion_tokens": 393, "total_tokens": 188500,
+            "prompt_tokens_details": {"cached_tokens": 188086}})
+    );
+    let parsed: ChatCompletion = serde_json::from_value(c).expect("an OpenAI completion");
+    let u = parsed.usage.expect("usage");
+    assert_eq!((u.prompt_tokens, u.cached_tokens()), (188107, 188086));
+
+    // Both may be null or left out.
+    for usage in [
+        json!({"input_tokens": 7, "output_tokens": 2, "cache_creation_input_tokens": null, "cache_read_input_tokens": null}),
+        json!({"input_tokens": 7, "output_tokens": 2}),
+    ] {
+        let (c, writes) = to_chat_completion_and_cache_writes(message(usage.clone()).as_bytes(), 1).expect("a message");
+        assert_eq!(writes, 0, "{usage}");
+        assert_eq!(c["usage"], json!({"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}), "{usage}");
+    }
+}
+
+#[test]
+fn hostile_usage_counts_saturate_instead_of_overflowing() {
+    let max = u64::MAX;
+    let body = json!({"id": "msg_h", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [{"type": "text", "text": "x"}], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": max, "output_tokens": max, "cache_creation_input_tokens": max,
+            "cache_read_input_tokens": max}});
+    let (c, writes) = to_chat_completion_and_cache_writes(body.to_string().as_bytes(), 1).expect("a message");
+    assert_eq!(writes, max);
+    assert_eq!(
+        c["usage"],
+        json!({"prompt_tokens": max, "completion_tokens": max, "total_tokens": max,
+            "prompt_tokens_details": {"cached_tokens": max}})
+    );
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_h", "type": "message", "role": "assistant",
+            "content": [], "model": "claude-x", "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": max, "cache_creation_input_tokens": max, "cache_read_input_tokens": 1}}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": max}}),
+        json!({"type": "message_stop"}),
+    ];
+    let out = translate_stream(&events, 64);
+    let usage: Value = serde_json::from_str(&out[out.len() - 2]).expect("the usage chunk");
+    assert_eq!(usage["usage"]["prompt_tokens"], max);
+    assert_eq!(usage["usage"]["total_tokens"], max);
+}
+
+/// A streamed answer that read part of its prompt from the cache and wrote
+/// another part: the counts come on `message_start` and are repeated,
+/// cumulatively, on `message_delta`.
+#[test]
+fn a_stream_reports_cached_tokens_and_hands_over_its_cache_writes() {
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_s", "type": "message", "role": "assistant",
+            "content": [], "model": "claude-sonnet-4-5", "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 50, "cache_creation_input_tokens": 1000, "cache_read_input_tokens": 3000,
+                "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "usage": {"input_tokens": 50, "cache_creation_input_tokens": 1000, "cache_read_input_tokens": 3000,
+                "output_tokens": 12}}),
+        json!({"type": "message_stop"}),
+    ];
+    for piece in [3, 4096] {
+        let mut up = UpstreamEvents::new(ProviderKind::Anthropic, "claude-test", 1);
+        let out: Vec<String> = wire(&events, piece).iter().flat_map(|c| up.push(c).expect("small")).collect();
+        assert_eq!(up.cache_write_tokens(), 1000);
+        let chunk: Value = serde_json::from_str(&out[out.len() - 2]).expect("the usage chunk");
+        assert_eq!(
+            chunk["usage"],
+            json!({"prompt_tokens": 4050, "completion_tokens": 12, "total_tokens": 4062,
+                "prompt_tokens_details": {"cached_tokens": 3000}})
+        );
+        let u = assemble(&out).usage.expect("usage");
+        assert_eq!((u.prompt_tokens, u.cached_tokens(), u.cache_write_tokens), (4050, 3000, 0));
+    }
+    // Other dialects write nothing to a cache Deja knows of.
+    let mut up = UpstreamEvents::new(ProviderKind::OpenAi, "gpt-test", 0);
+    let _ = up.push(b"data: {\"a\":1}\n\n").expect("small");
+    assert_eq!(up.cache_write_tokens(), 0);
+}

@@ -44,16 +44,17 @@ pub(crate) fn candidate_finish(reason: Option<&str>, calls: usize) -> Option<&'s
 
 /// OpenAI's usage for Gemini's `usageMetadata`: prompt tokens include those
 /// read from the context cache (reported as `cached_tokens`), completion
-/// tokens include thinking (reported as `reasoning_tokens`).
+/// tokens include thinking (reported as `reasoning_tokens`). Sums saturate:
+/// the counts are the provider's.
 pub(crate) fn usage(meta: Option<&Value>) -> Value {
     let count = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_u64).unwrap_or(0);
-    let prompt = count("promptTokenCount") + count("toolUsePromptTokenCount");
+    let prompt = count("promptTokenCount").saturating_add(count("toolUsePromptTokenCount"));
     let thoughts = count("thoughtsTokenCount");
-    let completion = count("candidatesTokenCount") + thoughts;
+    let completion = count("candidatesTokenCount").saturating_add(thoughts);
     let mut u = Map::new();
     u.insert("prompt_tokens".into(), json!(prompt));
     u.insert("completion_tokens".into(), json!(completion));
-    u.insert("total_tokens".into(), json!(prompt + completion));
+    u.insert("total_tokens".into(), json!(prompt.saturating_add(completion)));
     if count("cachedContentTokenCount") > 0 {
         u.insert("prompt_tokens_details".into(), json!({"cached_tokens": count("cachedContentTokenCount")}));
     }
