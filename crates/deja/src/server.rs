@@ -209,7 +209,10 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
         #[cfg(feature = "test-hooks")]
         (&Method::GET, "/_test/panic") => test_hooks::panic(),
         (&Method::GET, "/readyz") => ("readyz", plain(deja_admin::readyz(state))),
-        (&Method::GET, "/metrics") if config.server.metrics => ("metrics", plain(deja_admin::metrics(state))),
+        (&Method::GET, "/metrics") if config.server.metrics => match auth::metrics(&parts, config.metrics_token()) {
+            Ok(()) => ("metrics", plain(deja_admin::metrics(state))),
+            Err(e) => ("metrics", err(e)),
+        },
         (&Method::GET, "/v1/models") => ("models", guarded(&parts, &config, |_| plain(models::list(state)))),
         (&Method::POST, "/v1/chat/completions") | (&Method::POST, "/v1/embeddings") => {
             let chat = path.ends_with("completions");

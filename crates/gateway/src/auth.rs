@@ -43,3 +43,36 @@ pub fn admin(parts: &Parts, token: Option<&str>) -> Result<(), ApiError> {
             .with_code("invalid_admin_token")),
     }
 }
+
+/// `/metrics` with `server.metrics_token_env` set: that token as a bearer.
+pub fn metrics(parts: &Parts, token: Option<&str>) -> Result<(), ApiError> {
+    let Some(token) = token else { return Ok(()) };
+    match bearer(parts) {
+        Some(t) if equal(t, token) => Ok(()),
+        _ => Err(ApiError::new(ErrorKind::Unauthorized, "/metrics needs `Authorization: Bearer <metrics token>`")
+            .with_code("invalid_metrics_token")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(auth: Option<&str>) -> Parts {
+        let mut b = http::Request::get("/metrics");
+        if let Some(a) = auth {
+            b = b.header(http::header::AUTHORIZATION, a);
+        }
+        b.body(()).map(|r| r.into_parts().0).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn metrics_need_their_token_only_when_one_is_set() {
+        assert!(metrics(&parts(None), None).is_ok(), "open by default");
+        assert!(metrics(&parts(None), Some("t0k")).is_err());
+        assert!(metrics(&parts(Some("Bearer wrong")), Some("t0k")).is_err());
+        assert!(metrics(&parts(Some("Bearer t0k")), Some("t0k")).is_ok());
+        let e = metrics(&parts(None), Some("t0k")).err().map(|e| e.status());
+        assert_eq!(e, Some(401));
+    }
+}

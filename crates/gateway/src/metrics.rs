@@ -46,7 +46,8 @@ pub struct NamespaceLabels {
 }
 
 /// Namespaces with series of their own in `/metrics` and per-namespace
-/// counters in the store; later ones are counted under [`OTHER_NAMESPACES`].
+/// counters in the store by default (`server.metrics_namespaces`); later
+/// ones are counted under [`OTHER_NAMESPACES`].
 /// Namespaces are client-chosen (`x-deja-namespace`): without a cap, one
 /// client could grow the scrape and the store without bound.
 pub const NAMESPACES_LABELLED: usize = 100;
@@ -156,6 +157,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_namespace_cap(NAMESPACES_LABELLED)
+    }
+
+    /// The metrics, giving the first `namespace_cap` namespaces series of their own.
+    pub fn with_namespace_cap(namespace_cap: usize) -> Self {
         let mut registry = Registry::with_prefix("deja");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "Requests by endpoint, route, cache outcome and status", requests.clone());
@@ -277,7 +283,7 @@ impl Metrics {
             cluster_entries_backfilled.clone(),
         );
         let fleet = crate::fleet::FleetMetrics::register(&mut registry);
-        let namespaces = std::sync::Arc::new(NamespaceCap::new(NAMESPACES_LABELLED));
+        let namespaces = std::sync::Arc::new(NamespaceCap::new(namespace_cap));
         let slo = crate::slo::SloMetrics::register(&mut registry, namespaces.clone());
         let rungs = crate::rung_metrics::RungMetrics::register(&mut registry);
         Self {

@@ -102,7 +102,7 @@ impl AppState {
             let _ = std::fs::create_dir_all(parent);
         }
         let store = Arc::new(Store::open(&config.store_path)?);
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_namespace_cap(config.server.metrics_namespaces));
         let mut route_embedder = None;
         let embed = if config.cache.enabled && config.cache.semantic_enabled {
             let embedder = match embedder {

@@ -109,6 +109,10 @@ pub struct ServerSettings {
     pub client_keys_env: Option<String>,
     pub max_body_bytes: usize,
     pub metrics: bool,
+    /// `/metrics` needs this variable's token as a bearer, when set.
+    pub metrics_token_env: Option<String>,
+    /// Namespaces counted one by one in `/metrics` and the store (read at start-up).
+    pub metrics_namespaces: usize,
     pub tls: Option<TlsFiles>,
     /// Read at start-up only: a reload reports it as needing a restart.
     pub log_format: LogFormat,
@@ -265,6 +269,7 @@ struct Secrets {
     provider_keys: HashMap<String, String>,
     client_keys: Option<Vec<String>>,
     admin_token: Option<String>,
+    metrics_token: Option<String>,
     /// The key held by each `limits.rate.keys[i].key_env`, in order.
     rate_keys: Vec<Option<String>>,
     /// The key held by each `clients[i].key_env`, in order.
@@ -302,6 +307,7 @@ impl Secrets {
             provider_keys,
             client_keys: client_keys.filter(|k| !k.is_empty()),
             admin_token: read(&server.admin_token_env),
+            metrics_token: read(&server.metrics_token_env),
             rate_keys: limits.rate_keys.iter().map(|k| read(&Some(k.key_env.clone()))).collect(),
             clients: client_budget_keys,
         }
@@ -494,6 +500,11 @@ impl Config {
             client_keys_env: raw.server.client_keys_env,
             max_body_bytes: raw.server.max_body_bytes as usize,
             metrics: raw.server.metrics,
+            metrics_token_env: raw.server.metrics_token_env,
+            metrics_namespaces: match raw.server.metrics_namespaces {
+                n @ 0..=10_000 => n,
+                n => return Err(invalid("server.metrics_namespaces", format!("{n} is more than 10000"))),
+            },
             tls: raw.server.tls.map(|t| TlsFiles { cert: t.cert, key: t.key }),
             log_format,
         };
@@ -616,6 +627,11 @@ impl Config {
     /// Client keys from `server.client_keys_env`, if set and non-empty.
     pub fn client_keys(&self) -> Option<&[String]> {
         self.secrets.client_keys.as_deref()
+    }
+
+    /// The token `/metrics` requires, from `server.metrics_token_env`, if set and non-empty.
+    pub fn metrics_token(&self) -> Option<&str> {
+        self.secrets.metrics_token.as_deref()
     }
 
     /// The admin token from `server.admin_token_env`, if set and non-empty.

@@ -44,12 +44,21 @@ pub struct RawServer {
     pub max_body_bytes: u64,
     #[serde(default = "yes")]
     pub metrics: bool,
+    /// A variable holding a bearer token `/metrics` then requires.
+    #[serde(default)]
+    pub metrics_token_env: Option<String>,
+    /// Namespaces with series of their own in `/metrics` (and store counters); the rest are `(other)`.
+    #[serde(default = "default_metrics_namespaces")]
+    pub metrics_namespaces: usize,
     #[serde(default)]
     pub tls: Option<RawTls>,
     #[serde(default = "default_log_format")]
     pub log_format: String,
 }
 
+fn default_metrics_namespaces() -> usize {
+    100
+}
 fn default_log_format() -> String {
     "text".into()
 }

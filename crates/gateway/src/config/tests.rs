@@ -373,3 +373,19 @@ fn missing_keys_name_the_provider_and_its_models_but_not_a_keyless_provider() {
     );
     assert!(Config::parse(MINIMAL).expect("valid").missing_keys().is_empty());
 }
+
+#[test]
+fn metrics_can_need_a_token_and_bound_their_namespaces() {
+    let c = Config::parse(MINIMAL).expect("valid");
+    assert_eq!((c.server.metrics_namespaces, c.metrics_token()), (100, None));
+    let var = "DEJA_CONFIG_TEST_METRICS_TOKEN";
+    std::env::set_var(var, "scrape-me");
+    let text = MINIMAL.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:0\"\nmetrics_token_env = \"{var}\"\nmetrics_namespaces = 5"),
+    );
+    let c = Config::parse(&text).expect("valid");
+    assert_eq!((c.server.metrics_namespaces, c.metrics_token()), (5, Some("scrape-me")));
+    let text = MINIMAL.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nmetrics_namespaces = 1000000");
+    assert_eq!(error_path(&text), "server.metrics_namespaces");
+}
