@@ -33,7 +33,12 @@ pub async fn handle(state: &Arc<AppState>, parts: &Parts, body: &[u8]) -> Respon
         }
         (&Method::POST, "/admin/cache/search", _) => search(state, body).await,
         (&Method::POST, "/admin/reload", _) => {
-            deja_gateway::reload(state).map(|changed| json!({"reloaded": true, "needs_restart": changed}))
+            // Reading the file and embedding route examples: off the workers.
+            let st = state.clone();
+            match tokio::task::spawn_blocking(move || deja_gateway::reload(&st)).await {
+                Ok(done) => done.map(|changed| json!({"reloaded": true, "needs_restart": changed})),
+                Err(e) => Err(internal(e)),
+            }
         }
         (&Method::GET, _, Some(id)) => show(state, id),
         (&Method::DELETE, _, Some(id)) => {

@@ -96,7 +96,9 @@ async fn serve(path: &std::path::Path, config: Config) -> Result<(), AnyError> {
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                let _ = deja::reload(&state);
+                // Reading the file and embedding route examples: off the workers.
+                let st = state.clone();
+                let _ = tokio::task::spawn_blocking(move || deja::reload(&st)).await;
             }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
