@@ -28,8 +28,10 @@ use std::time::Duration;
 /// A running server, for `deja serve`, tests and benchmarks.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The admin listener's address, with `server.admin_listen`.
+    pub admin_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -38,7 +40,7 @@ impl Running {
     /// waits until nothing holds it, so the same store can be opened again.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         let _ = (&mut self.task).await;
         self.state.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -61,7 +63,7 @@ impl Running {
 
     pub fn trigger_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
     }
 }
@@ -83,6 +85,11 @@ pub async fn start(
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
+    let admin_listener = match config.server.admin_listen {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let state = tokio::task::spawn_blocking(move || AppState::build(config, embedder)).await??;
     if !state.index_ready.load(std::sync::atomic::Ordering::SeqCst) {
         maintenance::spawn_background_index(state.clone());
@@ -91,9 +98,20 @@ pub async fn start(
     maintenance::spawn_index_saver(&state);
     // With [cluster]: apply the deletes made while this replica was down before serving (bounded wait).
     deja_gateway::fleet::start(&state).await;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(state.clone(), listener, tls, async {
-        let _ = rx.await;
-    }));
-    Ok(Running { addr, state, shutdown: Some(tx), task })
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let serves = if admin_listener.is_some() { server::Serves::Clients } else { server::Serves::Everything };
+    let clients = server::serve(state.clone(), listener, tls.clone(), serves, stopped(rx.clone()));
+    let admin = admin_listener.map(|l| server::serve(state.clone(), l, tls, server::Serves::Admin, stopped(rx)));
+    let task = tokio::spawn(async move {
+        match admin {
+            Some(admin) => {
+                tokio::join!(clients, admin);
+            }
+            None => clients.await,
+        }
+    });
+    Ok(Running { addr, admin_addr, state, shutdown: Some(tx), task })
 }

@@ -89,7 +89,7 @@ async fn serve(path: &std::path::Path, config: Config) -> Result<(), AnyError> {
         );
     }
     let mut running = deja::start(config, None).await?;
-    tracing::info!(addr = %running.addr, config = %path.display(), "deja listening");
+    tracing::info!(addr = %running.addr, admin = ?running.admin_addr, config = %path.display(), "deja listening");
     let state = running.state.clone();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

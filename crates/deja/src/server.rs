@@ -36,8 +36,33 @@ static BOOT: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| deja_cache::
 struct Edge {
     state: Arc<AppState>,
     rates: RateLimits,
-    dashboard: deja_admin::dashboard::Dashboard,
+    /// `None` on a listener that serves no admin routes.
+    dashboard: Option<deja_admin::dashboard::Dashboard>,
     admin_guard: crate::admin_guard::AdminGuard,
+    serves: Serves,
+}
+
+/// What one listener serves: everything (the default), or, with
+/// `server.admin_listen`, client traffic on `listen` and the admin API, the
+/// dashboard and `/metrics` on the admin address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    Everything,
+    Clients,
+    Admin,
+}
+
+impl Serves {
+    /// Whether a request for `path` belongs on this listener.
+    fn routes(self, path: &str) -> bool {
+        let admin = path.starts_with("/admin") || path == "/metrics";
+        let shared = path == "/healthz" || path == "/readyz";
+        match self {
+            Serves::Everything => true,
+            Serves::Clients => !admin,
+            Serves::Admin => admin || shared,
+        }
+    }
 }
 
 /// Connections over the cap that are being told so at once; past this many
@@ -53,14 +78,15 @@ pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    serves: Serves,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let places = Arc::new(Semaphore::new(state.config().limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
-    let dashboard = deja_admin::dashboard::Dashboard::start(&state);
+    let dashboard = (serves != Serves::Clients).then(|| deja_admin::dashboard::Dashboard::start(&state));
     let admin_guard = crate::admin_guard::AdminGuard::default();
-    let edge = Arc::new(Edge { state, rates: RateLimits::default(), dashboard, admin_guard });
+    let edge = Arc::new(Edge { state, rates: RateLimits::default(), dashboard, admin_guard, serves });
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -203,6 +229,12 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
     let method = parts.method.clone();
     let config = state.config();
     let (endpoint, outcome) = match (&method, path.as_str()) {
+        // With server.admin_listen, each listener serves only its own routes.
+        (_, p) if !edge.serves.routes(p) => (
+            "other",
+            err(ApiError::new(ErrorKind::NotFound, format!("no route for {method} {path} on this address"))
+                .with_code("unknown_url")),
+        ),
         (&Method::GET, "/healthz") => {
             ("healthz", plain(reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))))
         }
@@ -277,7 +309,13 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
                 Ok(()) => {
                     match read_body(&parts, body, config.server.max_body_bytes, config.limits.body_read_timeout).await {
                         Err(e) => err(e),
-                        Ok(bytes) => plain(deja_admin::dashboard::handle(state, &edge.dashboard, &parts, &bytes).await),
+                        Ok(bytes) => match &edge.dashboard {
+                            Some(dashboard) => {
+                                plain(deja_admin::dashboard::handle(state, dashboard, &parts, &bytes).await)
+                            }
+                            None => err(ApiError::new(ErrorKind::NotFound, "the admin API is not served here")
+                                .with_code("unknown_url")),
+                        },
                     }
                 }
             };

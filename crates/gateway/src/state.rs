@@ -189,6 +189,9 @@ impl AppState {
         if old.server.listen != new.server.listen {
             needs_restart.push("server.listen");
         }
+        if old.server.admin_listen != new.server.admin_listen {
+            needs_restart.push("server.admin_listen");
+        }
         if old.server.log_format != new.server.log_format {
             needs_restart.push("server.log_format");
         }

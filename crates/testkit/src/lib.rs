@@ -50,6 +50,8 @@ pub struct TestConfig {
     /// Appended verbatim (new tables only), with `{upstream}` replaced by
     /// the mock's base URL.
     pub extra_toml: String,
+    /// Serve the admin API and /metrics on a listener of their own (`server.admin_listen`).
+    pub admin_listen: bool,
 }
 
 impl Default for TestConfig {
@@ -71,6 +73,7 @@ impl Default for TestConfig {
             admin_token: Some("test-admin-token".into()),
             provider_key: Some("sk-provider-secret".into()),
             extra_toml: String::new(),
+            admin_listen: false,
         }
     }
 }
@@ -122,6 +125,7 @@ impl TestConfig {
             r#"
 [server]
 listen = "127.0.0.1:0"
+{admin_listen}
 admin_token_env = "{admin}"
 client_keys_env = "{clients}"
 max_body_bytes = {max_body}
@@ -195,6 +199,7 @@ reasoning = "top"
 {extra}
 "#,
             max_body = self.max_body_bytes,
+            admin_listen = if self.admin_listen { "admin_listen = \"127.0.0.1:0\"" } else { "" },
             store = store.display(),
             ttl = self.default_ttl,
             max_entries = self.max_entries,
@@ -224,6 +229,11 @@ pub struct Harness {
 impl Harness {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.proxy.addr, path)
+    }
+
+    /// Where the admin API is served: its own listener with `admin_listen`, else the client one.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy.admin_addr.unwrap_or(self.proxy.addr), path)
     }
 
     /// Stops the proxy and starts a new one on the same store and config.

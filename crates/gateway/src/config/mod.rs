@@ -105,6 +105,8 @@ pub struct TlsFiles {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    /// With it, `/admin/*` and `/metrics` are served there and not on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     pub admin_token_env: Option<String>,
     pub client_keys_env: Option<String>,
     pub max_body_bytes: usize,
@@ -494,8 +496,16 @@ impl Config {
             }
         };
 
+        let admin_listen =
+            match &raw.server.admin_listen {
+                None => None,
+                Some(a) => Some(a.parse().map_err(|_| {
+                    invalid("server.admin_listen", format!("`{a}` is not an address like 127.0.0.1:9090"))
+                })?),
+            };
         let server = ServerSettings {
             listen,
+            admin_listen,
             admin_token_env: raw.server.admin_token_env,
             client_keys_env: raw.server.client_keys_env,
             max_body_bytes: raw.server.max_body_bytes as usize,

@@ -36,6 +36,9 @@ pub struct RawConfig {
 pub struct RawServer {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Serve the admin API, the dashboard and /metrics here only, apart from client traffic.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
     #[serde(default)]
     pub admin_token_env: Option<String>,
     #[serde(default)]
