@@ -78,4 +78,9 @@ rungs = ["needs-a-key"]
         assert!(!r.text.contains(secret), "`{secret}` leaked: {}", r.text);
     }
     assert_eq!(h.mock.control.total_calls(), 0);
+    // The operator sees which provider and which variable, behind the admin token.
+    let stats = admin_get(&h, "/admin/stats").await.body;
+    let missing = &stats["providers_without_keys"][0];
+    assert_eq!((&missing["provider"], &missing["variable"]), (&json!("keyless"), &json!(var)), "{stats}");
+    assert_eq!(missing["models"], json!(["needs-a-key"]));
 }

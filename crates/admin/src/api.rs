@@ -121,6 +121,11 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
         "bytes_on_disk": s.size_on_disk(),
         "uptime_s": state.started.elapsed().as_secs_f64(),
         "cooling_down": cooling,
+        // Providers whose key variable is unset: clients are told only that
+        // the provider is not configured; operators see which and why.
+        "providers_without_keys": state.config().missing_keys().into_iter()
+            .map(|m| json!({"provider": m.provider, "variable": m.variable, "models": m.models}))
+            .collect::<Vec<_>>(),
         "models": crate::figures::models(state),
         "cluster": state.fleet.as_ref().map_or_else(|| json!({"enabled": false}), |f| f.stats()),
         "fleet": deja_gateway::fleet::figures(state),

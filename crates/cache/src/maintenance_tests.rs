@@ -39,7 +39,20 @@ fn live_entry(n: u32) -> Entry {
 fn plant_damage(dir: &std::path::Path, corrupt: u32, orphaned: u32) {
     // No background flusher: it could hold the file lock past `drop` and make
     // the reopen below fail.
-    let db = sled::Config::new().path(dir).flush_every_ms(None).open().expect("raw open");
+    // The store closed just before may still be letting go of the file
+    // lock (its flusher thread): wait for it, as `Store::open` does.
+    let mut tries = 0;
+    let db = loop {
+        match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            Ok(db) => break db,
+            Err(e) if tries < 200 => {
+                tries += 1;
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(e) => panic!("raw open: {e:?}"),
+        }
+    };
     // A cleanly closed store saved its counts for the next open; entries
     // written behind its back must be counted, as after a crash.
     db.open_tree("meta").expect("tree").remove(deja_store::CLEAN_SIZES_KEY).expect("remove");

@@ -263,7 +263,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     // The same question after other earlier turns: only on the verifier's yes.
     if let Some(found) = crate::conversation::stage(ctx, &question, verify_from).await {
         if ctx.policy.fresh.accepts(&found.entry, deja_cache::now_ms()) {
-            return Some(serve_verified(ctx, &found.entry, found.similarity, found.cost_usd));
+            return Some(serve_verified(ctx, &found.entry, found.similarity, found.cost_usd).await);
         }
     }
     // A miss behind a template: its answer is stored in the template's group,
@@ -318,20 +318,25 @@ async fn verify_stage(ctx: &ChatCtx, question: &str, grey: Vec<semantic::GreyCan
         }
         return None;
     };
-    Some(serve_verified(ctx, &chosen.entry, chosen.similarity, verdict.cost_usd))
+    Some(serve_verified(ctx, &chosen.entry, chosen.similarity, verdict.cost_usd).await)
 }
 
 /// Serves an entry the verifier said yes to, counts the hit and learns the
 /// request's key as an alias of the entry.
-fn serve_verified(ctx: &ChatCtx, entry: &deja_store::Entry, similarity: f32, cost_usd: f64) -> Outcome {
+async fn serve_verified(ctx: &ChatCtx, entry: &deja_store::Entry, similarity: f32, cost_usd: f64) -> Outcome {
     let now = deja_cache::now_ms();
     if let Err(e) = ctx.state.store.record_hit(&entry.id, now) {
         tracing::warn!(error = %e, "could not count a verified hit");
     }
     // A cache-control that forbids storing also forbids learning an alias.
+    // The alias is a sled transaction: written on a blocking thread, before
+    // the answer goes, so the next identical request finds it.
     if ctx.policy.writes() {
-        if let Err(e) = ctx.state.store.add_alias(&ctx.key, &entry.id, similarity) {
-            tracing::warn!(error = %e, "could not remember a verified paraphrase");
+        let (store, key, id) = (ctx.state.store.clone(), ctx.key, entry.id);
+        match tokio::task::spawn_blocking(move || store.add_alias(&key, &id, similarity)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not remember a verified paraphrase"),
+            Err(e) => tracing::warn!(error = %e, "could not remember a verified paraphrase"),
         }
     }
     serve_entry(ctx, HitKind::Semantic { similarity }, entry, now, Some(cost_usd))
