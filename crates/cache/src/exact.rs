@@ -5,7 +5,8 @@ use deja_api::CacheKey;
 use deja_store::{Entry, HitStats, Store, StoreError};
 
 /// Returns the live entry for `key` and counts the hit. Expired entries are
-/// never served; an entry that cannot be decoded is removed and treated as a miss.
+/// never served; an entry that cannot be decoded is a miss (the answer
+/// stored for it replaces it; sweeps drop it otherwise).
 pub fn lookup(store: &Store, key: &CacheKey, now_ms: u64) -> Result<Option<(Entry, HitStats)>, StoreError> {
     lookup_fresh(store, key, &Freshness::default(), now_ms)
 }
@@ -21,8 +22,9 @@ pub fn lookup_fresh(
         Ok(Some(e)) => e,
         Ok(None) => return Ok(None),
         Err(StoreError::Corrupt(id)) => {
-            tracing::warn!(entry = %id, "dropping an undecodable cache entry");
-            store.remove(key)?;
+            // A miss: the answer stored for it replaces the entry, and sweeps
+            // drop it otherwise. No transaction here, on the request path.
+            tracing::warn!(entry = %id, "an undecodable cache entry; treating it as a miss");
             return Ok(None);
         }
         Err(e) => return Err(e),

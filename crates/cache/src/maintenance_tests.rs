@@ -158,3 +158,20 @@ fn past_max_bytes_the_least_recently_used_go_with_their_vectors() {
     }
     assert!(!bounds.exceeded_by(&store));
 }
+
+#[test]
+fn an_undecodable_entry_is_a_miss_and_the_next_answer_replaces_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("db");
+    drop(Store::open(&path).expect("open"));
+    plant_damage(&path, 1, 0);
+    let store = Store::open(&path).expect("reopen");
+    let key = CacheKey(id(0, 1));
+    let raw = store.get(&key);
+    assert!(matches!(raw, Err(deja_store::StoreError::Corrupt(_))), "the planted entry is undecodable: {raw:?}");
+    assert!(crate::exact::lookup(&store, &key, 10).expect("lookup").is_none(), "a miss, not an error");
+    let mut answer = live_entry(0);
+    answer.id = key;
+    store.put(&answer, None).expect("put");
+    assert_eq!(store.get(&key).expect("get").map(|e| e.id), Some(key), "the miss's answer replaced it");
+}
