@@ -151,3 +151,45 @@ pub async fn closed_loop(
     run.elapsed = start.elapsed();
     run
 }
+
+/// The simulated upstream and a gateway from `deja` in front of it, on free
+/// ports, with `config/demo.toml` (its store in `dir`, edited by `edit`) and
+/// `env` set for the gateway. Returns the processes (stopped when dropped),
+/// the gateway's base URL and its pid, once it answers.
+pub async fn start_demo(
+    deja: &std::path::Path,
+    dir: &std::path::Path,
+    edit: impl Fn(String) -> String,
+    env: &[(&str, &str)],
+) -> Result<(Procs, String, u32), Box<dyn std::error::Error>> {
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (mock_port, proxy_port) = (free_port(), free_port());
+    let config = std::fs::read_to_string(repo.join("config/demo.toml"))?
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{mock_port}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{proxy_port}"))
+        .replace("data/demo.sled", &dir.join("store").display().to_string())
+        .replace("model_dir = \"models\"", &format!("model_dir = \"{}\"", repo.join("models").display()));
+    let config_path = dir.join("deja.toml");
+    std::fs::write(&config_path, edit(config))?;
+    let mut procs = Procs(Vec::new());
+    let mut mock = std::process::Command::new(deja);
+    mock.args(["mock-upstream", "--listen", &format!("127.0.0.1:{mock_port}")]).stderr(std::process::Stdio::null());
+    procs.0.push(mock.spawn()?);
+    let mut serve = std::process::Command::new(deja);
+    serve.args(["serve", "--config"]).arg(&config_path).env("RUST_LOG", "warn").stderr(std::process::Stdio::null());
+    serve.envs(env.iter().copied());
+    let gateway = serve.spawn()?;
+    let pid = gateway.id();
+    procs.0.push(gateway);
+    let base = format!("http://127.0.0.1:{proxy_port}");
+    let client = http_client();
+    let warm = serde_json::json!({"model": "auto", "messages": [{"role": "user", "content": "warm-up"}]}).to_string();
+    for _ in 0..300 {
+        let url = format!("{base}/v1/chat/completions");
+        if send(&client, &url, warm.clone(), &[("cache-control", "no-store")]).await.is_some_and(|(s, _)| s == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((procs, base, pid))
+}

@@ -6,13 +6,11 @@
 //! Usage: cargo run --release -p deja-benches --bin adminload -- --deja target/release/deja
 
 use clap::Parser;
-use deja_benches::load::{closed_loop, free_port, http_client, send, table, HttpClient, Procs};
+use deja_benches::load::{closed_loop, http_client, start_demo, table, HttpClient};
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Parser)]
 struct Args {
@@ -68,33 +66,10 @@ async fn operator(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir()?;
-    let (mock_port, proxy_port) = (free_port(), free_port());
-    let config = std::fs::read_to_string(repo.join("config/demo.toml"))?
-        .replace("127.0.0.1:9901", &format!("127.0.0.1:{mock_port}"))
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{proxy_port}"))
-        .replace("data/demo.sled", &dir.path().join("store").display().to_string())
-        .replace("model_dir = \"models\"", &format!("model_dir = \"{}\"", repo.join("models").display()));
-    let config_path = dir.path().join("deja.toml");
-    std::fs::write(&config_path, config)?;
-    let mut procs = Procs(Vec::new());
-    let mut mock = Command::new(&args.deja);
-    mock.args(["mock-upstream", "--listen", &format!("127.0.0.1:{mock_port}")]).stderr(Stdio::null());
-    procs.0.push(mock.spawn()?);
-    let mut serve = Command::new(&args.deja);
-    serve.args(["serve", "--config"]).arg(&config_path).env("RUST_LOG", "warn").stderr(Stdio::null());
-    serve.env("DEJA_ADMIN_TOKEN", "bench");
-    procs.0.push(serve.spawn()?);
+    let (_procs, base, _) = start_demo(&args.deja, dir.path(), |c| c, &[("DEJA_ADMIN_TOKEN", "bench")]).await?;
     let client = http_client();
-    let base = format!("http://127.0.0.1:{proxy_port}");
     let url = format!("{base}/v1/chat/completions");
-    for _ in 0..300 {
-        if send(&client, &url, ask(usize::MAX), &[("cache-control", "no-store")]).await.is_some_and(|(s, _)| s == 200) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let n = args.entries;
     let run = closed_loop(&client, &[url.as_str()], 4, 600, move |i| (i < n).then(|| ask(i))).await;
     eprintln!("stored {} entries", run.kinds.iter().filter(|k| *k == "miss").count());

@@ -8,11 +8,9 @@
 //!     --deja target/release/deja --baseline /path/to/older/deja --count 300
 
 use clap::Parser;
-use deja_benches::load::{closed_loop, free_port, http_client, send, table, Procs, Summary};
+use deja_benches::load::{closed_loop, http_client, start_demo, table, Summary};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 #[derive(Parser)]
 struct Args {
@@ -43,35 +41,6 @@ fn paraphrase(k: usize) -> String {
     format!("How can I reset the password for account {k}?")
 }
 
-/// Starts the simulated upstream and the gateway from `deja`; they stop when dropped.
-async fn start(deja: &Path, repo: &Path, dir: &Path) -> Result<(Procs, String), Box<dyn std::error::Error>> {
-    let (mock_port, proxy_port) = (free_port(), free_port());
-    let config = std::fs::read_to_string(repo.join("config/demo.toml"))?
-        .replace("127.0.0.1:9901", &format!("127.0.0.1:{mock_port}"))
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{proxy_port}"))
-        .replace("data/demo.sled", &dir.join("store").display().to_string())
-        .replace("model_dir = \"models\"", &format!("model_dir = \"{}\"", repo.join("models").display()));
-    let config_path = dir.join("deja.toml");
-    std::fs::write(&config_path, config)?;
-    let mut procs = Procs(Vec::new());
-    let mut mock = Command::new(deja);
-    mock.args(["mock-upstream", "--listen", &format!("127.0.0.1:{mock_port}")]).stderr(Stdio::null());
-    procs.0.push(mock.spawn()?);
-    let mut serve = Command::new(deja);
-    serve.args(["serve", "--config"]).arg(&config_path).env("RUST_LOG", "warn").stderr(Stdio::null());
-    procs.0.push(serve.spawn()?);
-    let url = format!("http://127.0.0.1:{proxy_port}/v1/chat/completions");
-    let client = http_client();
-    for _ in 0..300 {
-        let up = send(&client, &url, ask("warm-up"), &[("cache-control", "no-store")]).await;
-        if up.is_some_and(|(s, _)| s == 200) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok((procs, url))
-}
-
 /// One binary: misses then paraphrase hits, bare and templated.
 async fn measure(
     label: &str,
@@ -80,7 +49,8 @@ async fn measure(
     count: usize,
 ) -> Result<Vec<Summary>, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let (_procs, url) = start(deja, repo, dir.path()).await?;
+    let (_procs, base, _) = start_demo(deja, dir.path(), |c| c, &[]).await?;
+    let url = format!("{base}/v1/chat/completions");
     let client = http_client();
     let instructions: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(repo.join("tests/data/templates/instructions.json"))?)?;

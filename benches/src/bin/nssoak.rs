@@ -7,11 +7,9 @@
 //! Usage: cargo run --release -p deja-benches --bin nssoak -- --deja target/release/deja
 
 use clap::Parser;
-use deja_benches::load::{free_port, http_client, send, Procs};
+use deja_benches::load::{http_client, send, start_demo};
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 #[derive(Parser)]
 struct Args {
@@ -37,40 +35,17 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir()?;
-    let (mock_port, proxy_port) = (free_port(), free_port());
-    let config = std::fs::read_to_string(repo.join("config/demo.toml"))?
-        .replace("127.0.0.1:9901", &format!("127.0.0.1:{mock_port}"))
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{proxy_port}"))
-        .replace("data/demo.sled", &dir.path().join("store").display().to_string())
-        .replace("model_dir = \"models\"", &format!("model_dir = \"{}\"", repo.join("models").display()))
-        .replace("max_entries = 1000000", &format!("max_entries = {}", args.max_entries));
-    let config_path = dir.path().join("deja.toml");
-    std::fs::write(&config_path, config)?;
-    let mut procs = Procs(Vec::new());
-    let mut mock = Command::new(&args.deja);
-    mock.args(["mock-upstream", "--listen", &format!("127.0.0.1:{mock_port}")]).stderr(Stdio::null());
-    procs.0.push(mock.spawn()?);
-    let mut serve = Command::new(&args.deja);
-    serve.args(["serve", "--config"]).arg(&config_path).env("RUST_LOG", "warn").stderr(Stdio::null());
-    serve.env("DEJA_ADMIN_TOKEN", "soak");
-    let gateway = serve.spawn()?;
-    let pid = gateway.id();
-    procs.0.push(gateway);
+    let cap = format!("max_entries = {}", args.max_entries);
+    let edit = move |c: String| c.replace("max_entries = 1000000", &cap);
+    let (_procs, base, pid) = start_demo(&args.deja, dir.path(), edit, &[]).await?;
     let client = http_client();
-    let url = format!("http://127.0.0.1:{proxy_port}/v1/chat/completions");
+    let url = format!("{base}/v1/chat/completions");
     let ask = |i: usize| {
         json!({"model": "auto", "messages": [{"role": "user", "content": format!("Where is parcel number {i}?")}]})
             .to_string()
     };
-    for _ in 0..300 {
-        if send(&client, &url, ask(usize::MAX), &[("cache-control", "no-store")]).await.is_some_and(|(s, _)| s == 200) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let metrics_url = format!("http://127.0.0.1:{proxy_port}/metrics");
+    let metrics_url = format!("{base}/metrics");
     println!("| namespaces sent | RSS MiB | /metrics bytes | namespace series | ok |");
     println!("|---|---|---|---|---|");
     let step = 10_000.min(args.namespaces);
