@@ -68,11 +68,25 @@ impl NamespaceCap {
 
     /// The label `namespace` is counted under.
     pub fn label(&self, namespace: &str) -> NamespaceLabels {
+        NamespaceLabels { namespace: self.name(namespace).to_string() }
+    }
+
+    /// `namespace` if it has counters of its own, else [`OTHER_NAMESPACES`].
+    pub fn name<'a>(&self, namespace: &'a str) -> &'a str {
         let mut admitted = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
         let own = namespace == OTHER_NAMESPACES
             || admitted.contains(namespace)
             || (admitted.len() < self.cap && admitted.insert(namespace.to_string()));
-        NamespaceLabels { namespace: if own { namespace } else { OTHER_NAMESPACES }.to_string() }
+        if own {
+            namespace
+        } else {
+            OTHER_NAMESPACES
+        }
+    }
+
+    /// How many namespaces get counters of their own.
+    pub fn cap(&self) -> usize {
+        self.cap
     }
 }
 

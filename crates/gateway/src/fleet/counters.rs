@@ -5,11 +5,20 @@
 //! batch reads the fleet's totals back, which `/admin/stats` and `/metrics`
 //! report beside this replica's own counters.
 //!
+//! Namespaces are client-chosen, so per-namespace hashes are capped as
+//! `/metrics` series and store counters are (`server.metrics_namespaces`):
+//! a replica tallies the namespaces past its own cap under `(other)`, and
+//! Redis gives hashes of their own to the first namespaces of the whole
+//! fleet only (their names in the set `{prefix}:counters:namespaces`),
+//! adding the rest to `{prefix}:counters:ns:(other)`. The check and the
+//! additions are one script, so replicas flushing at once cannot overshoot.
+//!
 //! A batch that fails is kept and added to the next one, so Redis being away
 //! loses nothing; a batch that timed out after Redis applied it is counted
 //! twice. USD are kept as integer nano-USD, never floats, so sums are exact.
 
 use super::{Fleet, Query};
+use crate::metrics::{NamespaceCap, OTHER_NAMESPACES};
 use crate::state::AppState;
 use deja_store::{nano_to_usd, usd_to_nano, Counter};
 use prometheus_client::metrics::counter::Counter as PromCounter;
@@ -18,12 +27,37 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Namespaces tallied separately between two flushes; past it a new
-/// namespace's counts go to the fleet total only (clients choose namespaces).
-const MAX_PENDING_NAMESPACES: usize = 10_000;
+/// Adds each namespace's figures to its own hash while it is one of the
+/// first `cap` namespaces the fleet has counted, else to `(other)`'s.
+/// KEYS: the set of namespaces with hashes of their own, `(other)`'s hash,
+/// then each namespace's hash. ARGV: the cap, the five field names, then per
+/// namespace its name and its five values (decimal, passed to `HINCRBY` as
+/// they are, so no value goes through a Lua float).
+const ADD_BY_NAMESPACE: &str = r"
+local cap = tonumber(ARGV[1])
+local a = 7
+for i = 3, #KEYS do
+  local key = KEYS[i]
+  if key ~= KEYS[2] and redis.call('SISMEMBER', KEYS[1], ARGV[a]) == 0 then
+    if redis.call('SCARD', KEYS[1]) < cap then
+      redis.call('SADD', KEYS[1], ARGV[a])
+    else
+      key = KEYS[2]
+    end
+  end
+  for f = 1, 5 do
+    local v = ARGV[a + f]
+    if v ~= '0' then
+      redis.call('HINCRBY', key, ARGV[1 + f], v)
+    end
+  end
+  a = a + 6
+end
+return 0
+";
 
 /// Counts added since the last flush (or, for the totals, read back).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -82,20 +116,27 @@ struct Pending {
 }
 
 /// This replica's unflushed counts and the fleet's totals as last read.
-#[derive(Default)]
 pub(crate) struct Tally {
+    /// The replica's cap, shared with `/metrics`: which namespaces are tallied apart.
+    namespaces: Arc<NamespaceCap>,
     pending: Mutex<Pending>,
     totals: Mutex<Option<(Figures, Instant)>>,
 }
 
 impl Tally {
+    pub fn new(namespaces: Arc<NamespaceCap>) -> Self {
+        Self { namespaces, pending: Mutex::default(), totals: Mutex::default() }
+    }
+
     fn add(&self, namespace: &str, f: impl Fn(&mut Figures)) {
+        // At most the cap and `(other)` between two flushes.
+        let namespace = self.namespaces.name(namespace);
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut p.total);
         // Allocates only for a namespace not yet seen since the last flush.
         if let Some(n) = p.by_namespace.get_mut(namespace) {
             f(n);
-        } else if p.by_namespace.len() < MAX_PENDING_NAMESPACES {
+        } else {
             let mut n = Figures::default();
             f(&mut n);
             p.by_namespace.insert(namespace.to_string(), n);
@@ -111,11 +152,7 @@ impl Tally {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.total.add(&batch.total);
         for (ns, f) in batch.by_namespace {
-            if let Some(n) = p.by_namespace.get_mut(&ns) {
-                n.add(&f);
-            } else if p.by_namespace.len() < MAX_PENDING_NAMESPACES {
-                p.by_namespace.insert(ns, f);
-            }
+            p.by_namespace.entry(ns).or_default().add(&f);
         }
     }
 
@@ -235,12 +272,8 @@ pub(super) async fn flush(fleet: &Fleet) {
     };
     if batch.total != Figures::default() {
         add(&mut pipe, &totals, &batch.total);
-        for (ns, f) in &batch.by_namespace {
-            add(&mut pipe, &format!("{totals}:ns:{ns}"), f);
-        }
         if !batch.by_namespace.is_empty() {
-            let names: Vec<&String> = batch.by_namespace.keys().collect();
-            pipe.cmd("SADD").arg(format!("{totals}:namespaces")).arg(names).ignore();
+            pipe.add_command(by_namespace(&totals, fleet.tally.namespaces.cap(), &batch.by_namespace)).ignore();
         }
     }
     pipe.cmd("HGETALL").arg(&totals);
@@ -255,6 +288,26 @@ pub(super) async fn flush(fleet: &Fleet) {
             fleet.tally.restore(batch);
         }
     }
+}
+
+/// The script call adding a batch's per-namespace figures ([`ADD_BY_NAMESPACE`]).
+fn by_namespace(totals: &str, cap: usize, batch: &HashMap<String, Figures>) -> redis::Cmd {
+    let hash = |ns: &str| format!("{totals}:ns:{ns}");
+    let rows: Vec<(&String, &Figures)> = batch.iter().collect();
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(ADD_BY_NAMESPACE).arg(2 + rows.len());
+    cmd.arg(format!("{totals}:namespaces")).arg(hash(OTHER_NAMESPACES));
+    for (ns, _) in &rows {
+        cmd.arg(hash(ns));
+    }
+    cmd.arg(cap).arg(&Figures::FIELDS[..]);
+    for (ns, f) in &rows {
+        cmd.arg(ns.as_str());
+        for v in f.values() {
+            cmd.arg(v.min(i64::MAX as u64));
+        }
+    }
+    cmd
 }
 
 /// The `fleet` object of `/admin/stats`: this replica's own counts (from its
@@ -286,9 +339,13 @@ pub fn figures(state: &AppState) -> Value {
 mod tests {
     use super::*;
 
+    fn tally(cap: usize) -> Tally {
+        Tally::new(Arc::new(NamespaceCap::new(cap)))
+    }
+
     #[test]
     fn a_failed_batch_is_added_to_the_next() {
-        let t = Tally::default();
+        let t = tally(100);
         t.add("a", |f| f.exact_hits += 1);
         t.add("b", |f| f.misses += 2);
         let batch = t.take();
@@ -302,13 +359,42 @@ mod tests {
     }
 
     #[test]
-    fn namespaces_past_the_cap_still_reach_the_total() {
-        let t = Tally::default();
-        for i in 0..MAX_PENDING_NAMESPACES + 5 {
+    fn namespaces_past_the_cap_are_tallied_as_other() {
+        let t = tally(3);
+        for i in 0..10 {
             t.add(&format!("ns{i}"), |f| f.exact_hits += 1);
         }
+        // Admitted ones keep their own, across flushes.
+        t.add("ns1", |f| f.misses += 1);
         let p = t.take();
-        assert_eq!(p.by_namespace.len(), MAX_PENDING_NAMESPACES);
-        assert_eq!(p.total.exact_hits, (MAX_PENDING_NAMESPACES + 5) as u64);
+        assert_eq!(p.by_namespace.len(), 4);
+        assert_eq!(p.by_namespace.get("ns1"), Some(&Figures { exact_hits: 1, misses: 1, ..Figures::default() }));
+        assert_eq!(p.by_namespace.get(OTHER_NAMESPACES).map(|f| f.exact_hits), Some(7));
+        assert_eq!(p.total.exact_hits, 10);
+        t.add("ns11", |f| f.exact_hits += 1);
+        assert_eq!(t.take().by_namespace.keys().collect::<Vec<_>>(), [OTHER_NAMESPACES]);
+    }
+
+    #[test]
+    fn the_script_call_names_each_namespace_once_with_its_values() {
+        let mut batch = HashMap::new();
+        batch.insert("a".to_string(), Figures { misses: 2, ..Figures::default() });
+        batch.insert(OTHER_NAMESPACES.to_string(), Figures { nano_usd_spent: u64::MAX, ..Figures::default() });
+        let args: Vec<String> = by_namespace("deja:counters", 100, &batch)
+            .args_iter()
+            .filter_map(|a| match a {
+                redis::Arg::Simple(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                redis::Arg::Cursor => None,
+            })
+            .collect();
+        assert_eq!(args.first().map(String::as_str), Some("EVAL"));
+        assert_eq!(args.get(2).map(String::as_str), Some("4"));
+        assert_eq!(
+            args.get(3..5),
+            Some(&["deja:counters:namespaces".to_string(), "deja:counters:ns:(other)".into()][..])
+        );
+        // Keys, the cap, five field names, then six values per namespace.
+        assert_eq!(args.len(), 3 + 4 + 1 + 5 + 12);
+        assert!(args.contains(&i64::MAX.to_string()), "a value past i64 is clamped: {args:?}");
     }
 }

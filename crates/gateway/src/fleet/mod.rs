@@ -128,7 +128,7 @@ impl Fleet {
             origin: random_origin(),
             entries_replicated: metrics.cluster_entries_replicated.clone(),
             entries_backfilled: metrics.cluster_entries_backfilled.clone(),
-            tally: counters::Tally::default(),
+            tally: counters::Tally::new(metrics.namespaces.clone()),
             fleet_metrics: metrics.fleet.clone(),
             locks: coalesce::Locks::default(),
             cools: cooldowns::Published::default(),
