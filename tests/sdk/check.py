@@ -29,7 +29,9 @@ import urllib.request
 
 import openai
 
+import messages_door
 import providers
+import responses_door
 import verifier
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -329,6 +331,9 @@ def run_checks():
 
     for sparse in (False, True):
         providers.run_provider_checks(client, check, fault, status, stream_style, sparse)
+
+    responses_door.run_responses_checks(client, check, mock, entries)
+    messages_door.run_messages_checks(PROXY, CLIENT_KEY, check)
 
     judge_calls = lambda: mock("/_mock/calls")["by_model"].get(verifier.JUDGE_MODEL, 0)  # noqa: E731
     verifier.run_verifier_checks(client, check, mock, judge_calls)

@@ -119,6 +119,16 @@ impl Refused {
         add_headers(&mut response, &self.headers);
         response
     }
+
+    /// The refusal as an error, for doors that shape errors their own way.
+    pub fn error(&self) -> ApiError {
+        self.error.clone().with_status(429)
+    }
+
+    /// Adds the `x-ratelimit-*` and `retry-after` headers.
+    pub fn add_headers(&self, response: &mut Response<Body>) {
+        add_headers(response, &self.headers);
+    }
 }
 
 pub fn add_headers(response: &mut Response<Body>, headers: &[(String, String)]) {

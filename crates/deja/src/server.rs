@@ -1,6 +1,7 @@
 //! The listener: accepts connections (plain or TLS), routes requests to
 //! handlers, logs one line per request, and shuts down gracefully.
 
+use crate::doors::{self, Door};
 use crate::rate::{self, RateLimits};
 use bytes::Bytes;
 use deja_api::{ApiError, ErrorKind};
@@ -246,28 +247,49 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
             Err(e) => ("metrics", err(e)),
         },
         (&Method::GET, "/v1/models") => ("models", guarded(&parts, &config, |_| plain(models::list(state)))),
-        (&Method::POST, "/v1/chat/completions") | (&Method::POST, "/v1/embeddings") => {
-            let chat = path.ends_with("completions");
-            let endpoint = if chat { "chat" } else { "embeddings" };
+        (&Method::POST, "/v1/chat/completions" | "/v1/embeddings" | "/v1/responses" | "/v1/messages") => {
+            let endpoint = match path.as_str() {
+                "/v1/chat/completions" => Endpoint::Chat,
+                "/v1/embeddings" => Endpoint::Embeddings,
+                "/v1/responses" => Endpoint::Door(Door::Responses),
+                _ => Endpoint::Door(Door::Messages),
+            };
+            let refuse = |e: ApiError| match endpoint {
+                Endpoint::Door(door) => door.error(&e),
+                _ => err(e),
+            };
             let limits = &config.limits;
             let work = async {
                 let tenant = match auth::client(&parts, config.client_keys()) {
                     Ok(t) => t,
-                    Err(e) => return err(e),
+                    Err(e) => return refuse(e),
                 };
                 let bytes = match read_body(&parts, body, config.server.max_body_bytes, limits.body_read_timeout).await
                 {
                     Ok(b) => b,
-                    Err(e) => return err(e),
+                    Err(e) => return refuse(e),
                 };
                 let rate = match edge.rates.check(config.rate_limit(tenant), tenant, rate::estimate_tokens(&bytes)) {
                     Ok(headers) => headers,
-                    Err(refused) => return Outcome { response: refused.response(), cache: "error" },
+                    Err(refused) => match endpoint {
+                        Endpoint::Door(door @ Door::Messages) => {
+                            let mut out = door.error(&refused.error());
+                            refused.add_headers(&mut out.response);
+                            return out;
+                        }
+                        _ => return Outcome { response: refused.response(), cache: "error" },
+                    },
                 };
-                let mut outcome = if chat {
-                    pipeline::chat(state.clone(), config.clone(), &parts, tenant, &bytes, id.clone()).await
-                } else {
-                    embeddings::embeddings(state.clone(), config.clone(), &parts, tenant, &bytes).await
+                let mut outcome = match endpoint {
+                    Endpoint::Chat => {
+                        pipeline::chat(state.clone(), config.clone(), &parts, tenant, &bytes, id.clone()).await
+                    }
+                    Endpoint::Embeddings => {
+                        embeddings::embeddings(state.clone(), config.clone(), &parts, tenant, &bytes).await
+                    }
+                    Endpoint::Door(door) => {
+                        doors::serve(door, state.clone(), config.clone(), &parts, tenant, &bytes, id.clone()).await
+                    }
                 };
                 rate::add_headers(&mut outcome.response, &rate);
                 outcome
@@ -276,14 +298,37 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
             // head: a whole unary answer, or a stream's first event.
             let outcome = match tokio::time::timeout(limits.request_timeout, work).await {
                 Ok(outcome) => outcome,
-                Err(_) => err(ApiError::new(
-                    ErrorKind::GatewayTimeout,
-                    format!("the request did not finish within {:?}", limits.request_timeout),
-                )
-                .with_code("request_timeout")),
+                Err(_) => refuse(
+                    ApiError::new(
+                        ErrorKind::GatewayTimeout,
+                        format!("the request did not finish within {:?}", limits.request_timeout),
+                    )
+                    .with_code("request_timeout"),
+                ),
             };
-            (endpoint, outcome)
+            (endpoint.label(), outcome)
         }
+        (&Method::POST, "/v1/messages/count_tokens") => {
+            let outcome = match auth::client(&parts, config.client_keys()) {
+                Err(e) => Door::Messages.error(&e),
+                Ok(_) => match read_body(&parts, body, config.server.max_body_bytes, config.limits.body_read_timeout)
+                    .await
+                {
+                    Ok(bytes) => doors::count_tokens(&bytes),
+                    Err(e) => Door::Messages.error(&e),
+                },
+            };
+            ("count_tokens", outcome)
+        }
+        (_, p) if p.starts_with("/v1/responses/") => (
+            "other",
+            err(ApiError::new(
+                ErrorKind::NotFound,
+                "Deja keeps no responses on the server: it serves /v1/responses statelessly, so a stored response \
+                 cannot be retrieved, cancelled or deleted",
+            )
+            .with_code("response_not_stored")),
+        ),
         (&Method::GET, p) if deja_admin::ui::is_ui_path(p) => ("admin_ui", plain(deja_admin::ui::serve(p))),
         (_, p) if p.starts_with("/admin/") => {
             let peer = parts.extensions.get::<crate::admin_guard::Peer>().map(|p| p.0);
@@ -321,7 +366,11 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
             };
             ("admin", outcome)
         }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/v1/chat/completions" | "/v1/embeddings") => {
+        (
+            _,
+            "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/v1/chat/completions" | "/v1/embeddings"
+            | "/v1/responses" | "/v1/messages" | "/v1/messages/count_tokens",
+        ) => {
             ("other", err(ApiError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}"))))
         }
         _ => (
@@ -337,7 +386,7 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
     }
     let status = response.status().as_u16();
     let route_label = response.headers().get("x-deja-model").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
-    if endpoint == "chat" || endpoint == "embeddings" {
+    if matches!(endpoint, "chat" | "embeddings" | "responses" | "messages") {
         state
             .metrics
             .requests
@@ -364,6 +413,24 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
         tracing::debug!(request_id = %id, %method, %path, status, "request");
     }
     response
+}
+
+/// What a POST to the client API is for.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Chat,
+    Embeddings,
+    Door(Door),
+}
+
+impl Endpoint {
+    fn label(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Door(door) => door.endpoint(),
+        }
+    }
 }
 
 fn plain(response: Response<Body>) -> Outcome {

@@ -11,6 +11,10 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+fn api_key_header(parts: &Parts) -> Option<&str> {
+    parts.headers.get("x-api-key")?.to_str().ok().map(str::trim)
+}
+
 fn equal(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
@@ -19,8 +23,9 @@ fn equal(a: &str, b: &str) -> bool {
 /// the gateway is open.
 pub fn client<'a>(parts: &'a Parts, keys: Option<&[String]>) -> Result<Option<&'a str>, ApiError> {
     let Some(keys) = keys else { return Ok(None) };
-    let presented = bearer(parts).ok_or_else(|| {
-        ApiError::new(ErrorKind::Unauthorized, "missing API key: send `Authorization: Bearer <key>`")
+    // Anthropic's SDKs send the key as `x-api-key`; OpenAI's as a bearer token.
+    let presented = bearer(parts).or_else(|| api_key_header(parts)).ok_or_else(|| {
+        ApiError::new(ErrorKind::Unauthorized, "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`")
             .with_code("invalid_api_key")
     })?;
     // Check every key so timing does not reveal which one matched.

@@ -47,6 +47,10 @@ pub fn to_messages_request(body: &Value, model: &str, default_max_tokens: u64) -
             "top_p" => {
                 out.insert("top_p".into(), value.clone());
             }
+            // Not an OpenAI field, but one Anthropic's own clients send (the Messages door passes it on).
+            "top_k" => {
+                out.insert("top_k".into(), json!(positive(key, value)?));
+            }
             "max_tokens" => max_tokens = Some(positive(key, value)?),
             "max_completion_tokens" => max_completion_tokens = Some(positive(key, value)?),
             "stop" => {

@@ -54,6 +54,8 @@ pub fn to_generate_request(body: &Value) -> Result<Value, ApiError> {
                 _ => return Err(refuse(key, "Gemini accepts a temperature between 0 and 2")),
             },
             "top_p" => set("topP", value.clone()),
+            // Not an OpenAI field, but one Anthropic's clients send through the Messages door.
+            "top_k" => set("topK", json!(positive(key, value)?)),
             "max_tokens" => max_tokens = Some(positive(key, value)?),
             "max_completion_tokens" => max_completion_tokens = Some(positive(key, value)?),
             "stop" => {
