@@ -44,6 +44,14 @@ pub enum Command {
     },
     /// Inspect and manage the cache of a running Deja through its admin API.
     Cache(CacheArgs),
+    /// Re-embed a stopped Deja's store with the model its configuration
+    /// names (after changing `[embedding] model`): answers, expiry and hit
+    /// counts stay; every semantic entry's vector is remade.
+    Reembed {
+        /// Configuration file.
+        #[arg(long, short, env = "DEJA_CONFIG", default_value = "config/deja.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +102,17 @@ pub struct EvalArgs {
     /// `model_dir/minilm/model.onnx` (same tokenizer), to compare the two.
     #[arg(long)]
     pub model_file: Option<PathBuf>,
+    /// Embedding models to evaluate side by side on the same pairs
+    /// (`minilm`, `gemma`; default: the configured one). Each is evaluated
+    /// at its own default threshold and band unless only the configured
+    /// model is.
+    #[arg(long, value_delimiter = ',')]
+    pub model: Vec<String>,
+    /// Replace the verifier by a simulated judge right on this fraction of
+    /// the pairs it is asked about (deterministic per pair): measures a
+    /// band's outcome for a verifier of known accuracy without calling one.
+    #[arg(long, conflicts_with = "judge")]
+    pub simulated_judge: Option<f64>,
     /// Configuration whose embedding model, threshold and guards are evaluated.
     #[arg(long, env = "DEJA_CONFIG", default_value = "config/deja.toml")]
     pub config: PathBuf,

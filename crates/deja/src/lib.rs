@@ -9,9 +9,11 @@
 mod admin_guard;
 pub mod capacity;
 pub mod cli;
+mod doors;
 pub mod eval;
 pub mod eval_routes;
 mod rate;
+pub mod reembed;
 pub mod server;
 pub mod tls;
 

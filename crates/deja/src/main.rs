@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             Command::Eval(args) => eval(args).await,
             Command::MockUpstream { listen } => mock_upstream(&listen).await,
             Command::Cache(args) => cache(args).await,
+            Command::Reembed { config } => reembed(&config),
         }
     });
     match result {
@@ -106,6 +107,27 @@ async fn serve(path: &std::path::Path, config: Config) -> Result<(), AnyError> {
     }
     running.trigger_shutdown();
     running.wait().await;
+    Ok(())
+}
+
+/// Re-embeds the configured store, reporting progress on stderr.
+fn reembed(path: &std::path::Path) -> Result<(), AnyError> {
+    let config = Config::load(path)?;
+    let mut last_report = std::time::Instant::now();
+    let done = deja::reembed::reembed(&config, |done, total| {
+        if last_report.elapsed() >= std::time::Duration::from_secs(5) || done == total {
+            eprintln!("re-embedded {done} of {total} entries");
+            last_report = std::time::Instant::now();
+        }
+    })?;
+    write_stdout(&format!(
+        "re-embedded {} entries ({} conversation histories) with {} (was {}){}\n",
+        done.entries,
+        done.histories,
+        done.to,
+        done.from.as_deref().unwrap_or("unrecorded"),
+        if done.skipped > 0 { format!("; {} unreadable entries left alone", done.skipped) } else { String::new() }
+    ));
     Ok(())
 }
 
@@ -217,59 +239,130 @@ fn write_stdout(s: &str) {
 }
 
 async fn eval(args: EvalArgs) -> Result<(), AnyError> {
-    use deja::eval::{self, bands, judge};
     let config = Config::load(&args.config)?;
     let Some(pairs_path) = &args.pairs else {
         return eval_routes(config, &args);
     };
-    let labelled = eval::read_labelled(pairs_path, args.limit)?;
+    let labelled = deja::eval::read_labelled(pairs_path, args.limit)?;
     let kinds: Vec<Option<String>> = labelled.iter().map(|p| p.kind.clone()).collect();
     let pairs: Vec<(String, String, bool)> = labelled.into_iter().map(|p| (p.a, p.b, p.same)).collect();
-    let cached = args.similarities.as_deref().and_then(|p| eval::load_similarities(p, pairs.len()));
+    let mut models = Vec::new();
+    for name in &args.model {
+        let model = deja::config::parse_embedding_model(name)
+            .ok_or_else(|| format!("--model: `{name}` is not one of minilm, gemma"))?;
+        models.push((model.label().to_string(), config.clone().with_embedding_model(model)));
+    }
+    if models.is_empty() {
+        models.push(("configured".to_string(), config));
+    }
+    let side_by_side = models.len() > 1;
+    let mut summary = String::from("
+side by side (same pairs; each model at its own defaults):
+");
+    summary.push_str(
+        "  model                 AUC    threshold  served   false hits | at most target false hits: threshold  served",
+    );
+    if args.simulated_judge.is_some() {
+        summary.push_str(" | band + simulated judge: served  false hits  calls/1k");
+    }
+    summary.push('\n');
+    for (label, config) in &models {
+        let similarities = args.similarities.as_ref().map(|p| {
+            if side_by_side {
+                p.with_extension(format!("{}.txt", label.to_ascii_lowercase()))
+            } else {
+                p.clone()
+            }
+        });
+        if side_by_side {
+            write_stdout(&format!("\n==== {label} ====\n"));
+        }
+        let (report, line) = eval_one(config, &args, &pairs, &kinds, similarities.as_deref()).await?;
+        write_stdout(&report);
+        summary.push_str(&format!("  {label:<20} {line}\n"));
+    }
+    if side_by_side {
+        write_stdout(&summary);
+    }
+    Ok(())
+}
+
+/// One model's evaluation: its report, and its line of the side-by-side summary.
+async fn eval_one(
+    config: &Config,
+    args: &EvalArgs,
+    pairs: &[(String, String, bool)],
+    kinds: &[Option<String>],
+    similarities: Option<&Path>,
+) -> Result<(String, String), AnyError> {
+    use deja::eval::{self, bands, judge};
+    let cached = similarities.and_then(|p| eval::load_similarities(p, pairs.len()));
     let sims = match cached {
         Some(s) => s,
         None => {
-            let embedder = eval_embedder(&config, args.model_file.as_deref())?;
+            let embedder = eval_embedder(config, args.model_file.as_deref())?;
             eprintln!("embedding {} pairs with {}...", pairs.len(), embedder.name());
             let started = std::time::Instant::now();
-            let s = eval::similarities(embedder.as_ref(), &pairs, 64)?;
+            let s = eval::similarities(embedder.as_ref(), pairs, 64)?;
             eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
-            if let Some(p) = &args.similarities {
+            if let Some(p) = similarities {
                 eval::save_similarities(p, &s)?;
             }
             s
         }
     };
-    let scored = eval::score(&pairs, &sims);
+    let scored = eval::score(pairs, &sims);
     let guards = config.guard_settings();
     let threshold = config.cache.semantic.threshold;
+    let verify_from = config.cache.semantic.verify_from;
     let mask = eval::mask_of(&guards);
-    let settings =
-        bands::grid(&args.band_thresholds, &args.band_verify_from, (threshold, config.cache.semantic.verify_from));
+    let settings = bands::grid(&args.band_thresholds, &args.band_verify_from, (threshold, verify_from));
     let verdicts = if args.judge {
         let known = args.verdicts.as_deref().and_then(|p| judge::load_verdicts(p, pairs.len())).unwrap_or_default();
         let which = judge::needing(&scored, mask, bands::grey_range(&settings));
         eprintln!("asking the verifier about up to {} pairs...", which.len());
-        let v = judge::judge(config.clone(), &pairs, &which, known, args.judge_concurrency).await?;
+        let v = judge::judge(config.clone(), pairs, &which, known, args.judge_concurrency).await?;
         if let Some(p) = &args.verdicts {
             judge::save_verdicts(p, &v)?;
         }
         Some(v)
     } else {
-        None
+        args.simulated_judge.map(|accuracy| judge::simulated(&scored, accuracy))
     };
     let mut report = eval::report(&scored, &guards, threshold, args.target_false_hits);
-    report.push_str(&eval::by_kind(&scored, &kinds, threshold, mask));
+    report.push_str(&eval::by_kind(&scored, kinds, threshold, mask));
+    if let Some(accuracy) = args.simulated_judge {
+        report.push_str(&format!("\n(judged columns: a simulated judge right on {:.1}% of pairs)", accuracy * 100.0));
+    }
     report.push_str(&bands::report(&scored, mask, &settings, verdicts.as_deref()));
-    if let Some(v) = &verdicts {
+    if let Some(v) = verdicts.as_deref().filter(|_| args.judge) {
         report.push_str(&judge::summary(&scored, v));
     }
     let wrong = pairs.iter().zip(&scored).filter(|(_, s)| !s.same && s.similarity >= threshold && s.passes(mask));
     for ((a, b, _), s) in wrong.take(args.show_false_hits) {
         report.push_str(&format!("  false hit {:.3}: {a} | {b}\n", s.similarity));
     }
-    write_stdout(&report);
-    Ok(())
+    let (served, false_hits) = eval::rates(&scored, threshold, mask);
+    let (t_target, served_target, _) = eval::threshold_for(&scored, args.target_false_hits, mask);
+    let mut line = format!(
+        "{:.3}  {threshold:<9.3}  {:>5.1}%  {:>8.2}%  | {:>38.3}  {:>5.1}%",
+        eval::auc(&scored),
+        served * 100.0,
+        false_hits * 100.0,
+        t_target,
+        served_target * 100.0
+    );
+    if let Some(v) = verdicts.as_deref().filter(|_| args.simulated_judge.is_some()) {
+        let o = bands::outcome(&scored, mask, threshold, verify_from, Some(v));
+        let (d, f) = o.served_judged();
+        line.push_str(&format!(
+            " | {:>30.1}%  {:>9.2}%  {:>8.1}",
+            d * 100.0,
+            f * 100.0,
+            o.calls_per_1000()
+        ));
+    }
+    Ok((report, line))
 }
 
 /// `deja eval --routes`: the ladder's routes on labelled questions, at the
@@ -336,7 +429,11 @@ fn eval_embedder(config: &Config, model_file: Option<&Path>) -> Result<Arc<dyn d
         return Ok(deja::state::load_embedder(config)?);
     };
     let e = &config.embedding;
-    let mut paths = deja_embed::ModelPaths::in_dir(&e.model_dir).with_onnx_file(file.to_path_buf());
+    let model = match e.backend {
+        deja::config::EmbeddingBackend::Model(m) => m,
+        deja::config::EmbeddingBackend::Hash => return Err("--model-file needs a sentence model, not `hash`".into()),
+    };
+    let mut paths = deja_embed::ModelPaths::of(model, &e.model_dir).with_onnx_file(file.to_path_buf());
     if let Some(lib) = &e.ort_library {
         paths.ort_library = Some(lib.clone());
     }

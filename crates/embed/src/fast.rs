@@ -1,11 +1,12 @@
-//! all-MiniLM-L6-v2 through fastembed, loaded from local files: nothing is
-//! fetched at run time.
+//! Sentence models through fastembed, loaded from local files: nothing is
+//! fetched at run time. all-MiniLM-L6-v2 is the default; EmbeddingGemma-300M
+//! is opt-in ([`EmbeddingModel`]).
 //!
-//! The ONNX file is the one `models/fetch.py` builds: weights stored as int8
-//! per output channel, activations quantized on each call, so its matrix
-//! products run on integer kernels. It takes `input_ids`, `attention_mask`
-//! and `token_type_ids` and returns `last_hidden_state`, which fastembed
-//! mean-pools over the attention mask.
+//! The ONNX files are the ones `models/fetch.py` builds: weights stored as
+//! int8, activations quantized on each call, so their matrix products run on
+//! integer kernels. Each returns per-token states that fastembed mean-pools
+//! over the attention mask (Gemma's two Dense layers are folded into its
+//! graph: being linear, they commute with the mean).
 
 use crate::Reading;
 use crate::{normalize, EmbedError, Embedder};
@@ -14,9 +15,65 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use tokenizers::Tokenizer;
 
+/// The sentence models Deja can embed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmbeddingModel {
+    /// all-MiniLM-L6-v2 (384 dimensions, English only, fast).
+    MiniLm,
+    /// EmbeddingGemma-300M (768 dimensions, multilingual, ~13× the CPU time).
+    Gemma,
+}
+
+impl EmbeddingModel {
+    /// The folder under the models directory `models/fetch.py` fills.
+    pub fn folder(self) -> &'static str {
+        match self {
+            EmbeddingModel::MiniLm => "minilm",
+            EmbeddingModel::Gemma => "gemma",
+        }
+    }
+
+    /// The model's name, as configuration and reports spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            EmbeddingModel::MiniLm => "all-MiniLM-L6-v2",
+            EmbeddingModel::Gemma => "EmbeddingGemma-300M",
+        }
+    }
+
+    /// Tokens read of one text, special tokens and the prompt included.
+    /// MiniLM was trained on 128 and has 512 positions; Gemma reads 2048,
+    /// but a forward pass costs about quadratically in length, so it stops
+    /// at 512.
+    pub fn window(self) -> usize {
+        match self {
+            EmbeddingModel::MiniLm => 256,
+            EmbeddingModel::Gemma => 512,
+        }
+    }
+
+    /// What is put before every text. Gemma was trained with task prompts;
+    /// without its similarity prompt most of its gain over MiniLM is lost.
+    pub fn prompt(self) -> &'static str {
+        match self {
+            EmbeddingModel::MiniLm => "",
+            EmbeddingModel::Gemma => "task: sentence similarity | query: ",
+        }
+    }
+
+    /// The tokenizer's piece for what it cannot read.
+    fn unknown_token(self) -> &'static str {
+        match self {
+            EmbeddingModel::MiniLm => "[UNK]",
+            EmbeddingModel::Gemma => "<unk>",
+        }
+    }
+}
+
 /// Where the model and ONNX Runtime live on disk.
 #[derive(Debug, Clone)]
 pub struct ModelPaths {
+    pub model: EmbeddingModel,
     pub onnx_file: PathBuf,
     /// Holds tokenizer.json, config.json, special_tokens_map.json, tokenizer_config.json.
     pub tokenizer_dir: PathBuf,
@@ -31,11 +88,17 @@ pub struct ModelPaths {
 }
 
 impl ModelPaths {
-    /// The layout `models/fetch.py` produces under `dir`.
+    /// The layout `models/fetch.py` produces under `dir`, for MiniLM.
     pub fn in_dir(dir: &Path) -> Self {
+        Self::of(EmbeddingModel::MiniLm, dir)
+    }
+
+    /// The layout `models/fetch.py` produces under `dir`, for `model`.
+    pub fn of(model: EmbeddingModel, dir: &Path) -> Self {
         Self {
-            onnx_file: dir.join("minilm/model.onnx"),
-            tokenizer_dir: dir.join("minilm"),
+            model,
+            onnx_file: dir.join(model.folder()).join("model.onnx"),
+            tokenizer_dir: dir.join(model.folder()),
             ort_library: Some(dir.join("onnxruntime/libonnxruntime.so.1.31.1")),
             one_text_per_pass: true,
         }
@@ -58,10 +121,6 @@ impl ModelPaths {
     }
 }
 
-/// Tokens all-MiniLM-L6-v2 reads of one text (it was trained on 128; its
-/// position table has 512); fastembed truncates past it.
-const WINDOW: usize = 256;
-
 pub struct FastEmbedder {
     model: Mutex<TextEmbedding>,
     /// The model's tokenizer without truncation or padding, to tell what the
@@ -69,6 +128,7 @@ pub struct FastEmbedder {
     reader: Tokenizer,
     unknown_id: Option<u32>,
     dim: usize,
+    model_kind: EmbeddingModel,
     one_text_per_pass: bool,
     /// The model and the file it was loaded from, for logs and `deja eval`.
     name: String,
@@ -99,9 +159,12 @@ fn load_runtime(explicit: Option<&Path>) -> Result<(), EmbedError> {
     result.as_ref().map(|_| ()).map_err(|e| EmbedError::Runtime(e.clone()))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, EmbedError> {
-    std::fs::read(path)
-        .map_err(|e| EmbedError::Files(format!("{}: {e} (run `python3 models/fetch.py`)", path.display())))
+fn read(path: &Path, model: EmbeddingModel) -> Result<Vec<u8>, EmbedError> {
+    let fetch = match model {
+        EmbeddingModel::MiniLm => "python3 models/fetch.py",
+        EmbeddingModel::Gemma => "python3 models/fetch.py --gemma --accept-gemma-terms-of-use",
+    };
+    std::fs::read(path).map_err(|e| EmbedError::Files(format!("{}: {e} (run `{fetch}`)", path.display())))
 }
 
 impl FastEmbedder {
@@ -109,18 +172,19 @@ impl FastEmbedder {
     pub fn load(paths: &ModelPaths, threads: usize) -> Result<Self, EmbedError> {
         load_runtime(paths.ort_library.as_deref())?;
         let dir = &paths.tokenizer_dir;
+        let kind = paths.model;
         let tokenizer_files = TokenizerFiles {
-            tokenizer_file: read(&dir.join("tokenizer.json"))?,
-            config_file: read(&dir.join("config.json"))?,
-            special_tokens_map_file: read(&dir.join("special_tokens_map.json"))?,
-            tokenizer_config_file: read(&dir.join("tokenizer_config.json"))?,
+            tokenizer_file: read(&dir.join("tokenizer.json"), kind)?,
+            config_file: read(&dir.join("config.json"), kind)?,
+            special_tokens_map_file: read(&dir.join("special_tokens_map.json"), kind)?,
+            tokenizer_config_file: read(&dir.join("tokenizer_config.json"), kind)?,
         };
-        let onnx = read(&paths.onnx_file)?;
+        let onnx = read(&paths.onnx_file, kind)?;
         // The name says which weights made a vector: replicas compare it
         // before indexing each other's vectors, so the file's digest is in it.
         let digest = blake3::hash(&onnx).to_hex();
         let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
-        let options = InitOptionsUserDefined::new().with_max_length(WINDOW).with_intra_threads(threads.max(1));
+        let options = InitOptionsUserDefined::new().with_max_length(kind.window()).with_intra_threads(threads.max(1));
         let mut model =
             TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Runtime(e.to_string()))?;
         let probe = model.embed(["probe"], None).map_err(|e| EmbedError::Inference(e.to_string()))?;
@@ -130,15 +194,16 @@ impl FastEmbedder {
         }
         let mut reader = model.tokenizer.clone();
         reader.with_padding(None).with_truncation(None).map_err(|e| EmbedError::Files(e.to_string()))?;
-        let unknown_id = reader.token_to_id("[UNK]");
+        let unknown_id = reader.token_to_id(kind.unknown_token());
         let file = paths.onnx_file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         Ok(Self {
             model: Mutex::new(model),
             reader,
             unknown_id,
             dim,
+            model_kind: kind,
             one_text_per_pass: paths.one_text_per_pass,
-            name: format!("all-MiniLM-L6-v2 ({file}, {})", digest.get(..12).unwrap_or_default()),
+            name: format!("{} ({file}, {})", kind.label(), digest.get(..12).unwrap_or_default()),
         })
     }
 }
@@ -153,10 +218,19 @@ impl Embedder for FastEmbedder {
     }
 
     fn window(&self) -> usize {
-        WINDOW
+        self.model_kind.window()
     }
 
     fn read(&self, text: &str) -> Reading {
+        // The prompt is read too: it takes part of the window.
+        let prompt = self.model_kind.prompt();
+        let prompted;
+        let (text, skip) = if prompt.is_empty() {
+            (text, 0)
+        } else {
+            prompted = format!("{prompt}{text}");
+            (prompted.as_str(), prompt.len())
+        };
         let Ok(encoding) = self.reader.encode(text, true) else {
             // A text the tokenizer refuses is one the model cannot read.
             return Reading { tokens: usize::MAX, unknown: usize::MAX, unknown_digest: u64::MAX };
@@ -164,7 +238,7 @@ impl Embedder for FastEmbedder {
         let mut digest = blake3::Hasher::new();
         let mut unknown = 0;
         for (id, (start, end)) in encoding.get_ids().iter().zip(encoding.get_offsets()) {
-            if Some(*id) == self.unknown_id {
+            if Some(*id) == self.unknown_id && *start >= skip {
                 unknown += 1;
                 digest.update(text.get(*start..*end).unwrap_or_default().as_bytes());
                 digest.update(&[0xff]);
@@ -179,6 +253,14 @@ impl Embedder for FastEmbedder {
     fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
         let pass = if self.one_text_per_pass { 1 } else { texts.len().max(1) };
+        let prompt = self.model_kind.prompt();
+        let prompted: Vec<String>;
+        let texts = if prompt.is_empty() {
+            texts
+        } else {
+            prompted = texts.iter().map(|t| format!("{prompt}{t}")).collect();
+            &prompted
+        };
         let out = model.embed(texts, Some(pass)).map_err(|e| EmbedError::Inference(e.to_string()))?;
         Ok(out.into_iter().map(normalize).collect())
     }

@@ -13,7 +13,7 @@ mod fast;
 mod hashed;
 
 pub use batch::{BatchObserver, EmbedService};
-pub use fast::{FastEmbedder, ModelPaths};
+pub use fast::{EmbeddingModel, FastEmbedder, ModelPaths};
 pub use hashed::HashEmbedder;
 
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,9 @@ pub struct ChatCtx {
     /// The rung the semantic route chosen for the question starts at.
     pub route: Option<String>,
     pub vector: Option<Vec<f32>>,
+    /// The text `vector` was made of, when it is not the question's whole
+    /// text (behind a template: the question's own part).
+    pub vector_of: Option<String>,
     /// This replica's hold on the fleet-wide lock for `key` ([cluster]),
     /// given up when the answer reaches Redis or, failing that, when the
     /// request ends.

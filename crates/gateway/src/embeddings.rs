@@ -114,6 +114,7 @@ async fn run(
                 ttl: policy.ttl(config.cache.default_ttl, config.cache.max_ttl),
                 semantic: None,
                 conversation: None,
+                vector_of: None,
             },
         )
         .await;

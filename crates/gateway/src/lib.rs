@@ -16,6 +16,7 @@ pub mod config;
 pub mod conversation;
 pub mod ctx;
 pub mod dialect;
+pub mod embedding_model;
 pub mod embeddings;
 pub mod fleet;
 pub mod hedge;
@@ -36,6 +37,7 @@ pub mod rung_metrics;
 pub mod slo;
 pub mod state;
 pub mod verify;
+pub mod verify_later;
 pub mod walker;
 
 pub use config::Config;

@@ -89,6 +89,7 @@ async fn chat_inner(
         task,
         route: None,
         vector: None,
+        vector_of: None,
         fleet_lock: None,
         conversation,
         started,
@@ -271,6 +272,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
     if let Some(t) = template {
         ctx.fingerprint = t.fingerprint;
         ctx.vector = Some(t.vector);
+        ctx.vector_of = Some(t.part);
     }
     None
 }
@@ -303,6 +305,21 @@ async fn verify_stage(ctx: &ChatCtx, question: &str, grey: Vec<semantic::GreyCan
         .iter()
         .map(|c| if c.compared.framed { c.compared.candidate_part.as_str() } else { c.text.as_str() })
         .collect();
+    if settings.mode == crate::config::VerifierMode::Async {
+        let candidates = asked.iter().map(|c| (c.entry.id, c.similarity)).collect();
+        crate::verify_later::verify_later(crate::verify_later::Later {
+            state: ctx.state.clone(),
+            config: config.clone(),
+            key: ctx.key,
+            namespace: ctx.namespace.as_str().to_string(),
+            learn: ctx.policy.writes(),
+            template,
+            question: shown.to_string(),
+            texts: texts.iter().map(|t| t.to_string()).collect(),
+            candidates,
+        });
+        return None;
+    }
     let verdict = match crate::verify::verify(&ctx.state, &config, settings, template.as_deref(), shown, &texts).await {
         Ok(v) => v,
         Err(e) => {

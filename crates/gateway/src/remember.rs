@@ -25,6 +25,8 @@ pub struct NewEntry {
     pub semantic: Option<(ContextFingerprint, String, Vec<f32>)>,
     /// Coarse fingerprint and history vector of a multi-turn request.
     pub conversation: Option<(ContextFingerprint, Vec<f32>)>,
+    /// What the vector was made of, when not the question's whole text.
+    pub vector_of: Option<String>,
 }
 
 /// Counts an answer that came from upstream: a miss, a refresh or a bypass.
@@ -65,7 +67,7 @@ pub fn store(state: &AppState, bounds: Bounds, new: NewEntry) -> Option<CacheKey
             let meta = conversation
                 .as_ref()
                 .map(|(coarse, history)| ConversationMeta { coarse: coarse.to_hex(), history: history.clone() });
-            (Some(SemanticMeta { fingerprint: fp.to_hex(), text, conversation: meta }), Some((fp, v)))
+            (Some(SemanticMeta { fingerprint: fp.to_hex(), text, conversation: meta, vector_of: new.vector_of }), Some((fp, v)))
         }
         None => (None, None),
     };
@@ -174,6 +176,7 @@ pub async fn remember_answer(ctx: &ChatCtx, answer: &Answer) {
         usage: EntryUsage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens },
         cost_usd: answer.cost_usd,
         ttl: ctx.policy.ttl(ctx.config.cache.default_ttl, ctx.config.cache.max_ttl),
+        vector_of: semantic.as_ref().and(ctx.vector_of.clone()),
         semantic,
         conversation: ctx.conversation.as_ref().and_then(|c| Some((c.coarse, c.history.clone()?))),
     };

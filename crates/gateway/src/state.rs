@@ -66,6 +66,8 @@ pub enum StartError {
     Embed(#[from] deja_embed::EmbedError),
     #[error("upstream client: {0}")]
     Upstream(#[from] deja_upstream::UpstreamError),
+    #[error("{0}")]
+    Model(#[from] crate::embedding_model::ModelCheckError),
 }
 
 /// Builds the embedder the config asks for.
@@ -73,8 +75,8 @@ pub fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, StartError> {
     let e = &config.embedding;
     Ok(match e.backend {
         EmbeddingBackend::Hash => Arc::new(HashEmbedder::new(384)),
-        EmbeddingBackend::MiniLm => {
-            let mut paths = ModelPaths::in_dir(&e.model_dir);
+        EmbeddingBackend::Model(model) => {
+            let mut paths = ModelPaths::of(model, &e.model_dir);
             if let Some(lib) = &e.ort_library {
                 paths.ort_library = Some(lib.clone());
             }
@@ -109,6 +111,7 @@ impl AppState {
                 Some(e) => e,
                 None => load_embedder(&config)?,
             };
+            crate::embedding_model::check(&store, embedder.as_ref())?;
             crate::routes::embed_routes(&mut config, embedder.as_ref())?;
             route_embedder = Some(embedder.clone());
             let m = metrics.clone();

@@ -160,11 +160,33 @@ type Pair = (CacheKey, CacheKey);
 pub struct Rejections {
     capacity: usize,
     inner: Mutex<(HashSet<Pair>, VecDeque<Pair>)>,
+    /// Questions being verified in the background, so a burst of the same
+    /// wording asks the verifier once.
+    verifying: Mutex<HashSet<CacheKey>>,
 }
+
+/// Background verifications in flight at once; past it a grey-band
+/// candidate is simply a miss (as with the threshold alone).
+const VERIFYING_MAX: usize = 256;
 
 impl Rejections {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), inner: Mutex::new((HashSet::new(), VecDeque::new())) }
+        Self {
+            capacity: capacity.max(1),
+            inner: Mutex::new((HashSet::new(), VecDeque::new())),
+            verifying: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Claims `key` for a background verification; false when it is
+    /// already being verified or too many are.
+    pub fn start_verifying(&self, key: CacheKey) -> bool {
+        let mut set = self.verifying.lock().unwrap_or_else(|e| e.into_inner());
+        set.len() < VERIFYING_MAX && set.insert(key)
+    }
+
+    pub fn done_verifying(&self, key: &CacheKey) {
+        self.verifying.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     pub fn contains(&self, key: &CacheKey, entry: &CacheKey) -> bool {

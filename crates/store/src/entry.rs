@@ -27,6 +27,10 @@ pub struct SemanticMeta {
     /// whose earlier turns differ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<ConversationMeta>,
+    /// The text the vector was made of when it is not `text`: behind a
+    /// shared template, the question's own part. Re-embedding reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_of: Option<String>,
 }
 
 /// What a conversation candidate is matched on, besides the question's vector.

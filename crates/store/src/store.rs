@@ -325,6 +325,27 @@ impl Store {
         Ok(())
     }
 
+    /// Rewrites a semantic entry and its vector after the embedding model
+    /// changed: the answer, its hit stats, expiry and aliases stay as they
+    /// are. Entries without semantic metadata are left alone.
+    pub fn replace_vector(&self, entry: &Entry, vector: &[f32]) -> Result<(), StoreError> {
+        let Some(meta) = &entry.semantic else { return Ok(()) };
+        let bytes = serde_json::to_vec(entry)?;
+        let vector_bytes = encode_vector(&meta.fingerprint, vector);
+        let id = entry.id;
+        let ticket = self.sequencer.begin(&self.db)?;
+        let added = (bytes.len() + vector_bytes.len()) as u64;
+        let removed = self.transact(|t| {
+            let old = t.entries.insert(&id.0[..], bytes.as_slice())?;
+            let old_vector = t.vectors.insert(&id.0[..], vector_bytes.as_slice())?;
+            t.log_vector_change(true, &ticket, &id)?;
+            Ok(old.as_ref().map_or(0, |o| o.len() as u64) + old_vector.as_ref().map_or(0, |v| v.len() as u64))
+        })?;
+        drop(ticket);
+        self.account(added, removed);
+        Ok(())
+    }
+
     /// The entry with this id, expired or not. An entry that cannot be decoded
     /// is reported, never served.
     pub fn get(&self, id: &CacheKey) -> Result<Option<Entry>, StoreError> {

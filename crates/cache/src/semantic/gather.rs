@@ -19,6 +19,8 @@ use std::collections::HashSet;
 pub struct Template {
     pub fingerprint: ContextFingerprint,
     pub vector: Vec<f32>,
+    /// The question's own part, which `vector` was made of.
+    pub part: String,
 }
 
 /// One candidate read back and compared.
@@ -74,7 +76,7 @@ pub(super) fn gather(
                     found.nearest = more.first().copied();
                 }
                 examine(store, &comparer, query, &fingerprint, more, floor, now_ms, &mut seen, &mut found.examined)?;
-                found.template = Some(Template { fingerprint, vector });
+                found.template = Some(Template { fingerprint, vector, part: part.to_string() });
             }
             Err(e) => tracing::warn!(error = %e, "embedding the question's own part failed"),
         }

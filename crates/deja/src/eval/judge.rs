@@ -180,6 +180,29 @@ pub fn summary(scored: &[Scored], verdicts: &[Judgement]) -> String {
     )
 }
 
+/// Verdicts of a judge that is right on `accuracy` of the pairs it is asked
+/// about: a wrong verdict says yes to a non-duplicate or no to a duplicate.
+/// Which pairs it gets wrong is fixed by the pair's position, so runs and
+/// settings compare on the same mistakes.
+pub fn simulated(scored: &[Scored], accuracy: f64) -> Vec<Judgement> {
+    scored
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let h = blake3::hash(format!("deja/simulated-judge/{i}").as_bytes());
+            let mut first = [0u8; 8];
+            first.copy_from_slice(h.as_bytes().get(..8).unwrap_or(&[0; 8]));
+            let draw = u64::from_le_bytes(first) as f64 / u64::MAX as f64;
+            let right = draw < accuracy;
+            if s.same == right {
+                Judgement::Yes { usd: 0.0 }
+            } else {
+                Judgement::No { usd: 0.0 }
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

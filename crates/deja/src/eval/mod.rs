@@ -180,6 +180,31 @@ pub fn threshold_for(scored: &[Scored], target: f64, mask: [bool; 4]) -> (f32, f
     (1.0, 0.0, 0.0)
 }
 
+/// The area under the ROC curve of the raw similarity: the chance that a
+/// duplicate pair scores above a non-duplicate one (ties count half).
+pub fn auc(scored: &[Scored]) -> f64 {
+    let mut by_sim: Vec<(f32, bool)> = scored.iter().map(|s| (s.similarity, s.same)).collect();
+    by_sim.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut below, mut sum, mut i) = (0usize, 0.0f64, 0usize);
+    while i < by_sim.len() {
+        let mut j = i;
+        while by_sim.get(j).is_some_and(|x| x.0 == by_sim.get(i).map_or(f32::NAN, |y| y.0)) {
+            j += 1;
+        }
+        let tied = by_sim.get(i..j).unwrap_or_default();
+        let (dups, non) = (tied.iter().filter(|x| x.1).count(), tied.iter().filter(|x| !x.1).count());
+        sum += dups as f64 * (below as f64 + non as f64 / 2.0);
+        below += non;
+        i = j;
+    }
+    let dups = scored.iter().filter(|s| s.same).count();
+    let non = scored.len() - dups;
+    if dups == 0 || non == 0 {
+        return 0.5;
+    }
+    sum / (dups as f64 * non as f64)
+}
+
 pub fn mask_of(g: &GuardSettings) -> [bool; 4] {
     [g.numbers, g.negation, g.entities, g.question_type]
 }

@@ -5,6 +5,7 @@ mod clients;
 mod cluster;
 mod duration;
 mod ladder;
+mod model_defaults;
 mod raw;
 mod routes;
 mod slo;
@@ -13,7 +14,7 @@ pub use clients::{ClientSettings, OnBudget};
 pub use cluster::ClusterSettings;
 
 pub use duration::{parse_duration, parse_duration_at_most, MAX_DURATION, MAX_TIMEOUT};
-pub use raw::default_threshold;
+pub use model_defaults::{default_threshold, semantic_defaults, SemanticDefaults};
 pub use routes::{DEFAULT_ROUTE_THRESHOLD, NO_ROUTE};
 pub use slo::SloSettings;
 
@@ -168,6 +169,19 @@ pub struct VerifierSettings {
     pub timeout: Duration,
     /// The system message; the texts follow in the user message.
     pub prompt: String,
+    pub mode: VerifierMode,
+}
+
+/// When the verifier is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifierMode {
+    /// Before answering: a yes serves the candidate now, at the cost of a
+    /// judge call on this request's critical path.
+    Sync,
+    /// After answering: the request is a miss answered upstream at once, as
+    /// with the threshold alone; the candidate is verified in the background
+    /// and a yes learns the wording as an alias, served from its next ask.
+    Async,
 }
 
 /// Conversations whose earlier turns differ (`[cache.semantic.conversations]`).
@@ -179,8 +193,8 @@ pub struct ConversationSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmbeddingBackend {
-    /// all-MiniLM-L6-v2 through fastembed.
-    MiniLm,
+    /// A sentence model through fastembed.
+    Model(deja_embed::EmbeddingModel),
     /// Deterministic hashed features: for tests and demos without the model.
     Hash,
 }
@@ -350,7 +364,17 @@ impl Config {
         };
         let dur = |path: &str, v: &str| parse_duration(v).map_err(|m| invalid(path, m));
         let timeout = |path: &str, v: &str| parse_duration_at_most(v, MAX_TIMEOUT).map_err(|m| invalid(path, m));
+        let backend = embedding_backend(&raw.embedding)?;
+        let model = match backend {
+            EmbeddingBackend::Model(m) => Some(m),
+            EmbeddingBackend::Hash => None,
+        };
+        let defaults = semantic_defaults(model, raw.cache.semantic.verifier.is_some());
         let sem = &raw.cache.semantic;
+        let threshold = sem.threshold.unwrap_or(defaults.threshold);
+        // An explicit threshold below the default band's floor keeps a band
+        // of the same width under it rather than none.
+        let verify_from = sem.verify_from.unwrap_or(defaults.verify_from.min(threshold));
         let check_threshold = |path: String, t: f32| {
             if (0.0..=1.0).contains(&t) {
                 Ok(())
@@ -358,15 +382,15 @@ impl Config {
                 Err(invalid(path, format!("{t} is not a cosine similarity in [0, 1]")))
             }
         };
-        check_threshold("cache.semantic.threshold".into(), sem.threshold)?;
+        check_threshold("cache.semantic.threshold".into(), threshold)?;
         for (ladder, t) in &sem.ladder_thresholds {
             check_threshold(format!("cache.semantic.ladder_thresholds.{ladder}"), *t)?;
         }
-        check_threshold("cache.semantic.verify_from".into(), sem.verify_from)?;
-        if sem.verify_from > sem.threshold {
+        check_threshold("cache.semantic.verify_from".into(), verify_from)?;
+        if verify_from > threshold {
             return Err(invalid(
                 "cache.semantic.verify_from",
-                format!("{} is above the threshold ({})", sem.verify_from, sem.threshold),
+                format!("{verify_from} is above the threshold ({threshold})"),
             ));
         }
         if !(8..=4096).contains(&sem.search_breadth) {
@@ -375,11 +399,6 @@ impl Config {
         if sem.candidates == 0 {
             return Err(invalid("cache.semantic.candidates", "must be at least 1"));
         }
-        let backend = match raw.embedding.backend.as_str() {
-            "minilm" => EmbeddingBackend::MiniLm,
-            "hash" => EmbeddingBackend::Hash,
-            other => return Err(invalid("embedding.backend", format!("`{other}` is not one of minilm, hash"))),
-        };
         if raw.embedding.threads == 0 || raw.embedding.max_batch == 0 {
             return Err(invalid("embedding", "threads and max_batch must be at least 1"));
         }
@@ -480,7 +499,20 @@ impl Config {
                     return Err(invalid("cache.semantic.verifier.timeout", "must be greater than 0"));
                 }
                 let prompt = v.prompt.clone().unwrap_or_else(|| crate::verify::DEFAULT_PROMPT.to_string());
-                Some(VerifierSettings { model: v.model.clone(), max_candidates: v.max_candidates, timeout, prompt })
+                let mode = match v.mode.as_deref().unwrap_or("sync") {
+                    "sync" => VerifierMode::Sync,
+                    "async" => VerifierMode::Async,
+                    other => {
+                        return Err(invalid("cache.semantic.verifier.mode", format!("`{other}` is not one of sync, async")))
+                    }
+                };
+                Some(VerifierSettings {
+                    model: v.model.clone(),
+                    max_candidates: v.max_candidates,
+                    timeout,
+                    prompt,
+                    mode,
+                })
             }
         };
         let conversations = match &sem.conversations {
@@ -558,8 +590,8 @@ impl Config {
                 conversations,
                 slo: slo::validate(&sem.slo)?,
                 semantic: SemanticSettings {
-                    threshold: sem.threshold,
-                    verify_from: sem.verify_from,
+                    threshold,
+                    verify_from,
                     ladder_thresholds: sem.ladder_thresholds.clone(),
                     guards: sem.guards,
                     candidates: sem.candidates,
@@ -651,6 +683,43 @@ impl Config {
 
     pub fn guard_settings(&self) -> GuardSettings {
         self.cache.semantic.guards
+    }
+
+    /// The same configuration embedding with `model`, at that model's
+    /// default threshold and band (`deja eval --model`).
+    pub fn with_embedding_model(mut self, model: deja_embed::EmbeddingModel) -> Self {
+        let d = semantic_defaults(Some(model), self.cache.verifier.is_some());
+        self.embedding.backend = EmbeddingBackend::Model(model);
+        self.cache.semantic.threshold = d.threshold;
+        self.cache.semantic.verify_from = d.verify_from;
+        self
+    }
+}
+
+/// A model's name as `embedding.model` and `deja eval --model` take it.
+pub fn parse_embedding_model(name: &str) -> Option<deja_embed::EmbeddingModel> {
+    use deja_embed::EmbeddingModel;
+    match name.to_ascii_lowercase().as_str() {
+        "minilm" | "all-minilm-l6-v2" => Some(EmbeddingModel::MiniLm),
+        "gemma" | "embeddinggemma-300m" | "embeddinggemma" => Some(EmbeddingModel::Gemma),
+        _ => None,
+    }
+}
+
+/// `embedding.model` (or its older spelling `embedding.backend`).
+fn embedding_backend(raw: &raw::RawEmbedding) -> Result<EmbeddingBackend, ConfigError> {
+    let (field, name) = match (&raw.model, &raw.backend) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("embedding.backend", "set `embedding.model` only: `backend` is its older name"))
+        }
+        (Some(m), None) => ("embedding.model", m.as_str()),
+        (None, Some(b)) => ("embedding.backend", b.as_str()),
+        (None, None) => return Ok(EmbeddingBackend::Model(deja_embed::EmbeddingModel::MiniLm)),
+    };
+    match parse_embedding_model(name) {
+        Some(m) => Ok(EmbeddingBackend::Model(m)),
+        None if name == "hash" => Ok(EmbeddingBackend::Hash),
+        None => Err(invalid(field, format!("`{name}` is not one of minilm, gemma (or hash, for tests)"))),
     }
 }
 

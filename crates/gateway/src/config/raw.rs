@@ -159,10 +159,11 @@ fn default_sweep() -> String {
 pub struct RawSemantic {
     #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(default = "default_threshold")]
-    pub threshold: f32,
-    #[serde(default = "default_verify_from")]
-    pub verify_from: f32,
+    /// Default: per embedding model, and higher with a verifier ([`super::model_defaults`]).
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    #[serde(default)]
+    pub verify_from: Option<f32>,
     #[serde(default)]
     pub ladder_thresholds: HashMap<String, f32>,
     #[serde(default = "default_candidates")]
@@ -197,6 +198,10 @@ pub struct RawVerifier {
     /// Instructions sent as the system message; the texts follow in the user message.
     #[serde(default)]
     pub prompt: Option<String>,
+    /// `sync` (default): verify before answering; `async`: answer at once
+    /// and verify in the background.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// `[cache.semantic.conversations]`: multi-turn requests whose earlier turns
@@ -217,9 +222,6 @@ fn default_search_breadth() -> usize {
     deja_cache::DEFAULT_SEARCH_BREADTH
 }
 
-fn default_verify_from() -> f32 {
-    0.80
-}
 fn default_max_candidates() -> usize {
     3
 }
@@ -231,8 +233,8 @@ impl Default for RawSemantic {
     fn default() -> Self {
         Self {
             enabled: true,
-            threshold: default_threshold(),
-            verify_from: default_verify_from(),
+            threshold: None,
+            verify_from: None,
             ladder_thresholds: HashMap::new(),
             candidates: default_candidates(),
             search_breadth: default_search_breadth(),
@@ -244,10 +246,6 @@ impl Default for RawSemantic {
     }
 }
 
-/// Chosen with `deja eval`: see benches/README.md.
-pub fn default_threshold() -> f32 {
-    0.94
-}
 fn default_candidates() -> usize {
     8
 }
@@ -255,8 +253,12 @@ fn default_candidates() -> usize {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmbedding {
-    #[serde(default = "default_backend")]
-    pub backend: String,
+    /// `minilm` (default) or `gemma`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The older spelling of `model`; `hash` is a test embedder.
+    #[serde(default)]
+    pub backend: Option<String>,
     #[serde(default = "default_model_dir")]
     pub model_dir: PathBuf,
     #[serde(default)]
@@ -270,7 +272,8 @@ pub struct RawEmbedding {
 impl Default for RawEmbedding {
     fn default() -> Self {
         Self {
-            backend: default_backend(),
+            model: None,
+            backend: None,
             model_dir: default_model_dir(),
             ort_library: None,
             threads: default_threads(),
@@ -279,9 +282,6 @@ impl Default for RawEmbedding {
     }
 }
 
-fn default_backend() -> String {
-    "minilm".into()
-}
 fn default_model_dir() -> PathBuf {
     "models".into()
 }

@@ -1,0 +1,68 @@
+//! `mode = "async"`: a grey-band candidate is verified after the request
+//! was answered upstream (after Krites): the critical path is the threshold
+//! alone, and the verifier's yes is served from the wording's next ask.
+
+use crate::config::Config;
+use crate::state::AppState;
+use crate::verify::verify;
+use deja_api::CacheKey;
+use std::sync::Arc;
+
+/// A grey-band question verified after its answer went (`mode = "async"`).
+pub struct Later {
+    pub state: Arc<AppState>,
+    pub config: Arc<Config>,
+    pub key: CacheKey,
+    pub namespace: String,
+    /// Whether the request's cache policy allows learning an alias.
+    pub learn: bool,
+    pub template: Option<String>,
+    pub question: String,
+    pub texts: Vec<String>,
+    /// The candidates' ids and similarities, in the order of `texts`.
+    pub candidates: Vec<(CacheKey, f32)>,
+}
+
+/// Asks the verifier in the background: a yes learns the question's key as
+/// an alias of the chosen entry (served from the wording's next ask), a no
+/// is remembered so the pair is never asked again. Concurrent asks of the
+/// same wording are verified once.
+pub fn verify_later(later: Later) {
+    let Some(settings) = later.config.cache.verifier.clone() else { return };
+    if !later.state.rejections.start_verifying(later.key) {
+        return;
+    }
+    tokio::spawn(async move {
+        let Later { state, config, key, namespace, learn, template, question, texts, candidates } = later;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let verdict = verify(&state, &config, &settings, template.as_deref(), &question, &refs).await;
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(e) => {
+                crate::remember::count_verification(&state, &namespace, 0.0);
+                tracing::warn!(error = %e, "background verification failed; nothing learned");
+                state.rejections.done_verifying(&key);
+                return;
+            }
+        };
+        crate::remember::count_verification(&state, &namespace, verdict.cost_usd);
+        match verdict.chosen.and_then(|i| candidates.get(i)).copied() {
+            Some((id, similarity)) if learn => {
+                let store = state.store.clone();
+                match tokio::task::spawn_blocking(move || store.add_alias(&key, &id, similarity)).await {
+                    Ok(Ok(_)) => tracing::debug!(similarity, "background verification learned an alias"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "could not remember a verified paraphrase"),
+                    Err(e) => tracing::warn!(error = %e, "could not remember a verified paraphrase"),
+                }
+            }
+            Some(_) => {}
+            None => {
+                for (id, _) in &candidates {
+                    state.rejections.insert(key, *id);
+                }
+            }
+        }
+        state.rejections.done_verifying(&key);
+    });
+}
+
