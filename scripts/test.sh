@@ -38,10 +38,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-python3 models/fetch.py
+# EmbeddingGemma's weights are under the Gemma Terms of Use
+# (https://ai.google.dev/gemma/terms): its few tests run only when whoever
+# runs this accepts them with DEJA_ACCEPT_GEMMA_TERMS=1 (CI does); then a
+# missing model fails them instead of skipping them.
+if [ "${DEJA_ACCEPT_GEMMA_TERMS:-}" = "1" ]; then
+    python3 models/fetch.py --gemma --accept-gemma-terms-of-use
+    export DEJA_REQUIRE_GEMMA=1
+else
+    python3 models/fetch.py
+    echo "scripts/test.sh: EmbeddingGemma's tests are skipped; DEJA_ACCEPT_GEMMA_TERMS=1 accepts its terms and runs them" >&2
+fi
 cargo test --workspace --no-fail-fast
 
-# The official OpenAI Python SDK against the real binary.
+# The official OpenAI and Anthropic Python SDKs against the real binary
+# (chat, /v1/responses and /v1/messages; tests/sdk/check.py).
 python3 -m venv target/sdk-venv
 target/sdk-venv/bin/pip install --quiet --disable-pip-version-check openai==3.54.0 anthropic==2.10.0
 cargo build --workspace --bins  # same features as the tests: nothing to rebuild

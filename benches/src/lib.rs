@@ -80,7 +80,8 @@ pub fn put_vectors(store: &Store, fp: &ContextFingerprint, vectors: &[Vec<f32>])
             semantic: Some(SemanticMeta {
                 fingerprint: fp.to_hex(),
                 text: format!("question {i}"),
-                conversation: None, vector_of: None,
+                conversation: None,
+                vector_of: None,
             }),
         };
         store.put(&entry, Some(v)).unwrap_or_else(|e| panic!("put: {e}"));

@@ -6,61 +6,18 @@ mod common;
 
 use common::*;
 use deja_mock_upstream::Fault;
-use deja_testkit::{spawn_proxy, Harness, TestConfig};
+use deja_testkit::{Harness, TestConfig};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 const CLIENT_KEY: &str = "sk-door-client";
-const CLAUDE: &str = "claude-sonnet-up";
-const GEMINI: &str = "gemini-flash-up";
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-fn env_key(prefix: &str, value: &str) -> String {
-    let var = format!("DEJA_TEST_DOOR_{prefix}_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-    std::env::set_var(&var, value);
-    var
-}
+const CLAUDE: &str = CLAUDE_UPSTREAM;
+const GEMINI: &str = GEMINI_UPSTREAM;
 
 /// A proxy with a client key and a model of each provider kind: `cheap`
 /// (OpenAI), `sonnet` (Anthropic) and `flash` (Gemini), all on the mock.
 async fn proxy() -> Harness {
-    let anthropic = env_key("ANTHROPIC", "sk-ant-door");
-    let gemini = env_key("GEMINI", "AIza-door");
-    let extra = format!(
-        r#"
-[[providers]]
-name = "claude"
-kind = "anthropic"
-base_url = "{{upstream}}"
-api_key_env = "{anthropic}"
-
-[[providers]]
-name = "google"
-kind = "gemini"
-base_url = "{{upstream}}beta"
-api_key_env = "{gemini}"
-
-[[models]]
-name = "sonnet"
-provider = "claude"
-upstream_name = "{CLAUDE}"
-input_usd_per_mtok = 3.0
-output_usd_per_mtok = 15.0
-context_window = 200000
-
-[[models]]
-name = "flash"
-provider = "google"
-upstream_name = "{GEMINI}"
-input_usd_per_mtok = 0.1
-output_usd_per_mtok = 0.4
-context_window = 1000000
-"#
-    );
-    let config =
-        TestConfig { extra_toml: extra, model_retries: 0, client_keys: vec![CLIENT_KEY.into()], ..exact_only() };
-    spawn_proxy(config).await
+    let config = TestConfig { model_retries: 0, client_keys: vec![CLIENT_KEY.into()], ..exact_only() };
+    every_kind_proxy(config).await
 }
 
 fn message(model: &str, content: &str) -> Value {

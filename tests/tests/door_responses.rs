@@ -7,57 +7,17 @@ mod common;
 
 use common::*;
 use deja_mock_upstream::Fault;
-use deja_testkit::{spawn_proxy, Harness, TestConfig};
+use deja_testkit::{Harness, TestConfig};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What the mock is asked for: the `upstream_name`s of `sonnet` and `flash`.
-const CLAUDE: &str = "claude-sonnet-up";
-const GEMINI: &str = "gemini-flash-up";
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
+const CLAUDE: &str = CLAUDE_UPSTREAM;
+const GEMINI: &str = GEMINI_UPSTREAM;
 
 /// A proxy with an OpenAI-kind (`cheap`), an Anthropic-kind (`sonnet`) and
 /// a Gemini-kind (`flash`) model, all on the mock.
 async fn proxy() -> Harness {
-    let var = |kind: &str, key: &str| {
-        let name = format!("DEJA_TEST_DOOR_{kind}_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-        std::env::set_var(&name, key);
-        name
-    };
-    let (anthropic, gemini) = (var("ANTHROPIC", "sk-ant-door"), var("GEMINI", "AIza-door"));
-    let extra = format!(
-        r#"
-[[providers]]
-name = "claude"
-kind = "anthropic"
-base_url = "{{upstream}}"
-api_key_env = "{anthropic}"
-
-[[providers]]
-name = "google"
-kind = "gemini"
-base_url = "{{upstream}}beta"
-api_key_env = "{gemini}"
-
-[[models]]
-name = "sonnet"
-provider = "claude"
-upstream_name = "{CLAUDE}"
-input_usd_per_mtok = 3.0
-output_usd_per_mtok = 15.0
-context_window = 200000
-
-[[models]]
-name = "flash"
-provider = "google"
-upstream_name = "{GEMINI}"
-input_usd_per_mtok = 0.1
-output_usd_per_mtok = 0.4
-context_window = 1000000
-"#
-    );
-    spawn_proxy(TestConfig { extra_toml: extra, model_retries: 0, ..exact_only() }).await
+    every_kind_proxy(TestConfig { model_retries: 0, ..exact_only() }).await
 }
 
 async fn responses(h: &Harness, body: &Value) -> Reply {

@@ -66,7 +66,8 @@ async fn fill(h: &Harness) {
             e.semantic = Some(deja_store::SemanticMeta {
                 fingerprint: meta.fingerprint.clone(),
                 text: format!("stored {i}"),
-                conversation: None, vector_of: None,
+                conversation: None,
+                vector_of: None,
             });
             let v = unit(i);
             state.store.put(&e, Some(&v)).expect("put");

@@ -200,3 +200,95 @@ async fn verifications_and_their_cost_are_reported_per_namespace() {
     assert!(metrics.contains("deja_semantic_verifications_total{namespace=\"default/team-a\"} 1"), "{metrics}");
     assert!(metrics.contains("deja_semantic_verification_usd_total{namespace=\"default/team-a\"}"), "{metrics}");
 }
+
+fn async_config() -> TestConfig {
+    TestConfig {
+        extra_toml: format!(
+            "{JUDGE}\n[cache.semantic.verifier]\nmodel = \"judge\"\ntimeout = \"2s\"\nmode = \"async\"\n"
+        ),
+        ..config(false)
+    }
+}
+
+#[tokio::test]
+async fn in_async_mode_a_grey_candidate_is_a_miss_now_and_a_yes_serves_the_next_ask() {
+    let h = spawn_proxy(async_config()).await;
+    h.mock.control.set_judge_verdict("1");
+    // A judge slower than the upstream: the client never waits for it.
+    h.mock.control.push_faults(JUDGE_MODEL, [Fault::Delay { ms: 700 }]);
+    let first = chat(&h, &ask(ORIGINAL)).await;
+    assert_eq!(first.cache(), "miss");
+
+    let started = std::time::Instant::now();
+    let para = chat(&h, &ask(PARAPHRASE)).await;
+    assert_eq!(para.cache(), "miss", "the critical path is the threshold alone: {:?}", para.headers);
+    assert_eq!(para.header("x-deja-verified"), None);
+    assert!(para.content().contains(PARAPHRASE), "answered upstream: {}", para.content());
+    assert!(started.elapsed() < std::time::Duration::from_millis(600), "answered before the verdict");
+    assert!(
+        deja_testkit::eventually(std::time::Duration::from_secs(10), || async { judge_calls(&h) == 1 }).await,
+        "verified in the background"
+    );
+
+    // The yes is learned: the next ask of that wording is the verified entry.
+    let mut next = chat(&h, &ask(PARAPHRASE)).await;
+    for _ in 0..50 {
+        if next.cache() == "semantic" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        next = chat(&h, &ask(PARAPHRASE)).await;
+    }
+    assert_eq!(next.cache(), "semantic", "{:?}", next.headers);
+    assert_eq!(next.header("x-deja-verified"), Some("alias"));
+    assert_eq!(next.content(), first.content());
+    assert_eq!(judge_calls(&h), 1, "asked once");
+}
+
+#[tokio::test]
+async fn in_async_mode_a_no_is_remembered_and_the_wording_gets_its_own_answer() {
+    let h = spawn_proxy(async_config()).await;
+    h.mock.control.set_judge_verdict("none");
+    assert_eq!(chat(&h, &ask(ORIGINAL)).await.cache(), "miss");
+    assert_eq!(chat(&h, &ask(PARAPHRASE)).await.cache(), "miss");
+    assert!(deja_testkit::eventually(std::time::Duration::from_secs(10), || async { judge_calls(&h) == 1 }).await);
+    // Rejected: the next ask is answered upstream and stored; the one after is its own exact hit.
+    let mut upstream = chat(&h, &ask(PARAPHRASE)).await;
+    for _ in 0..50 {
+        if upstream.cache() == "miss" && h.mock.control.calls("cheap") == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        upstream = chat(&h, &ask(PARAPHRASE)).await;
+    }
+    assert!(upstream.content().contains(PARAPHRASE), "{}", upstream.content());
+    let own = chat(&h, &ask(PARAPHRASE)).await;
+    assert_eq!(own.cache(), "exact", "{:?}", own.headers);
+    assert!(own.content().contains(PARAPHRASE));
+    assert_eq!(judge_calls(&h), 1, "a rejected pair is never asked again");
+}
+
+#[tokio::test]
+async fn in_async_mode_a_failed_verification_counts_as_a_no() {
+    let h = spawn_proxy(async_config()).await;
+    h.mock.control.set_judge_verdict("1");
+    let fail = Fault::Status { status: 500, retry_after_s: None, retry_after: None };
+    h.mock.control.push_faults(JUDGE_MODEL, [fail.clone(), fail]);
+    assert_eq!(chat(&h, &ask(ORIGINAL)).await.cache(), "miss");
+    assert_eq!(chat(&h, &ask(PARAPHRASE)).await.cache(), "miss");
+    assert!(deja_testkit::eventually(std::time::Duration::from_secs(10), || async { judge_calls(&h) >= 1 }).await);
+    // The failure is remembered: the wording's next answer is its own, stored.
+    let mut next = chat(&h, &ask(PARAPHRASE)).await;
+    for _ in 0..50 {
+        if next.cache() == "exact" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        next = chat(&h, &ask(PARAPHRASE)).await;
+    }
+    assert_eq!(next.cache(), "exact", "{:?}", next.headers);
+    assert!(next.content().contains(PARAPHRASE));
+    let calls = judge_calls(&h);
+    assert_eq!(chat(&h, &ask(PARAPHRASE)).await.cache(), "exact");
+    assert_eq!(judge_calls(&h), calls, "not asked again");
+}

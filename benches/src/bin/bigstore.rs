@@ -155,7 +155,12 @@ fn fill(path: &Path, fx: &Fixture, n: usize) {
             cost_usd: 0.00002,
             created_ms: now,
             expires_ms: now + 86_400_000,
-            semantic: Some(SemanticMeta { fingerprint: fp.to_hex(), text: question, conversation: None, vector_of: None }),
+            semantic: Some(SemanticMeta {
+                fingerprint: fp.to_hex(),
+                text: question,
+                conversation: None,
+                vector_of: None,
+            }),
         };
         store.put(&entry, Some(&vector)).unwrap_or_else(|e| panic!("put: {e}"));
     }

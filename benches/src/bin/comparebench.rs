@@ -4,6 +4,9 @@
 //! time, for each `deja` binary given (a baseline build and the current one),
 //! in the same run.
 //!
+//! With `--models minilm,gemma` the current binary is measured once per
+//! embedding model (Gemma needs `models/fetch.py --gemma`).
+//!
 //! Usage: cargo run --release -p deja-benches --bin comparebench -- \
 //!     --deja target/release/deja --baseline /path/to/older/deja --count 300
 
@@ -23,6 +26,9 @@ struct Args {
     /// Requests per scenario.
     #[arg(long, default_value_t = 300)]
     count: usize,
+    /// Embedding models to measure the current binary with (`minilm`, `gemma`).
+    #[arg(long, value_delimiter = ',', default_value = "minilm")]
+    models: Vec<String>,
 }
 
 /// A name, whether the question goes behind the instruction, the question
@@ -47,9 +53,13 @@ async fn measure(
     deja: &Path,
     repo: &Path,
     count: usize,
+    model: &str,
 ) -> Result<Vec<Summary>, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let (_procs, base, _) = start_demo(deja, dir.path(), |c| c, &[]).await?;
+    // The demo config keeps the older spelling, so a baseline build reads it too.
+    let model_line = format!("model = \"{model}\"");
+    let (_procs, base, _) =
+        start_demo(deja, dir.path(), |c| c.replace("backend = \"minilm\"", &model_line), &[]).await?;
     let url = format!("{base}/v1/chat/completions");
     let client = http_client();
     let instructions: serde_json::Value =
@@ -82,9 +92,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut results = Vec::new();
     if let Some(base) = &args.baseline {
-        results.extend(measure("baseline", base, &repo, args.count).await?);
+        results.extend(measure("baseline", base, &repo, args.count, "minilm").await?);
     }
-    results.extend(measure("current", &args.deja, &repo, args.count).await?);
+    for model in &args.models {
+        results.extend(measure(&format!("current, {model}"), &args.deja, &repo, args.count, model).await?);
+    }
     use std::io::Write;
     std::io::stdout().write_all(table(&results).as_bytes())?;
     Ok(())

@@ -98,6 +98,8 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
             "too_long": c(Counter::UnmatchableTooLong)?,
             "unknown_tokens": c(Counter::UnmatchableUnknownTokens)?,
         },
+        // The model that embeds questions (name, file digest, dimension); null with the semantic cache off.
+        "embedding_model": state.embedder_identity().map(|(name, dim)| format!("{name}/{dim}")),
         "misses": misses,
         "refreshes": c(Counter::Refreshes)?,
         "bypasses": c(Counter::Bypasses)?,

@@ -21,7 +21,8 @@ fn entry(n: u8, namespace: &str, fine: u8, history: [f32; 4]) -> Entry {
         semantic: Some(SemanticMeta {
             fingerprint: ContextFingerprint([fine; 32]).to_hex(),
             text: "cancel it".into(),
-            conversation: Some(ConversationMeta { coarse: COARSE.to_hex(), history: history.to_vec() }), vector_of: None,
+            conversation: Some(ConversationMeta { coarse: COARSE.to_hex(), history: history.to_vec() }),
+            vector_of: None,
         }),
     }
 }

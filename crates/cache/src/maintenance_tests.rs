@@ -138,7 +138,8 @@ fn past_max_bytes_the_least_recently_used_go_with_their_vectors() {
         e.semantic = Some(deja_store::SemanticMeta {
             fingerprint: CacheKey([7; 32]).to_hex(),
             text: format!("question {n}"),
-            conversation: None, vector_of: None,
+            conversation: None,
+            vector_of: None,
         });
         store.put(&e, Some(&vector)).expect("put");
         ids.push(e.id);

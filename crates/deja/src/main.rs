@@ -256,9 +256,11 @@ async fn eval(args: EvalArgs) -> Result<(), AnyError> {
         models.push(("configured".to_string(), config));
     }
     let side_by_side = models.len() > 1;
-    let mut summary = String::from("
+    let mut summary = String::from(
+        "
 side by side (same pairs; each model at its own defaults):
-");
+",
+    );
     summary.push_str(
         "  model                 AUC    threshold  served   false hits | at most target false hits: threshold  served",
     );
@@ -355,12 +357,7 @@ async fn eval_one(
     if let Some(v) = verdicts.as_deref().filter(|_| args.simulated_judge.is_some()) {
         let o = bands::outcome(&scored, mask, threshold, verify_from, Some(v));
         let (d, f) = o.served_judged();
-        line.push_str(&format!(
-            " | {:>30.1}%  {:>9.2}%  {:>8.1}",
-            d * 100.0,
-            f * 100.0,
-            o.calls_per_1000()
-        ));
+        line.push_str(&format!(" | {:>30.1}%  {:>9.2}%  {:>8.1}", d * 100.0, f * 100.0, o.calls_per_1000()));
     }
     Ok((report, line))
 }

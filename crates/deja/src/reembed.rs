@@ -26,8 +26,9 @@ pub struct Reembedded {
 /// Re-embeds every semantic entry of the configured store; `progress` is
 /// told how many entries are done after each batch.
 pub fn reembed(config: &Config, mut progress: impl FnMut(u64, u64)) -> Result<Reembedded, String> {
-    let store = Store::open(&config.store_path)
-        .map_err(|e| format!("cannot open the store at {} (is Deja still running?): {e}", config.store_path.display()))?;
+    let store = Store::open(&config.store_path).map_err(|e| {
+        format!("cannot open the store at {} (is Deja still running?): {e}", config.store_path.display())
+    })?;
     let model = load_embedder(config).map_err(|e| e.to_string())?;
     let from = embedding_model::recorded(&store).map_err(|e| e.to_string())?;
     let ids = store.matching(&ListFilter::default()).map_err(|e| e.to_string())?;

@@ -311,12 +311,12 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
         (&Method::POST, "/v1/messages/count_tokens") => {
             let outcome = match auth::client(&parts, config.client_keys()) {
                 Err(e) => Door::Messages.error(&e),
-                Ok(_) => match read_body(&parts, body, config.server.max_body_bytes, config.limits.body_read_timeout)
-                    .await
-                {
-                    Ok(bytes) => doors::count_tokens(&bytes),
-                    Err(e) => Door::Messages.error(&e),
-                },
+                Ok(_) => {
+                    match read_body(&parts, body, config.server.max_body_bytes, config.limits.body_read_timeout).await {
+                        Ok(bytes) => doors::count_tokens(&bytes),
+                        Err(e) => Door::Messages.error(&e),
+                    }
+                }
             };
             ("count_tokens", outcome)
         }
@@ -368,11 +368,16 @@ async fn route(edge: &Edge, req: Request<Incoming>, id: String) -> Response<Body
         }
         (
             _,
-            "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/v1/chat/completions" | "/v1/embeddings"
-            | "/v1/responses" | "/v1/messages" | "/v1/messages/count_tokens",
-        ) => {
-            ("other", err(ApiError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}"))))
-        }
+            "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/v1/models"
+            | "/v1/chat/completions"
+            | "/v1/embeddings"
+            | "/v1/responses"
+            | "/v1/messages"
+            | "/v1/messages/count_tokens",
+        ) => ("other", err(ApiError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}")))),
         _ => (
             "other",
             err(ApiError::new(ErrorKind::NotFound, format!("no route for {method} {path}")).with_code("unknown_url")),

@@ -25,8 +25,11 @@ pub fn client<'a>(parts: &'a Parts, keys: Option<&[String]>) -> Result<Option<&'
     let Some(keys) = keys else { return Ok(None) };
     // Anthropic's SDKs send the key as `x-api-key`; OpenAI's as a bearer token.
     let presented = bearer(parts).or_else(|| api_key_header(parts)).ok_or_else(|| {
-        ApiError::new(ErrorKind::Unauthorized, "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`")
-            .with_code("invalid_api_key")
+        ApiError::new(
+            ErrorKind::Unauthorized,
+            "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
+        )
+        .with_code("invalid_api_key")
     })?;
     // Check every key so timing does not reveal which one matched.
     let matched = keys.iter().fold(false, |acc, k| acc | equal(k, presented));

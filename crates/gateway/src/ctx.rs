@@ -27,6 +27,9 @@ pub struct ChatCtx {
     /// The text `vector` was made of, when it is not the question's whole
     /// text (behind a template: the question's own part).
     pub vector_of: Option<String>,
+    /// A grey-band candidate is being verified in the background
+    /// (`mode = "async"`): this answer is not stored.
+    pub store_deferred: bool,
     /// This replica's hold on the fleet-wide lock for `key` ([cluster]),
     /// given up when the answer reaches Redis or, failing that, when the
     /// request ends.

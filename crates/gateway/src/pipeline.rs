@@ -90,6 +90,7 @@ async fn chat_inner(
         route: None,
         vector: None,
         vector_of: None,
+        store_deferred: false,
         fleet_lock: None,
         conversation,
         started,
@@ -280,7 +281,7 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
 /// Asks the verifier about grey-band candidates not already rejected for
 /// this request. A yes is served, remembered as an alias and counted; a no
 /// is remembered; a failure is a miss.
-async fn verify_stage(ctx: &ChatCtx, question: &str, grey: Vec<semantic::GreyCandidate>) -> Option<Outcome> {
+async fn verify_stage(ctx: &mut ChatCtx, question: &str, grey: Vec<semantic::GreyCandidate>) -> Option<Outcome> {
     let config = ctx.config.clone();
     let settings = config.cache.verifier.as_ref()?;
     let asked: Vec<semantic::GreyCandidate> = grey
@@ -307,7 +308,7 @@ async fn verify_stage(ctx: &ChatCtx, question: &str, grey: Vec<semantic::GreyCan
         .collect();
     if settings.mode == crate::config::VerifierMode::Async {
         let candidates = asked.iter().map(|c| (c.entry.id, c.similarity)).collect();
-        crate::verify_later::verify_later(crate::verify_later::Later {
+        let verdict_coming = crate::verify_later::verify_later(crate::verify_later::Later {
             state: ctx.state.clone(),
             config: config.clone(),
             key: ctx.key,
@@ -318,6 +319,10 @@ async fn verify_stage(ctx: &ChatCtx, question: &str, grey: Vec<semantic::GreyCan
             texts: texts.iter().map(|t| t.to_string()).collect(),
             candidates,
         });
+        // The verdict decides what this wording is served next: a yes its
+        // alias to the entry, a no (remembered) an answer of its own, stored
+        // when it is next asked. Storing this answer now would shadow the alias.
+        ctx.store_deferred = verdict_coming;
         return None;
     }
     let verdict = match crate::verify::verify(&ctx.state, &config, settings, template.as_deref(), shown, &texts).await {

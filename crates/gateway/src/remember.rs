@@ -67,7 +67,10 @@ pub fn store(state: &AppState, bounds: Bounds, new: NewEntry) -> Option<CacheKey
             let meta = conversation
                 .as_ref()
                 .map(|(coarse, history)| ConversationMeta { coarse: coarse.to_hex(), history: history.clone() });
-            (Some(SemanticMeta { fingerprint: fp.to_hex(), text, conversation: meta, vector_of: new.vector_of }), Some((fp, v)))
+            (
+                Some(SemanticMeta { fingerprint: fp.to_hex(), text, conversation: meta, vector_of: new.vector_of }),
+                Some((fp, v)),
+            )
         }
         None => (None, None),
     };
@@ -156,7 +159,7 @@ pub fn count_unmatchable(state: &AppState, why: deja_cache::Unreadable) {
 
 /// Builds the entry for an answer and stores it, if the policy and the answer allow.
 pub async fn remember_answer(ctx: &ChatCtx, answer: &Answer) {
-    if !ctx.policy.writes() || !answer.completion.is_complete() {
+    if !ctx.policy.writes() || !answer.completion.is_complete() || ctx.store_deferred {
         return;
     }
     let usage = answer.completion.usage.clone().unwrap_or_default();

@@ -165,6 +165,16 @@ pub struct Rejections {
     verifying: Mutex<HashSet<CacheKey>>,
 }
 
+/// Whether a background verification of a question was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Started,
+    /// Another ask of the same wording is being verified: its verdict applies.
+    Pending,
+    /// Too many are in flight: this one is not verified.
+    Full,
+}
+
 /// Background verifications in flight at once; past it a grey-band
 /// candidate is simply a miss (as with the threshold alone).
 const VERIFYING_MAX: usize = 256;
@@ -178,11 +188,17 @@ impl Rejections {
         }
     }
 
-    /// Claims `key` for a background verification; false when it is
-    /// already being verified or too many are.
-    pub fn start_verifying(&self, key: CacheKey) -> bool {
+    /// Claims `key` for a background verification.
+    pub fn start_verifying(&self, key: CacheKey) -> Claim {
         let mut set = self.verifying.lock().unwrap_or_else(|e| e.into_inner());
-        set.len() < VERIFYING_MAX && set.insert(key)
+        if set.contains(&key) {
+            Claim::Pending
+        } else if set.len() >= VERIFYING_MAX {
+            Claim::Full
+        } else {
+            set.insert(key);
+            Claim::Started
+        }
     }
 
     pub fn done_verifying(&self, key: &CacheKey) {

@@ -24,13 +24,18 @@ pub struct Later {
 }
 
 /// Asks the verifier in the background: a yes learns the question's key as
-/// an alias of the chosen entry (served from the wording's next ask), a no
-/// is remembered so the pair is never asked again. Concurrent asks of the
-/// same wording are verified once.
-pub fn verify_later(later: Later) {
-    let Some(settings) = later.config.cache.verifier.clone() else { return };
-    if !later.state.rejections.start_verifying(later.key) {
-        return;
+/// an alias of the chosen entry (served from the wording's next ask); a no,
+/// or a verification that failed, is remembered so the pair is never asked
+/// again and the wording's next answer is stored as its own (as a failed
+/// synchronous verification leaves it). Concurrent asks of the same wording
+/// are verified once. True when a verdict for this wording is coming, so
+/// its answer now must not be stored.
+pub fn verify_later(later: Later) -> bool {
+    let Some(settings) = later.config.cache.verifier.clone() else { return false };
+    match later.state.rejections.start_verifying(later.key) {
+        crate::verify::Claim::Started => {}
+        crate::verify::Claim::Pending => return true,
+        crate::verify::Claim::Full => return false,
     }
     tokio::spawn(async move {
         let Later { state, config, key, namespace, learn, template, question, texts, candidates } = later;
@@ -40,7 +45,10 @@ pub fn verify_later(later: Later) {
             Ok(v) => v,
             Err(e) => {
                 crate::remember::count_verification(&state, &namespace, 0.0);
-                tracing::warn!(error = %e, "background verification failed; nothing learned");
+                tracing::warn!(error = %e, "background verification failed; the wording gets its own answer");
+                for (id, _) in &candidates {
+                    state.rejections.insert(key, *id);
+                }
                 state.rejections.done_verifying(&key);
                 return;
             }
@@ -64,5 +72,5 @@ pub fn verify_later(later: Later) {
         }
         state.rejections.done_verifying(&key);
     });
+    true
 }
-

@@ -18,7 +18,8 @@ fn entry(n: u8, created_ms: u64, ttl_ms: u64, ns: &str) -> Entry {
         semantic: Some(SemanticMeta {
             fingerprint: CacheKey([7; 32]).to_hex(),
             text: format!("question {n}"),
-            conversation: None, vector_of: None,
+            conversation: None,
+            vector_of: None,
         }),
     }
 }

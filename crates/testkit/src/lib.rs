@@ -19,6 +19,9 @@ pub use redis_server::RedisServer;
 pub enum Embedding {
     /// all-MiniLM-L6-v2 from `models/`: for tests where the model matters.
     Real,
+    /// EmbeddingGemma-300M from `models/gemma` (fetched with
+    /// `models/fetch.py --gemma`): for the few tests about that model.
+    Gemma,
     /// The deterministic hashed stand-in.
     Hash,
     /// Semantic cache off.
@@ -91,6 +94,32 @@ pub fn models_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
 }
 
+/// Whether EmbeddingGemma has been fetched. Its tests run only then, unless
+/// `DEJA_REQUIRE_GEMMA=1` (CI) makes a missing model a failure.
+pub fn gemma_available() -> bool {
+    let present = models_dir().join("gemma/model.onnx").exists();
+    if !present && std::env::var("DEJA_REQUIRE_GEMMA").is_ok_and(|v| v == "1") {
+        panic!("DEJA_REQUIRE_GEMMA=1 but models/gemma is missing: run `python3 models/fetch.py --gemma --accept-gemma-terms-of-use`");
+    }
+    if !present {
+        eprintln!(
+            "SKIPPED: EmbeddingGemma is not fetched (python3 models/fetch.py --gemma --accept-gemma-terms-of-use)"
+        );
+    }
+    present
+}
+
+/// EmbeddingGemma, loaded once per test binary.
+pub fn gemma_embedder() -> Arc<dyn Embedder> {
+    static MODEL: OnceLock<Arc<FastEmbedder>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let paths = ModelPaths::of(deja_embed::EmbeddingModel::Gemma, &models_dir());
+            Arc::new(FastEmbedder::load(&paths, 2).expect("run `python3 models/fetch.py --gemma` first"))
+        })
+        .clone()
+}
+
 /// The real model, loaded once per test binary.
 pub fn real_embedder() -> Arc<dyn Embedder> {
     static MODEL: OnceLock<Arc<FastEmbedder>> = OnceLock::new();
@@ -118,6 +147,7 @@ impl TestConfig {
         };
         let (semantic, backend) = match self.embedding {
             Embedding::Real => (true, "minilm"),
+            Embedding::Gemma => (true, "gemma"),
             Embedding::Hash => (true, "hash"),
             Embedding::Off => (false, "hash"),
         };
@@ -249,6 +279,7 @@ async fn launch(config_path: &std::path::Path, embedding: Embedding) -> Running 
     let config = Config::load(config_path).expect("test config is valid");
     let embedder: Option<Arc<dyn Embedder>> = match embedding {
         Embedding::Real => Some(real_embedder()),
+        Embedding::Gemma => Some(gemma_embedder()),
         Embedding::Hash => Some(Arc::new(HashEmbedder::new(384))),
         Embedding::Off => None,
     };

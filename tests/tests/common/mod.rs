@@ -92,3 +92,55 @@ pub async fn admin_send(h: &Harness, method: reqwest::Method, path: &str, body: 
     let text = resp.text().await.expect("body");
     Reply { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
 }
+
+/// What the mock is asked for by `every_kind_proxy`'s Anthropic-kind (`sonnet`)
+/// and Gemini-kind (`flash`) models.
+pub const CLAUDE_UPSTREAM: &str = "claude-sonnet-up";
+pub const GEMINI_UPSTREAM: &str = "gemini-flash-up";
+
+static KEY_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A proxy with a model of each provider kind on the mock: `cheap` (OpenAI),
+/// `sonnet` (Anthropic) and `flash` (Gemini), each provider with its own key.
+pub async fn every_kind_proxy(base: TestConfig) -> Harness {
+    let var = |kind: &str, key: &str| {
+        let seq = KEY_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("DEJA_TEST_KINDS_{kind}_{}_{seq}", std::process::id());
+        std::env::set_var(&name, key);
+        name
+    };
+    let (anthropic, gemini) = (var("ANTHROPIC", "sk-ant-door"), var("GEMINI", "AIza-door"));
+    let extra = format!(
+        r#"
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "{{upstream}}"
+api_key_env = "{anthropic}"
+
+[[providers]]
+name = "google"
+kind = "gemini"
+base_url = "{{upstream}}beta"
+api_key_env = "{gemini}"
+
+[[models]]
+name = "sonnet"
+provider = "claude"
+upstream_name = "{CLAUDE_UPSTREAM}"
+input_usd_per_mtok = 3.0
+output_usd_per_mtok = 15.0
+context_window = 200000
+
+[[models]]
+name = "flash"
+provider = "google"
+upstream_name = "{GEMINI_UPSTREAM}"
+input_usd_per_mtok = 0.1
+output_usd_per_mtok = 0.4
+context_window = 1000000
+{}"#,
+        base.extra_toml
+    );
+    deja_testkit::spawn_proxy(TestConfig { extra_toml: extra, ..base }).await
+}

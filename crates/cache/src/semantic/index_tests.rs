@@ -35,7 +35,12 @@ fn put(store: &Store, index: &SemanticIndex, n: u32, fp: &ContextFingerprint, v:
         cost_usd: 0.0,
         created_ms: 1,
         expires_ms: u64::MAX,
-        semantic: Some(SemanticMeta { fingerprint: fp.to_hex(), text: format!("q{n}"), conversation: None, vector_of: None }),
+        semantic: Some(SemanticMeta {
+            fingerprint: fp.to_hex(),
+            text: format!("q{n}"),
+            conversation: None,
+            vector_of: None,
+        }),
     };
     store.put(&e, Some(v)).expect("put");
     index.insert(store, id, fp, v).expect("index");

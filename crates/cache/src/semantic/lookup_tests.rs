@@ -18,7 +18,8 @@ fn entry(n: u8, namespace: &str, fingerprint: &ContextFingerprint) -> Entry {
         semantic: Some(SemanticMeta {
             fingerprint: fingerprint.to_hex(),
             text: "when do you open?".into(),
-            conversation: None, vector_of: None,
+            conversation: None,
+            vector_of: None,
         }),
     }
 }

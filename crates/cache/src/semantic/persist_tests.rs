@@ -38,7 +38,12 @@ fn store_only(store: &Store, n: u32, fp: &ContextFingerprint) -> CacheKey {
         cost_usd: 0.0,
         created_ms: 1,
         expires_ms: u64::MAX,
-        semantic: Some(SemanticMeta { fingerprint: fp.to_hex(), text: format!("q{n}"), conversation: None, vector_of: None }),
+        semantic: Some(SemanticMeta {
+            fingerprint: fp.to_hex(),
+            text: format!("q{n}"),
+            conversation: None,
+            vector_of: None,
+        }),
     };
     store.put(&e, Some(&unit(n, 32))).expect("put");
     id

@@ -152,7 +152,11 @@ pub fn translate(body: &[u8]) -> Result<Translated<Echo>, ApiError> {
     chat.insert("model".into(), json!(model));
     chat.insert("messages".into(), Value::Array(input::messages(instructions, input)?));
     // Chat refuses `tool_choice` and `parallel_tool_calls` without tools; with
-    // none they mean nothing, so they are sent only beside tools.
+    // none, `auto`/`none` and `parallel_tool_calls` mean nothing and are not
+    // sent, but a call the client requires cannot be made: refused, as chat would.
+    if tools.is_empty() && tool_choice.as_ref().is_some_and(|c| c != "auto" && c != "none") {
+        return Err(invalid("`tool_choice` requires a tool call, but no `tools` are given", "tool_choice"));
+    }
     if !tools.is_empty() {
         chat.insert("tools".into(), Value::Array(tools));
         if let Some(choice) = tool_choice {

@@ -115,6 +115,11 @@ impl Shaper for Stream {
             self.fail(&json!({"message": "the answer stream ended before it began"}), &mut out);
             return out;
         }
+        if self.finish.is_none() {
+            // The chat stream stopped before its finish reason: cut off, not complete.
+            self.fail(&json!({"message": "the answer stream ended before it was complete"}), &mut out);
+            return out;
+        }
         self.close(&mut out);
         let (status, incomplete) = status(self.finish.as_deref());
         let snapshot = self.snapshot(status, incomplete, Value::Null);

@@ -503,7 +503,10 @@ impl Config {
                     "sync" => VerifierMode::Sync,
                     "async" => VerifierMode::Async,
                     other => {
-                        return Err(invalid("cache.semantic.verifier.mode", format!("`{other}` is not one of sync, async")))
+                        return Err(invalid(
+                            "cache.semantic.verifier.mode",
+                            format!("`{other}` is not one of sync, async"),
+                        ))
                     }
                 };
                 Some(VerifierSettings {

@@ -20,9 +20,9 @@ pub struct SemanticDefaults {
 pub fn semantic_defaults(model: Option<EmbeddingModel>, verifier: bool) -> SemanticDefaults {
     let (threshold, verify_from) = match (model.unwrap_or(EmbeddingModel::MiniLm), verifier) {
         (EmbeddingModel::MiniLm, false) => (0.94, 0.80),
-        (EmbeddingModel::MiniLm, true) => (0.985, 0.80),
-        (EmbeddingModel::Gemma, false) => (0.94, 0.80),
-        (EmbeddingModel::Gemma, true) => (0.985, 0.80),
+        (EmbeddingModel::MiniLm, true) => (0.985, 0.75),
+        (EmbeddingModel::Gemma, false) => (0.965, 0.85),
+        (EmbeddingModel::Gemma, true) => (0.98, 0.85),
     };
     SemanticDefaults { threshold, verify_from }
 }

@@ -165,6 +165,36 @@ fn the_verifier_is_off_by_default_and_verify_from_defaults_below_the_threshold()
 }
 
 #[test]
+fn the_threshold_and_band_default_per_embedding_model_and_higher_with_a_verifier() {
+    let verifier = "\n[cache.semantic.verifier]\nmodel = \"auto\"\n";
+    for (embedding, with_verifier, want) in [
+        ("", false, (0.94, 0.80)),
+        ("", true, (0.985, 0.75)),
+        ("[embedding]\nmodel = \"minilm\"\n", true, (0.985, 0.75)),
+        ("[embedding]\nmodel = \"gemma\"\n", false, (0.965, 0.85)),
+        ("[embedding]\nmodel = \"EmbeddingGemma-300M\"\n", true, (0.98, 0.85)),
+        ("[embedding]\nbackend = \"gemma\"\n", false, (0.965, 0.85)),
+    ] {
+        let text = format!("{MINIMAL}\n{embedding}{}", if with_verifier { verifier } else { "" });
+        let s = Config::parse(&text).expect("valid").cache.semantic;
+        assert!((s.threshold - want.0).abs() < 1e-6 && (s.verify_from - want.1).abs() < 1e-6, "{text}: {s:?}");
+    }
+    // What the configuration sets wins; a band default above it is clipped to it.
+    let text = format!("{MINIMAL}\n[cache.semantic]\nthreshold = 0.70\n{verifier}");
+    let s = Config::parse(&text).expect("valid").cache.semantic;
+    assert_eq!((s.threshold, s.verify_from), (0.70, 0.70));
+    assert_eq!(
+        error_path(&format!("{MINIMAL}\n[embedding]\nmodel = \"gemma\"\nbackend = \"minilm\"\n")),
+        "embedding.backend"
+    );
+    assert_eq!(error_path(&format!("{MINIMAL}\n[embedding]\nmodel = \"bert\"\n")), "embedding.model");
+    assert_eq!(
+        error_path(&format!("{MINIMAL}\n[cache.semantic.verifier]\nmodel = \"a\"\nmode = \"later\"\n")),
+        "cache.semantic.verifier.mode"
+    );
+}
+
+#[test]
 fn verifier_settings_are_checked_with_their_path() {
     for (table, path) in [
         ("[cache.semantic]\nverify_from = 1.5\n", "cache.semantic.verify_from"),

@@ -136,6 +136,11 @@ fn tool_choices() {
     let (chat, _, _) =
         translate(json!({"model": "m", "input": "x", "tool_choice": "none", "parallel_tool_calls": true}));
     assert_eq!(chat, json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}));
+    // A call the client requires cannot be made without tools.
+    for required in [json!("required"), json!({"type": "function", "name": "g"})] {
+        let (param, _) = refused(json!({"model": "m", "input": "x", "tool_choice": required}));
+        assert_eq!(param, "tool_choice");
+    }
 }
 
 #[test]

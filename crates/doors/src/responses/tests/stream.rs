@@ -266,3 +266,16 @@ fn events_are_framed_with_their_name() {
     assert!(text.starts_with("event: response.created\ndata: {"), "{text}");
     assert!(text.ends_with("}\n\n"), "{text}");
 }
+
+#[test]
+fn a_chat_stream_cut_before_its_finish_reason_fails_rather_than_completes() {
+    let chunks = [
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        chunk(json!({"content": "Hel"}), Value::Null),
+    ];
+    let events = run(echo_of(json!({"model": "gpt-4o", "input": "hi"})), &chunks);
+    check_framing(&events);
+    assert_eq!(names(&events).last(), Some(&"response.failed"));
+    assert_eq!(last_response(&events)["status"], "failed");
+    assert!(!names(&events).contains(&"response.completed"));
+}
