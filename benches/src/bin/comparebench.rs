@@ -53,13 +53,16 @@ async fn measure(
     deja: &Path,
     repo: &Path,
     count: usize,
-    model: &str,
+    model: Option<&str>,
 ) -> Result<Vec<Summary>, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    // The demo config keeps the older spelling, so a baseline build reads it too.
-    let model_line = format!("model = \"{model}\"");
-    let (_procs, base, _) =
-        start_demo(deja, dir.path(), |c| c.replace("backend = \"minilm\"", &model_line), &[]).await?;
+    // The demo config keeps the older spelling, so a baseline build reads it
+    // as it is; the current one is told the model to use.
+    let edit = |c: String| match model {
+        Some(m) if m != "minilm" => c.replace("backend = \"minilm\"", &format!("model = \"{m}\"")),
+        _ => c,
+    };
+    let (_procs, base, _) = start_demo(deja, dir.path(), edit, &[]).await?;
     let url = format!("{base}/v1/chat/completions");
     let client = http_client();
     let instructions: serde_json::Value =
@@ -92,10 +95,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut results = Vec::new();
     if let Some(base) = &args.baseline {
-        results.extend(measure("baseline", base, &repo, args.count, "minilm").await?);
+        results.extend(measure("baseline", base, &repo, args.count, None).await?);
     }
     for model in &args.models {
-        results.extend(measure(&format!("current, {model}"), &args.deja, &repo, args.count, model).await?);
+        results.extend(measure(&format!("current, {model}"), &args.deja, &repo, args.count, Some(model)).await?);
     }
     use std::io::Write;
     std::io::stdout().write_all(table(&results).as_bytes())?;
