@@ -125,6 +125,15 @@ async fn templated_tickets_at_a_lower_threshold() {
     templated_tickets(TestConfig { threshold: 0.85, ..defaults() }).await;
 }
 
+/// The same traffic embedded by EmbeddingGemma (when fetched), at its default threshold.
+#[tokio::test]
+async fn templated_tickets_with_gemma() {
+    if !deja_testkit::gemma_available() {
+        return;
+    }
+    templated_tickets(TestConfig { embedding: Embedding::Gemma, threshold: 0.965, ..defaults() }).await;
+}
+
 async fn templated_tickets(config: TestConfig) {
     let h = spawn_proxy(config).await;
     let set = tickets();
