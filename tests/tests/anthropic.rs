@@ -7,19 +7,15 @@ use common::*;
 use deja_mock_upstream::Fault;
 use deja_testkit::{spawn_proxy, Harness, TestConfig};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 const KEY: &str = "sk-ant-secret";
 /// What the mock is asked for: `upstream_name` of the `sonnet` model.
 const UPSTREAM: &str = "claude-sonnet-up";
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
 /// A proxy whose `sonnet` model is served by an Anthropic provider; ladder
 /// `claude-first` tries it before the OpenAI-kind `cheap`.
 async fn proxy() -> Harness {
-    let var = format!("DEJA_TEST_ANTHROPIC_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-    std::env::set_var(&var, KEY);
+    let var = deja_testkit::env_var("ANTHROPIC", KEY);
     let extra = format!(
         r#"
 [[providers]]

@@ -9,17 +9,13 @@ use common::*;
 use deja_mock_upstream::PromptCache;
 use deja_testkit::{eventually, spawn_proxy, Harness, TestConfig};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// `gpt-cached` (OpenAI kind: $2.50 input, $1.25 cached input, $10 output)
 /// and `sonnet` (Anthropic kind: $3 input, $0.30 cache read, $3.75 cache
 /// write, $15 output) beside the testkit's models, which set no cache price.
 async fn proxy() -> Harness {
-    let var = format!("DEJA_TEST_CACHED_PROMPTS_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-    std::env::set_var(&var, "sk-ant-secret");
+    let var = deja_testkit::env_var("CACHED_PROMPTS", "sk-ant-secret");
     let extra = format!(
         r#"
 [[providers]]

@@ -8,19 +8,15 @@ use common::*;
 use deja_mock_upstream::Fault;
 use deja_testkit::{spawn_proxy, Harness, TestConfig};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 const KEY: &str = "AIza-gemini-secret";
 /// What the mock is asked for: `upstream_name` of the `flash` model.
 const UPSTREAM: &str = "gemini-flash-up";
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
 /// A proxy whose `flash` model is served by a Gemini provider; ladder
 /// `gemini-first` tries it before the OpenAI-kind `cheap`.
 async fn proxy() -> Harness {
-    let var = format!("DEJA_TEST_GEMINI_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-    std::env::set_var(&var, KEY);
+    let var = deja_testkit::env_var("GEMINI", KEY);
     // `{upstream}` is the mock's `…/v1`; Gemini's API lives under `/v1beta`.
     let extra = format!(
         r#"

@@ -84,7 +84,7 @@ impl Default for TestConfig {
 static ENV_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A unique environment variable holding `value`, so parallel tests never share one.
-fn env_var(prefix: &str, value: &str) -> String {
+pub fn env_var(prefix: &str, value: &str) -> String {
     let name = format!("DEJA_TEST_{prefix}_{}_{}", std::process::id(), ENV_SEQ.fetch_add(1, Ordering::Relaxed));
     std::env::set_var(&name, value);
     name

@@ -98,18 +98,11 @@ pub async fn admin_send(h: &Harness, method: reqwest::Method, path: &str, body: 
 pub const CLAUDE_UPSTREAM: &str = "claude-sonnet-up";
 pub const GEMINI_UPSTREAM: &str = "gemini-flash-up";
 
-static KEY_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// A proxy with a model of each provider kind on the mock: `cheap` (OpenAI),
 /// `sonnet` (Anthropic) and `flash` (Gemini), each provider with its own key.
 pub async fn every_kind_proxy(base: TestConfig) -> Harness {
-    let var = |kind: &str, key: &str| {
-        let seq = KEY_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("DEJA_TEST_KINDS_{kind}_{}_{seq}", std::process::id());
-        std::env::set_var(&name, key);
-        name
-    };
-    let (anthropic, gemini) = (var("ANTHROPIC", "sk-ant-door"), var("GEMINI", "AIza-door"));
+    let (anthropic, gemini) =
+        (deja_testkit::env_var("KINDS_ANTHROPIC", "sk-ant-door"), deja_testkit::env_var("KINDS_GEMINI", "AIza-door"));
     let extra = format!(
         r#"
 [[providers]]
