@@ -364,7 +364,7 @@ async fn eval_one(
 
 /// `deja eval --routes`: the ladder's routes on labelled questions, at the
 /// configured thresholds, then at one threshold for every route.
-fn eval_routes(mut config: Config, args: &EvalArgs) -> Result<(), AnyError> {
+fn eval_routes(config: Config, args: &EvalArgs) -> Result<(), AnyError> {
     use deja::eval_routes::{predict, read_labelled, RouteReport};
     let path = args.routes.as_deref().ok_or("--routes names no file")?;
     let ladder = match &args.ladder {
@@ -389,8 +389,7 @@ fn eval_routes(mut config: Config, args: &EvalArgs) -> Result<(), AnyError> {
     let labelled = read_labelled(path, &names)?;
     let embedder: Arc<dyn deja_embed::Embedder> = deja::state::load_embedder(&config)?;
     eprintln!("embedding {} questions and the routes of `{ladder}` with {}...", labelled.len(), embedder.name());
-    deja_gateway::routes::embed_routes(&mut config, embedder.as_ref())?;
-    let routes = config.route_vectors.get(&ladder).cloned().unwrap_or_default();
+    let routes = deja_gateway::routes::embed_routes(&config, embedder.as_ref())?.remove(&ladder).unwrap_or_default();
     let texts: Vec<String> = labelled.iter().map(|(t, _)| t.clone()).collect();
     let mut vectors = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(64) {

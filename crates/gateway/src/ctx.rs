@@ -13,6 +13,8 @@ pub struct ChatCtx {
     pub state: Arc<AppState>,
     /// Taken once when the request arrives: a reload mid-request never mixes two.
     pub config: Arc<Config>,
+    /// The semantic routes embedded from `config`.
+    pub routes: Arc<crate::routes::RouteVectors>,
     pub req: ChatRequest,
     pub namespace: Namespace,
     pub key: CacheKey,

@@ -12,7 +12,6 @@ pub mod attempt;
 pub mod auth;
 pub mod budget;
 pub mod cache_control;
-pub mod config;
 pub mod conversation;
 pub mod ctx;
 pub mod dialect;
@@ -38,6 +37,9 @@ pub mod slo;
 pub mod state;
 pub mod verify;
 pub mod verify_later;
+
+/// The validated configuration lives in its own crate; the request path reads it.
+pub use deja_config as config;
 pub mod walker;
 
 pub use config::Config;

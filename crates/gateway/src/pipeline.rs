@@ -78,6 +78,7 @@ async fn chat_inner(
     let question = req.last_user_text();
     let task = task.map(str::to_string);
     let mut ctx = ChatCtx {
+        routes: state.routes_of(&config),
         state,
         config: config.clone(),
         req,

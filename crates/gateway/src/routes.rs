@@ -12,9 +12,13 @@ use crate::ctx::ChatCtx;
 use deja_embed::{EmbedError, Embedder};
 use deja_router::{choose_route, EmbeddedRoute, Target};
 
-/// Embeds every route's examples into `config.route_vectors`, one batch per route.
-pub fn embed_routes(config: &mut Config, embedder: &dyn Embedder) -> Result<(), EmbedError> {
-    let mut vectors = std::collections::HashMap::new();
+/// The routes of each ladder with their examples embedded, by ladder name:
+/// runtime data made from one configuration, swapped with it on reload.
+pub type RouteVectors = std::collections::HashMap<String, Vec<EmbeddedRoute>>;
+
+/// Embeds every route's examples, one batch per route.
+pub fn embed_routes(config: &Config, embedder: &dyn Embedder) -> Result<RouteVectors, EmbedError> {
+    let mut vectors = RouteVectors::new();
     for (ladder, routes) in &config.routes {
         let mut embedded = Vec::with_capacity(routes.len());
         for r in routes {
@@ -23,8 +27,7 @@ pub fn embed_routes(config: &mut Config, embedder: &dyn Embedder) -> Result<(), 
         }
         vectors.insert(ladder.clone(), embedded);
     }
-    config.route_vectors = vectors;
-    Ok(())
+    Ok(vectors)
 }
 
 /// The rung the request's route starts at, when its target is a ladder with
@@ -35,7 +38,7 @@ pub fn choose(ctx: &ChatCtx) -> Option<String> {
         return None;
     };
     let ladder = ctx.config.catalog.ladder(l)?;
-    let routes = ctx.config.route_vectors.get(&ladder.name)?;
+    let routes = ctx.routes.get(&ladder.name)?;
     let choice = choose_route(routes, vector)?;
     tracing::debug!(ladder = %ladder.name, route = choice.index, similarity = choice.similarity, start_at = choice.start_at, "semantic route");
     Some(choice.start_at.to_string())

@@ -3,6 +3,7 @@
 use crate::answer::Shared;
 use crate::config::{Config, EmbeddingBackend};
 use crate::metrics::Metrics;
+use crate::routes::RouteVectors;
 use deja_cache::{Coalescer, SemanticIndex};
 use deja_embed::{EmbedService, Embedder, FastEmbedder, HashEmbedder, ModelPaths};
 use deja_router::{Health, Latency};
@@ -17,7 +18,8 @@ use std::time::Instant;
 const SYNC_REBUILD_MAX: u64 = 20_000;
 
 pub struct AppState {
-    config: RwLock<Arc<Config>>,
+    /// The configuration and the route vectors made from it, swapped together.
+    live: RwLock<Live>,
     pub store: Arc<Store>,
     pub index: Arc<SemanticIndex>,
     /// Multi-turn entries by coarse fingerprint: conversation candidates.
@@ -50,6 +52,12 @@ pub struct AppState {
     pub lookups: crate::lookups::Lookups,
     /// The live quality SLO: samples, false hits, threshold raises; cleared by a reload.
     pub slo: crate::slo::Tracker,
+}
+
+#[derive(Clone)]
+struct Live {
+    config: Arc<Config>,
+    routes: Arc<RouteVectors>,
 }
 
 /// Differing parts whose vectors are kept (384 floats each: about 16 MiB).
@@ -99,20 +107,21 @@ impl AppState {
 
     /// Opens the store, loads the embedder (unless `embedder` is given) and
     /// rebuilds the semantic index from the store.
-    pub fn build(mut config: Config, embedder: Option<Arc<dyn Embedder>>) -> Result<Arc<Self>, StartError> {
+    pub fn build(config: Config, embedder: Option<Arc<dyn Embedder>>) -> Result<Arc<Self>, StartError> {
         if let Some(parent) = config.store_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
         let store = Arc::new(Store::open(&config.store_path)?);
         let metrics = Arc::new(Metrics::with_namespace_cap(config.server.metrics_namespaces));
         let mut route_embedder = None;
+        let mut route_vectors = RouteVectors::new();
         let embed = if config.cache.enabled && config.cache.semantic_enabled {
             let embedder = match embedder {
                 Some(e) => e,
                 None => load_embedder(&config)?,
             };
             crate::embedding_model::check(&store, embedder.as_ref())?;
-            crate::routes::embed_routes(&mut config, embedder.as_ref())?;
+            route_vectors = crate::routes::embed_routes(&config, embedder.as_ref())?;
             route_embedder = Some(embedder.clone());
             let m = metrics.clone();
             let observer: deja_embed::BatchObserver =
@@ -152,7 +161,7 @@ impl AppState {
             fleet,
             health: Health::new(config.routing.health),
             latency: Latency::new(),
-            config: RwLock::new(Arc::new(config)),
+            live: RwLock::new(Live { config: Arc::new(config), routes: Arc::new(route_vectors) }),
             store,
             index,
             conversations,
@@ -173,19 +182,33 @@ impl AppState {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.live.read().unwrap_or_else(|e| e.into_inner()).config.clone()
+    }
+
+    /// The route vectors made from `config`; none when a reload has
+    /// replaced it since (a request never mixes two loads).
+    pub fn routes_of(&self, config: &Arc<Config>) -> Arc<RouteVectors> {
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        if Arc::ptr_eq(&live.config, config) {
+            live.routes.clone()
+        } else {
+            Arc::default()
+        }
     }
 
     /// Swaps in a new configuration. Settings that need a restart (listener,
     /// store, embedding model) keep their running values; the rest apply to
     /// the next request.
-    pub fn replace_config(&self, mut new: Config) -> Vec<&'static str> {
+    pub fn replace_config(&self, new: Config) -> Vec<&'static str> {
         let old = self.config();
+        let mut routes = RouteVectors::new();
         if let Some(embedder) = &self.route_embedder {
             // A handful of examples: a short forward pass, once per reload.
-            if let Err(e) = crate::routes::embed_routes(&mut new, embedder.as_ref()) {
-                tracing::warn!(error = %e, "could not embed the route examples; routes are off until the next reload");
-                new.route_vectors.clear();
+            match crate::routes::embed_routes(&new, embedder.as_ref()) {
+                Ok(r) => routes = r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not embed the route examples; routes are off until the next reload")
+                }
             }
         }
         let mut needs_restart = Vec::new();
@@ -213,7 +236,7 @@ impl AppState {
         self.health.set_settings(new.routing.health);
         self.index.set_search_breadth(new.cache.search_breadth);
         self.slo.reset(&self.metrics.slo);
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Live { config: Arc::new(new), routes: Arc::new(routes) };
         needs_restart
     }
 }

@@ -17,11 +17,7 @@ use serde_json::json;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-/// The system message unless `[cache.semantic.verifier] prompt` replaces it.
-pub const DEFAULT_PROMPT: &str = "You decide whether a cached answer may be reused. You are given a new request \
-and one or more numbered cached requests, all in the same conversation context. A cached request matches only \
-if its correct answer is exactly the correct answer to the new request: a different object, number, name, time, \
-negation or intent means no match. Reply with only the number of the matching cached request, or with none.";
+pub use deja_config::DEFAULT_VERIFIER_PROMPT as DEFAULT_PROMPT;
 
 /// Largest upstream answer read from the verifier: a number or "none".
 const MAX_VERDICT_BYTES: usize = 64 * 1024;

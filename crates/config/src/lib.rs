@@ -9,6 +9,7 @@ mod model_defaults;
 mod raw;
 mod routes;
 mod slo;
+mod verifier_prompt;
 
 pub use clients::{ClientSettings, OnBudget};
 pub use cluster::ClusterSettings;
@@ -17,10 +18,11 @@ pub use duration::{parse_duration, parse_duration_at_most, MAX_DURATION, MAX_TIM
 pub use model_defaults::{default_threshold, semantic_defaults, SemanticDefaults};
 pub use routes::{DEFAULT_ROUTE_THRESHOLD, NO_ROUTE};
 pub use slo::SloSettings;
+pub use verifier_prompt::DEFAULT_VERIFIER_PROMPT;
 
 use deja_cache::{GuardSettings, SemanticSettings};
 use deja_providers::ProviderKind;
-use deja_router::{Catalog, EmbeddedRoute, HealthSettings, LadderSpec, ModelSpec, RouteSpec, StartRule};
+use deja_router::{Catalog, HealthSettings, LadderSpec, ModelSpec, RouteSpec, StartRule};
 use raw::RawConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -145,7 +147,7 @@ pub struct CacheSettings {
     /// The longest any answer is kept, whatever the client's `x-deja-ttl` (at least `default_ttl`).
     pub max_ttl: Duration,
     pub max_entries: u64,
-    /// `[store] max_bytes`: entries and vectors as stored ([`deja_store::Store::bytes`]).
+    /// `[store] max_bytes`: entries and vectors as stored (the store's `bytes()`).
     pub max_bytes: Option<u64>,
     pub sweep_interval: Duration,
     /// `cache.semantic.search_breadth`: HNSW's `ef` for every search.
@@ -269,10 +271,6 @@ pub struct Config {
     pub cluster: Option<ClusterSettings>,
     /// `[[ladders.routes]]` by ladder name.
     pub routes: HashMap<String, Vec<RouteSpec>>,
-    /// The same routes with their examples embedded, by ladder name; filled
-    /// by `routes::embed_routes` at start-up and reload, empty until then (and
-    /// when the semantic cache is off: routes reuse its embedding).
-    pub route_vectors: HashMap<String, Vec<EmbeddedRoute>>,
     /// `[[clients]]`: budgets and allowed models per client key.
     pub clients: Vec<ClientSettings>,
     secrets: Secrets,
@@ -498,7 +496,7 @@ impl Config {
                 if timeout.is_zero() {
                     return Err(invalid("cache.semantic.verifier.timeout", "must be greater than 0"));
                 }
-                let prompt = v.prompt.clone().unwrap_or_else(|| crate::verify::DEFAULT_PROMPT.to_string());
+                let prompt = v.prompt.clone().unwrap_or_else(|| DEFAULT_VERIFIER_PROMPT.to_string());
                 let mode = match v.mode.as_deref().unwrap_or("sync") {
                     "sync" => VerifierMode::Sync,
                     "async" => VerifierMode::Async,
@@ -574,7 +572,6 @@ impl Config {
             source: None,
             secrets,
             routes,
-            route_vectors: HashMap::new(),
             cluster: cluster::validate(raw.cluster)?,
             clients,
             server,
