@@ -1,59 +1,18 @@
-//! Per client key USD budgets (`[[clients]]`): what a key may call, what it
-//! has spent today and this month (UTC), and what happens past its budget.
+//! Per client key USD budgets (`[[clients]]`): what a key may call and
+//! what happens past its budget. The money itself (spend, reservations) is
+//! the ledger's.
 //!
-//! Spend is kept in store counters named by the client's hashed id and the
-//! UTC day or month (`spend:key-0123456789ab:d:2026-11-24`), so it survives
-//! restarts. Only answers from upstream cost anything: cache hits are free
-//! and are served to a client past its budget.
+//! Only upstream calls cost anything: cache hits are free and are served to
+//! a client past its budget. Calls Deja makes for a client (the verifier,
+//! SLO shadow calls) are charged to it too, and are not made past its budget.
 
-use crate::config::{ClientSettings, Config, OnBudget};
+use crate::config::{Config, OnBudget};
+use crate::ledger::{client_id, Budget, Ledger, Reached, Reservation};
 use crate::state::AppState;
-use deja_api::{ApiError, ErrorKind, Namespace};
-use deja_router::Plan;
-use deja_store::{nano_to_usd, usd_to_nano};
+use deja_api::{ApiError, ErrorKind};
+use deja_router::{cost_usd, estimate_tokens, Plan, Tokens};
 use serde_json::{json, Value};
-use std::time::SystemTime;
-
-/// The hashed id of a client key, as its namespace begins (`key-…`).
-pub fn client_id(client_key: &str) -> String {
-    Namespace::new(Some(client_key), None).as_str().to_string()
-}
-
-/// The client id a namespace belongs to, when it belongs to a client key.
-fn id_of_namespace(namespace: &str) -> Option<&str> {
-    let id = namespace.split('/').next()?;
-    id.starts_with("key-").then_some(id)
-}
-
-/// Today and this month in UTC: `("2026-11-24", "2026-11")`.
-fn day_and_month(now: SystemTime) -> (String, String) {
-    let stamp = humantime::format_rfc3339_seconds(now).to_string();
-    let day = stamp.get(..10).unwrap_or_default().to_string();
-    let month = stamp.get(..7).unwrap_or_default().to_string();
-    (day, month)
-}
-
-fn counter_names(id: &str, now: SystemTime) -> (String, String) {
-    let (day, month) = day_and_month(now);
-    (format!("spend:{id}:d:{day}"), format!("spend:{id}:m:{month}"))
-}
-
-/// Adds an upstream answer's cost to the spend of the client whose
-/// namespace it was asked in. The open gateway's namespace has no client.
-pub fn record(state: &AppState, namespace: &str, cost_usd: f64) {
-    let Some(id) = id_of_namespace(namespace) else { return };
-    let nano = usd_to_nano(cost_usd);
-    let (day, month) = counter_names(id, SystemTime::now());
-    state.store.add_named(day, nano);
-    state.store.add_named(month, nano);
-}
-
-/// USD spent by client `id` today and this month.
-pub fn spent(state: &AppState, id: &str) -> (f64, f64) {
-    let (day, month) = counter_names(id, SystemTime::now());
-    let read = |k: &str| state.store.named(k).map(nano_to_usd).unwrap_or(0.0);
-    (read(&day), read(&month))
-}
+use std::sync::Arc;
 
 /// Refuses a target the client may not use, as OpenAI does: 404 `model_not_found`.
 pub fn check_allowed(config: &Config, client_key: Option<&str>, target: &str) -> Result<(), ApiError> {
@@ -67,46 +26,88 @@ pub fn check_allowed(config: &Config, client_key: Option<&str>, target: &str) ->
     }
 }
 
-/// The budget this client has reached, if any: `"daily"` or `"monthly"`.
-fn reached(state: &AppState, client_key: &str, c: &ClientSettings) -> Option<(&'static str, f64)> {
+/// Completion tokens reserved for a request that sets no `max_tokens`.
+pub const UNBOUNDED_COMPLETION_TOKENS: u64 = 1024;
+
+/// The budget of the client whose key made the request, if it has one.
+pub fn of(config: &Config, client_key: Option<&str>) -> Option<Budget> {
+    let key = client_key?;
+    let c = config.client(Some(key))?;
     if c.daily_usd.is_none() && c.monthly_usd.is_none() {
         return None;
     }
-    let (today, month) = spent(state, &client_id(client_key));
-    match (c.daily_usd, c.monthly_usd) {
-        (Some(d), _) if today >= d => Some(("daily", d)),
-        (_, Some(m)) if month >= m => Some(("monthly", m)),
-        _ => None,
-    }
+    Some(Budget { id: client_id(key), daily_usd: c.daily_usd, monthly_usd: c.monthly_usd })
 }
 
-/// Applies the client's budget to a plan, before any upstream call: past
-/// its budget a client is refused with 429 `insufficient_quota`, or (with
-/// `on_budget = "cheapest"`) its plan is cut to the cheapest rung, and the
-/// answer is `true`: the plan was downgraded.
-pub fn enforce(state: &AppState, config: &Config, client_key: Option<&str>, plan: &mut Plan) -> Result<bool, ApiError> {
-    let Some(key) = client_key else { return Ok(false) };
-    let Some(client) = config.client(Some(key)) else { return Ok(false) };
-    let Some((which, limit)) = reached(state, key, client) else { return Ok(false) };
-    let cheapest = match client.on_budget {
+/// The most a call can cost: `prompt_chars` of prompt (four characters a
+/// token) and `max_tokens` of output (or [`UNBOUNDED_COMPLETION_TOKENS`])
+/// at the costliest model `plan` may call.
+pub fn worst_case_usd(config: &Config, plan: &Plan, prompt_chars: usize, max_tokens: Option<u64>) -> f64 {
+    let tokens = Tokens::new(estimate_tokens(prompt_chars), max_tokens.unwrap_or(UNBOUNDED_COMPLETION_TOKENS));
+    plan.attempts.iter().filter_map(|&i| config.catalog.model(i)).map(|m| cost_usd(m, tokens)).fold(0.0, f64::max)
+}
+
+/// The 429 `insufficient_quota` OpenAI gives a key past its quota.
+pub fn refusal(reached: Reached) -> ApiError {
+    let Reached { which, limit_usd } = reached;
+    ApiError::new(
+        ErrorKind::InsufficientQuota,
+        format!(
+            "You exceeded your {which} budget of ${limit_usd} for this key; it resets at the start of the next UTC {}.",
+            if which == "daily" { "day" } else { "month" }
+        ),
+    )
+    .with_code("insufficient_quota")
+}
+
+/// A plan admitted under its client's budget.
+pub struct Admitted {
+    /// Past its budget, the plan was cut to the cheapest rung
+    /// (`on_budget = "cheapest"`).
+    pub downgraded: bool,
+    /// Held until the call's cost is charged.
+    pub reservation: Reservation,
+}
+
+/// Applies the client's budget to a plan, before any upstream call: the
+/// plan's worst case is reserved; past its budget (spent plus what calls
+/// in flight reserved) a client is refused with 429 `insufficient_quota`,
+/// or (with `on_budget = "cheapest"`) its plan is cut to the cheapest rung.
+pub fn admit(
+    ledger: &Arc<Ledger>,
+    config: &Config,
+    client_key: Option<&str>,
+    plan: &mut Plan,
+    worst_usd: f64,
+) -> Result<Admitted, ApiError> {
+    let Some(budget) = of(config, client_key) else {
+        return Ok(Admitted { downgraded: false, reservation: Reservation::none() });
+    };
+    let reached = match ledger.reserve(&budget, worst_usd) {
+        Ok(reservation) => return Ok(Admitted { downgraded: false, reservation }),
+        Err(reached) => reached,
+    };
+    let on_budget = config.client(client_key).map_or(OnBudget::Refuse, |c| c.on_budget);
+    let cheapest = match on_budget {
         OnBudget::Refuse => None,
         OnBudget::Cheapest => cheapest(config, plan),
     };
-    let Some(cheapest) = cheapest else {
-        return Err(ApiError::new(
-            ErrorKind::InsufficientQuota,
-            format!(
-                "You exceeded your {which} budget of ${limit} for this key; it resets at the start of the next UTC {}.",
-                if which == "daily" { "day" } else { "month" }
-            ),
-        )
-        .with_code("insufficient_quota"));
-    };
+    let Some(cheapest) = cheapest else { return Err(refusal(reached)) };
     plan.attempts.retain(|&i| i == cheapest);
     if plan.attempts.is_empty() {
         plan.attempts.push(cheapest);
     }
-    Ok(true)
+    Ok(Admitted { downgraded: true, reservation: Reservation::none() })
+}
+
+/// A reservation for a call Deja makes on a client's behalf (the verifier,
+/// an SLO shadow call); `None` when the client's budget is reached: the
+/// call is not made.
+pub fn for_side_call(ledger: &Arc<Ledger>, budget: Option<&Budget>, worst_usd: f64) -> Option<Reservation> {
+    match budget {
+        None => Some(Reservation::none()),
+        Some(b) => ledger.reserve(b, worst_usd).ok(),
+    }
 }
 
 /// The model of the plan's ladder (or its one model) with the lowest price
@@ -130,7 +131,7 @@ pub fn stats(state: &AppState) -> Vec<Value> {
         .zip(config.client_budget_keys())
         .filter_map(|(c, key)| {
             let id = client_id(key.as_deref()?);
-            let (today, month) = spent(state, &id);
+            let (today, month) = state.ledger.spent(&id);
             Some(json!({
                 "id": id,
                 "spent_today_usd": today,

@@ -10,7 +10,6 @@
 //! turns verbatim and the shared system messages.
 
 use crate::ctx::ChatCtx;
-use crate::remember::count_verification;
 use deja_api::chat::message_text;
 use deja_api::conversation::{split, transcript};
 use deja_api::ContextFingerprint;
@@ -121,20 +120,24 @@ pub async fn stage(ctx: &ChatCtx, question: &str, question_min: f32) -> Option<V
     if asked.is_empty() {
         return None;
     }
+    // Past its budget a client gets no verifier call made for it.
+    if ctx.budget_reached() {
+        return None;
+    }
     let convo = ctx.conversation.as_ref()?;
     let new = format!("{}\nuser: {question}", convo.history_text);
     let shared = shared_context(&ctx.req.messages);
     let cached: Vec<String> = asked.iter().map(|(_, t)| t.clone()).collect();
     let msgs = messages(&shared, &new, &cached);
-    let verdict = match crate::verify::verify_messages(&ctx.state, &config, verifier, msgs, cached.len()).await {
-        Ok(v) => v,
-        Err(e) => {
-            count_verification(&ctx.state, ctx.namespace.as_str(), 0.0);
-            tracing::warn!(error = %e, "conversation verification failed; treating as a miss");
-            return None;
-        }
-    };
-    count_verification(&ctx.state, ctx.namespace.as_str(), verdict.cost_usd);
+    let verdict =
+        match crate::verify::verify_messages(&ctx.state, &config, &ctx.payer(), verifier, msgs, cached.len()).await {
+            Ok(v) => v,
+            Err(e) => {
+                ctx.state.ledger.verification(ctx.namespace.as_str(), 0.0);
+                tracing::warn!(error = %e, "conversation verification failed; treating as a miss");
+                return None;
+            }
+        };
     let Some((chosen, _)) = verdict.chosen.and_then(|i| asked.get(i)) else {
         for (c, _) in &asked {
             ctx.state.rejections.insert(ctx.key, c.entry.id);

@@ -40,6 +40,33 @@ pub struct ChatCtx {
     pub conversation: Option<crate::conversation::ConversationCtx>,
     pub started: Instant,
     pub request_id: String,
+    /// The budget of the client key that sent the request, if it has one.
+    pub budget: Option<crate::ledger::Budget>,
+    /// Money held for this request's upstream call, let go with the request.
+    pub reservation: crate::ledger::Reservation,
+}
+
+impl ChatCtx {
+    /// Who calls Deja makes for this request (the verifier) are billed to.
+    pub fn payer(&self) -> crate::verify::Payer {
+        crate::verify::Payer { namespace: self.namespace.as_str().to_string(), budget: self.budget.clone() }
+    }
+
+    /// The client's calls upstream are billed to its namespace.
+    pub fn bill(&self) -> crate::walker::Bill {
+        crate::walker::Bill {
+            namespace: self.namespace.as_str().to_string(),
+            why: crate::ledger::Spend::Answer,
+            prompt_chars: self.req.prompt_chars(),
+        }
+    }
+
+    /// Whether the client's budget (spent, and held by its calls in
+    /// flight) is reached: then Deja makes no call for it of its own accord.
+    pub fn budget_reached(&self) -> bool {
+        let Some(budget) = &self.budget else { return false };
+        self.state.ledger.reserve(budget, 0.0).is_err()
+    }
 }
 
 /// A request header's trimmed value, if present and not empty.

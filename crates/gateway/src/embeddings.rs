@@ -2,16 +2,17 @@
 
 use crate::cache_control::{CacheMode, CachePolicy};
 use crate::config::Config;
-use crate::remember::{self, count_hit};
+use crate::ledger::Spend;
+use crate::remember;
 use crate::reply::{self, Body, Outcome};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
-use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
+use crate::walker::{classify, Bill, Walker, MAX_RESPONSE_BYTES};
 use deja_api::key::embeddings_key;
 use deja_api::{ApiError, EmbeddingsRequest, ErrorKind};
 use deja_cache::exact;
-use deja_router::{cost_usd, estimate_tokens, FailureKind, RouteInput, Target, Tokens};
-use deja_store::{Counter, EntryKind, EntryUsage};
+use deja_router::{estimate_tokens, FailureKind, RouteInput, Target, Tokens};
+use deja_store::{EntryKind, EntryUsage};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde_json::Value;
@@ -52,11 +53,11 @@ async fn run(
     }
     let namespace = crate::ctx::namespace(parts, tenant)?;
     let key = embeddings_key(&namespace, &req);
-    let _ = state.store.add(Counter::Requests, 1);
+    state.ledger.request();
     if policy.reads() {
         let now = deja_cache::now_ms();
         if let Ok(Some((entry, _))) = exact::lookup_fresh(&state.store, &key, &policy.fresh, now) {
-            count_hit(&state, false, &entry, entry.cost_usd);
+            state.ledger.hit(false, &entry, entry.cost_usd);
             let mut r = reply::json(StatusCode::OK, &entry.response);
             respond::hit_headers(&mut r, HitKind::Exact, &entry, now);
             return Ok(Outcome { response: r, cache: "exact" });
@@ -69,11 +70,15 @@ async fn run(
         crate::planning::make(&state, &config, route).map_err(|e| ApiError::new(ErrorKind::NotFound, e.to_string()))?;
     // Budgets apply to every upstream call a client key causes, as for chat:
     // refused past the budget, or cut to the cheapest model and not stored.
-    if crate::budget::enforce(&state, &config, tenant, &mut plan)? {
+    let worst = crate::budget::worst_case_usd(&config, &plan, req.input_chars(), Some(0));
+    let admitted = crate::budget::admit(&state.ledger, &config, tenant, &mut plan, worst)?;
+    if admitted.downgraded {
         policy.mode = CacheMode::Bypass;
     }
+    let _held = admitted.reservation;
     let body = serde_json::to_value(&req).unwrap_or_default();
-    let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/embeddings", body);
+    let bill = Bill { namespace: namespace.as_str().to_string(), why: Spend::Answer, prompt_chars: req.input_chars() };
+    let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/embeddings", body, bill);
     let (value, raw, spec) = loop {
         let mut opened = walker.open().await?;
         match opened.response.collect(MAX_RESPONSE_BYTES).await {
@@ -94,9 +99,8 @@ async fn run(
     };
     walker.succeeded(&spec);
     let prompt_tokens = value.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(Value::as_u64).unwrap_or(0);
-    let cost = cost_usd(&spec, Tokens::new(prompt_tokens, 0));
-    remember::count_upstream(&state, namespace.as_str(), &spec.name, policy.mode, cost);
-    crate::budget::record(&state, namespace.as_str(), cost);
+    let cost = walker.charge_tokens(&spec, Tokens::new(prompt_tokens, 0));
+    state.ledger.upstream_answer(namespace.as_str(), &spec.name, policy.mode);
     if policy.writes() {
         remember::store_off_runtime(
             &state,

@@ -11,7 +11,7 @@
 //! wait is recorded as a (lower bound) time-to-first-byte sample.
 //!
 //! The loser never sent a byte, so no usage of its own is known. It is
-//! billed at its input price for the prompt (as many tokens as the winner
+//! billed (`Walker::bill_losers`) at its input price for the prompt (as many tokens as the winner
 //! reported, or estimated at four characters a token): providers may bill
 //! the prompt of a cancelled request, and its output is never seen. The
 //! winner's cached tokens are not carried over: a prompt cache belongs to
@@ -19,11 +19,10 @@
 //! the whole prompt is priced at the (higher) input price.
 
 use crate::attempt::{AttemptEnd, Failure, Prepared, Reached};
-use crate::ctx::ChatCtx;
 use crate::rung_metrics::HedgeLabels;
 use crate::walker::{Opened, Walker};
 use deja_api::ApiError;
-use deja_router::{cost_usd, estimate_tokens, ModelSpec, Tokens};
+use deja_router::ModelSpec;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::time::Instant;
@@ -87,25 +86,4 @@ where
     let labels = HedgeLabels { ladder: walker.ladder_label().ladder, winner: winner.into() };
     walker.state().metrics.rungs.hedges.get_or_create(&labels).inc();
     result
-}
-
-/// Bills the request's hedge losers (see the module comment): spend per
-/// model, the client's budget and `deja_hedge_loser_usd`. `prompt_tokens`
-/// is the winner's reported count, when one arrived. Returns the total.
-pub fn bill_losers(ctx: &ChatCtx, walker: &Walker, prompt_tokens: Option<u64>) -> f64 {
-    let losers = walker.cancelled();
-    if losers.is_empty() {
-        return 0.0;
-    }
-    let tokens = prompt_tokens.filter(|t| *t > 0).unwrap_or_else(|| estimate_tokens(ctx.req.prompt_chars()));
-    let mut total = 0.0;
-    for spec in losers {
-        let usd = cost_usd(spec, Tokens::new(tokens, 0));
-        crate::remember::count_spend(&ctx.state, ctx.namespace.as_str(), &spec.name, usd);
-        crate::budget::record(&ctx.state, ctx.namespace.as_str(), usd);
-        let labels = crate::metrics::ModelLabels { model: spec.name.clone() };
-        ctx.state.metrics.rungs.hedge_loser_usd.get_or_create(&labels).inc_by(usd);
-        total += usd;
-    }
-    total
 }

@@ -135,13 +135,20 @@ impl Lookups {
     }
 
     /// Counts an answer `model` gave from upstream in `namespace` (`miss`:
-    /// a normal request, not a refresh or bypass) and what it cost.
-    pub fn count_upstream(&self, namespace: &str, model: &str, miss: bool, nano_usd_spent: u64) {
+    /// a normal request, not a refresh or bypass).
+    pub fn count_upstream(&self, namespace: &str, model: &str, miss: bool) {
         let add = |c: &mut NamespaceCounts| {
             c.upstream += 1;
             c.misses += u64::from(miss);
-            c.nano_usd_spent = c.nano_usd_spent.saturating_add(nano_usd_spent);
         };
+        let mut t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        count(&mut t.namespaces, namespace, OTHER_NAMESPACES, add);
+        count(&mut t.models, model, OTHER_MODELS, add);
+    }
+
+    /// Counts what a call to `model` made for `namespace` cost.
+    pub fn count_spend(&self, namespace: &str, model: &str, nano_usd_spent: u64) {
+        let add = |c: &mut NamespaceCounts| c.nano_usd_spent = c.nano_usd_spent.saturating_add(nano_usd_spent);
         let mut t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
         count(&mut t.namespaces, namespace, OTHER_NAMESPACES, add);
         count(&mut t.models, model, OTHER_MODELS, add);
@@ -280,8 +287,10 @@ mod tests {
     fn hits_and_upstream_answers_are_counted_by_namespace_and_by_model() {
         let l = Lookups::default();
         l.count_hit("a", "cheap", true, 30);
-        l.count_upstream("a", "mid", true, 100);
-        l.count_upstream("b", "mid", false, 50);
+        l.count_upstream("a", "mid", true);
+        l.count_spend("a", "mid", 100);
+        l.count_upstream("b", "mid", false);
+        l.count_spend("b", "mid", 50);
         let (namespaces, models) = l.tallies();
         let a = namespaces.get("a").copied().unwrap_or_default();
         assert_eq!((a.semantic, a.upstream, a.misses, a.nano_usd_saved, a.nano_usd_spent), (1, 1, 1, 30, 100));

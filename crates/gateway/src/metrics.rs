@@ -101,6 +101,8 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub saved_usd: FloatCounter,
     pub spent_usd: Family<ModelLabels, FloatCounter>,
+    /// Calls billed without a usable answer (a stream cut off, an unreadable body).
+    pub unfinished_usd: Family<ModelLabels, FloatCounter>,
     pub upstream_latency: Family<ModelLabels, Histogram>,
     pub upstream_errors: Family<ModelErrorLabels, Counter>,
     pub overhead: Histogram,
@@ -187,6 +189,12 @@ impl Metrics {
         registry.register("saved_usd", "USD not spent thanks to cache hits", saved_usd.clone());
         let spent_usd = Family::<ModelLabels, FloatCounter>::default();
         registry.register("spent_usd", "USD spent upstream, by model", spent_usd.clone());
+        let unfinished_usd = Family::<ModelLabels, FloatCounter>::default();
+        registry.register(
+            "unfinished_usd",
+            "Estimated USD of upstream calls billed without a usable answer (cut streams, unreadable bodies), by model",
+            unfinished_usd.clone(),
+        );
         let upstream_latency = Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram);
         registry.register(
             "upstream_request_duration_seconds",
@@ -308,6 +316,7 @@ impl Metrics {
             cache_misses,
             saved_usd,
             spent_usd,
+            unfinished_usd,
             upstream_latency,
             upstream_errors,
             overhead,

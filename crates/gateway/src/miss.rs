@@ -6,7 +6,7 @@
 
 use crate::answer::{Answer, Shared};
 use crate::ctx::ChatCtx;
-use crate::remember::{count_miss, remember_answer};
+use crate::remember::remember_answer;
 use crate::reply::{self, Body};
 use crate::respond;
 use crate::walker::{Completed, Walker, MAX_RESPONSE_BYTES};
@@ -53,15 +53,13 @@ async fn run(ctx: &ChatCtx, plan: Plan) -> Result<(Arc<Answer>, bytes::Bytes, f6
         o.insert("stream".to_string(), serde_json::Value::Bool(false));
         o.remove("stream_options");
     }
-    let mut walker =
-        Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body).with_hedge(plan.hedge_after);
+    let mut walker = Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body, ctx.bill())
+        .with_hedge(plan.hedge_after);
     let completed = walker.complete(MAX_RESPONSE_BYTES).await;
     let reported = completed.as_ref().ok().and_then(|c| c.completion.usage.as_ref()).map(|u| u.prompt_tokens);
-    let hedge_usd = crate::hedge::bill_losers(ctx, &walker, reported);
-    let Completed { completion, raw, model: spec } = completed?;
-    let cost = crate::remember::answer_cost(&spec, completion.usage.as_ref());
-    count_miss(ctx, &spec.name, cost);
-    crate::budget::record(&ctx.state, ctx.namespace.as_str(), cost);
+    let hedge_usd = walker.bill_losers(reported);
+    let Completed { completion, raw, model: spec, cost_usd: cost } = completed?;
+    ctx.state.ledger.upstream_answer(ctx.namespace.as_str(), &spec.name, ctx.policy.mode);
     let answer =
         Arc::new(Answer { completion, answered_by: spec.name.clone(), attempts: walker.tries(), cost_usd: cost });
     remember_answer(ctx, &answer).await;

@@ -6,7 +6,6 @@ use crate::cache_control::{CacheMode, CachePolicy};
 use crate::config::Config;
 use crate::ctx::{header, ChatCtx};
 use crate::fleet::Turn;
-use crate::remember::{count_hit, count_unmatchable, count_verification};
 use crate::reply::{self, Outcome};
 use crate::respond::{self, HitKind};
 use crate::state::AppState;
@@ -16,7 +15,6 @@ use deja_api::key::{conversation_fingerprint, routed_chat_keys};
 use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind};
 use deja_cache::{exact, semantic, Role};
 use deja_router::{estimate_tokens, PlanError, RouteInput, Target};
-use deja_store::Counter;
 use http::request::Parts;
 use std::sync::Arc;
 use std::time::Instant;
@@ -74,7 +72,7 @@ async fn chat_inner(
         }
         None => None,
     };
-    let _ = state.store.add(Counter::Requests, 1);
+    state.ledger.request();
     let question = req.last_user_text();
     let task = task.map(str::to_string);
     let mut ctx = ChatCtx {
@@ -96,6 +94,8 @@ async fn chat_inner(
         conversation,
         started,
         request_id,
+        budget: crate::budget::of(&config, tenant),
+        reservation: crate::ledger::Reservation::none(),
     };
 
     // Exact cache.
@@ -141,20 +141,28 @@ async fn chat_inner(
             ApiError::invalid_request(e.to_string(), Some("messages")).with_code("context_length_exceeded")
         }
     })?;
-    // Budgets: past its budget a client key is refused or cut to the cheapest rung.
-    if crate::budget::enforce(&ctx.state, &config, tenant, &mut plan)? {
+    // Budgets: the plan's worst case is reserved; past its budget a client
+    // key is refused or cut to the cheapest rung.
+    let max_tokens = ctx.req.max_completion_tokens.or(ctx.req.max_tokens);
+    let worst = crate::budget::worst_case_usd(&config, &plan, ctx.req.prompt_chars(), max_tokens);
+    let admitted = crate::budget::admit(&ctx.state.ledger, &config, tenant, &mut plan, worst)?;
+    if admitted.downgraded {
         // A downgraded answer is not the one this request would normally get:
         // it is neither stored nor shared with identical requests in flight.
         ctx.policy.mode = CacheMode::Bypass;
     }
-    let mut leader = if ctx.policy.mode == CacheMode::Normal {
-        match ctx.state.coalescer.join(ctx.key) {
-            Role::Leader(l) => Some(l),
-            Role::Follower(rx) => return Ok(follow(&ctx, rx).await),
+    ctx.reservation = admitted.reservation;
+    let stream = ctx.req.is_stream();
+    let (mut leader, mut feed) = (None, None);
+    if ctx.policy.mode == CacheMode::Normal {
+        let (role, live) = ctx.state.feeds.join(ctx.key, || ctx.state.coalescer.join(ctx.key), stream);
+        match (role, live) {
+            (Role::Leader(l), live) => (leader, feed) = (Some(l), live),
+            // A streaming follower of a streaming leader reads its frames as they come.
+            (Role::Follower(rx), Some(live)) if stream => return Ok(follow_stream(&ctx, live, rx).await),
+            (Role::Follower(rx), _) => return Ok(follow(&ctx, rx).await),
         }
-    } else {
-        None
-    };
+    }
     // Across the fleet too ([cluster]): one replica calls upstream, the others wait for its answer.
     if let Some(l) = leader.take() {
         match crate::fleet::turn(&ctx.state, ctx.namespace.as_str(), &ctx.key).await {
@@ -169,8 +177,9 @@ async fn chat_inner(
         }
     }
     let cache = ctx.policy.miss_label();
-    let response = if ctx.req.is_stream() {
-        relay::stream_miss(ctx, plan, leader).await
+    let response = if stream {
+        let feed = feed.unwrap_or_default();
+        relay::stream_miss(ctx, plan, leader, feed).await
     } else {
         miss::unary_miss(ctx, plan, leader).await
     };
@@ -250,10 +259,10 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
         };
     let seen = crate::lookups::note(ctx, threshold, &found);
     if let Some(why) = found.unreadable {
-        count_unmatchable(&ctx.state, why);
+        ctx.state.ledger.unmatchable(why);
     }
     for r in found.refusals {
-        ctx.state.metrics.guard_refusals.get_or_create(&crate::metrics::KindLabels { kind: r.as_str().into() }).inc();
+        ctx.state.ledger.guard_refusal(r.as_str());
     }
     let template = found.template.take();
     if let Some(hit) = found.hit {
@@ -285,6 +294,11 @@ async fn semantic_stage(ctx: &mut ChatCtx, parts: &Parts) -> Option<Outcome> {
 async fn verify_stage(ctx: &mut ChatCtx, question: &str, grey: Vec<semantic::GreyCandidate>) -> Option<Outcome> {
     let config = ctx.config.clone();
     let settings = config.cache.verifier.as_ref()?;
+    // Past its budget a client gets no call made for it: a miss, which its
+    // budget then refuses or sends to the cheapest rung.
+    if ctx.budget_reached() {
+        return None;
+    }
     let asked: Vec<semantic::GreyCandidate> = grey
         .into_iter()
         .filter(|c| !ctx.state.rejections.contains(&ctx.key, &c.entry.id))
@@ -313,7 +327,7 @@ async fn verify_stage(ctx: &mut ChatCtx, question: &str, grey: Vec<semantic::Gre
             state: ctx.state.clone(),
             config: config.clone(),
             key: ctx.key,
-            namespace: ctx.namespace.as_str().to_string(),
+            payer: ctx.payer(),
             learn: ctx.policy.writes(),
             template,
             question: shown.to_string(),
@@ -326,15 +340,16 @@ async fn verify_stage(ctx: &mut ChatCtx, question: &str, grey: Vec<semantic::Gre
         ctx.store_deferred = verdict_coming;
         return None;
     }
-    let verdict = match crate::verify::verify(&ctx.state, &config, settings, template.as_deref(), shown, &texts).await {
-        Ok(v) => v,
-        Err(e) => {
-            count_verification(&ctx.state, ctx.namespace.as_str(), 0.0);
-            tracing::warn!(error = %e, "verification failed; treating as a miss");
-            return None;
-        }
-    };
-    count_verification(&ctx.state, ctx.namespace.as_str(), verdict.cost_usd);
+    let payer = ctx.payer();
+    let verdict =
+        match crate::verify::verify(&ctx.state, &config, &payer, settings, template.as_deref(), shown, &texts).await {
+            Ok(v) => v,
+            Err(e) => {
+                ctx.state.ledger.verification(ctx.namespace.as_str(), 0.0);
+                tracing::warn!(error = %e, "verification failed; treating as a miss");
+                return None;
+            }
+        };
     let Some(chosen) = verdict.chosen.and_then(|i| asked.get(i)) else {
         for c in &asked {
             ctx.state.rejections.insert(ctx.key, c.entry.id);
@@ -386,7 +401,7 @@ fn serve_entry(
         reply::json_bytes(http::StatusCode::OK, serde_json::to_vec(&entry.response).unwrap_or_default())
     };
     let saved_usd = (entry.cost_usd - verification_usd.unwrap_or(0.0)).max(0.0);
-    count_hit(&ctx.state, matches!(kind, HitKind::Semantic { .. }), entry, saved_usd);
+    ctx.state.ledger.hit(matches!(kind, HitKind::Semantic { .. }), entry, saved_usd);
     if matches!(kind, HitKind::Semantic { .. }) {
         crate::slo::sample(ctx, entry);
     }
@@ -407,19 +422,42 @@ fn coalesced(ctx: &ChatCtx, answer: &Answer) -> Outcome {
     let mut response = respond::completion(&answer.completion, ctx.req.is_stream(), ctx.req.wants_usage_chunk());
     respond::miss_headers(&mut response, "coalesced", &answer.answered_by, 0, Some(0.0));
     reply::set_header(&mut response, "x-deja-saved-usd", &respond::format_usd(answer.cost_usd));
-    let _ = ctx.state.store.add(Counter::ExactHits, 1);
-    let _ = ctx.state.store.add(Counter::NanoUsdSaved, deja_store::usd_to_nano(answer.cost_usd));
-    ctx.state.metrics.cache_hits.get_or_create(&crate::metrics::KindLabels { kind: "exact".into() }).inc();
-    ctx.state.metrics.saved_usd.inc_by(answer.cost_usd);
-    let saved = deja_store::usd_to_nano(answer.cost_usd);
-    ctx.state.lookups.count_hit(ctx.namespace.as_str(), &answer.answered_by, false, saved);
-    crate::fleet::count_hit(&ctx.state, ctx.namespace.as_str(), false, answer.cost_usd);
+    ctx.state.ledger.coalesced(ctx.namespace.as_str(), &answer.answered_by, answer.cost_usd);
+    Outcome { response, cache: "coalesced" }
+}
+
+/// Reads the stream of the identical streaming request in flight as it
+/// comes: its first frame arrives with the leader's. Counted as an exact
+/// hit once the whole answer is read.
+async fn follow_stream(
+    ctx: &ChatCtx,
+    feed: std::sync::Arc<crate::feed::Feed>,
+    mut rx: tokio::sync::broadcast::Receiver<Shared>,
+) -> Outcome {
+    // The leader may be answered without streaming (by another replica) or vanish.
+    let head = tokio::select! {
+        biased;
+        head = feed.head() => head,
+        shared = rx.recv() => return followed(ctx, shared),
+    };
+    let head = match head {
+        Ok(head) => head,
+        Err(e) => return Outcome::error(&e),
+    };
+    let (ledger, namespace, model) = (ctx.state.ledger.clone(), ctx.namespace.as_str().to_string(), head.model.clone());
+    let on_done = Box::new(move |cost_usd: f64| ledger.coalesced(&namespace, &model, cost_usd));
+    let mut response = reply::event_stream(feed.body(ctx.req.wants_usage_chunk(), Some(on_done)));
+    respond::miss_headers(&mut response, "coalesced", &head.model, 0, Some(0.0));
     Outcome { response, cache: "coalesced" }
 }
 
 /// Waits for the identical request already in flight and answers with its result.
 async fn follow(ctx: &ChatCtx, mut rx: tokio::sync::broadcast::Receiver<Shared>) -> Outcome {
-    match rx.recv().await {
+    followed(ctx, rx.recv().await)
+}
+
+fn followed(ctx: &ChatCtx, shared: Result<Shared, tokio::sync::broadcast::error::RecvError>) -> Outcome {
+    match shared {
         Ok(Ok(answer)) => coalesced(ctx, &answer),
         Ok(Err(e)) => Outcome::error(&e),
         Err(_) => Outcome::error(&ApiError::new(

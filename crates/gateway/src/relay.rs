@@ -1,5 +1,7 @@
-//! A streamed miss. Each upstream event goes to the client the moment it
-//! arrives; the same events are assembled into the completion that gets cached.
+//! A streamed miss. Each upstream event goes into the request's [`Feed`] the
+//! moment it arrives, for the client and any identical streaming request
+//! coalesced onto it to read at their own pace; the same events are
+//! assembled into the completion that gets cached.
 //!
 //! Falling back to the next rung is possible until the first event reaches
 //! the client. After that, an upstream failure ends the stream with an
@@ -8,11 +10,11 @@
 use crate::answer::{Answer, Shared};
 use crate::attempt::{Failure, Reached};
 use crate::ctx::ChatCtx;
-use crate::remember::{count_miss, remember_answer};
+use crate::feed::{End, Feed, Head};
+use crate::remember::remember_answer;
 use crate::reply::{self, Body};
 use crate::respond;
 use crate::walker::{classify, Opened, Walker, MAX_RESPONSE_BYTES};
-use bytes::Bytes;
 use deja_api::sse;
 use deja_api::{ApiError, ErrorKind, StreamAssembler};
 use deja_cache::coalesce::Leader;
@@ -22,63 +24,27 @@ use http::Response;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 
-struct Started {
-    model: String,
-    attempts: usize,
-}
-
-pub async fn stream_miss(ctx: ChatCtx, plan: Plan, leader: Option<Leader<Shared>>) -> Response<Body> {
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let (started_tx, started_rx) = oneshot::channel::<Result<Started, ApiError>>();
+pub async fn stream_miss(ctx: ChatCtx, plan: Plan, leader: Option<Leader<Shared>>, feed: Arc<Feed>) -> Response<Body> {
     let label = ctx.policy.miss_label();
-    tokio::spawn(run(ctx, plan, leader, tx, started_tx));
-    match started_rx.await {
-        Ok(Ok(started)) => {
-            let mut r = reply::event_stream(reply::channel_body(rx));
-            respond::miss_headers(&mut r, label, &started.model, started.attempts, None);
+    let include_usage = ctx.req.wants_usage_chunk();
+    tokio::spawn(run(ctx, plan, leader, feed.clone()));
+    match feed.head().await {
+        Ok(head) => {
+            let mut r = reply::event_stream(feed.body(include_usage, None));
+            respond::miss_headers(&mut r, label, &head.model, head.attempts, None);
             r
         }
-        Ok(Err(e)) => reply::error(&e),
-        Err(_) => reply::error(&ApiError::new(ErrorKind::Internal, "the stream failed unexpectedly")),
+        Err(e) => reply::error(&e),
     }
 }
 
-/// Forwards events to the client; once the client is gone, keeps reading so
-/// the answer can still be cached.
-struct Forwarder {
-    tx: mpsc::Sender<Bytes>,
-    client_gone: bool,
-    include_usage: bool,
-}
+/// Ends the feed if the task ever stops without ending it, so no reader waits forever.
+struct EndsFeed(Arc<Feed>);
 
-impl Forwarder {
-    async fn send(&mut self, frame: Bytes) {
-        if !self.client_gone && self.tx.send(frame).await.is_err() {
-            self.client_gone = true;
-        }
-    }
-
-    /// The frame the client gets for one upstream event. Deja always asks for
-    /// usage; a client that did not gets the stream it would have got without
-    /// it: no usage-only chunk, and no `usage` key on the others, wherever the
-    /// provider put it (null in every chunk, on the last content chunk, or
-    /// nowhere). A client that asked gets every event as sent.
-    fn client_frame(&self, raw: &str, event: &mut Value) -> Option<Bytes> {
-        if self.include_usage {
-            return Some(sse::frame(raw));
-        }
-        let Some(obj) = event.as_object_mut() else { return Some(sse::frame(raw)) };
-        let has_choices = obj.get("choices").and_then(Value::as_array).is_some_and(|c| !c.is_empty());
-        let has_usage = obj.get("usage").is_some_and(|u| !u.is_null());
-        if !has_choices && has_usage {
-            return None;
-        }
-        match obj.remove("usage") {
-            Some(_) => Some(sse::frame(&event.to_string())),
-            None => Some(sse::frame(raw)),
-        }
+impl Drop for EndsFeed {
+    fn drop(&mut self) {
+        self.0.end(End::Failed(ApiError::new(ErrorKind::Internal, "the stream failed unexpectedly")));
     }
 }
 
@@ -87,13 +53,10 @@ enum StreamEnd {
     Failed(FailureKind, String),
 }
 
-async fn run(
-    ctx: ChatCtx,
-    plan: Plan,
-    leader: Option<Leader<Shared>>,
-    tx: mpsc::Sender<Bytes>,
-    started_tx: oneshot::Sender<Result<Started, ApiError>>,
-) {
+/// Reads the upstream stream into the feed, to its end, whoever is still
+/// reading it; then stores the answer and hands it to the followers.
+async fn run(ctx: ChatCtx, plan: Plan, leader: Option<Leader<Shared>>, feed: Arc<Feed>) {
+    let _ends = EndsFeed(feed.clone());
     let config = ctx.config.clone();
     let mut body = serde_json::to_value(&ctx.req).unwrap_or_default();
     if let Some(fields) = body.as_object_mut() {
@@ -103,9 +66,8 @@ async fn run(
             options.insert("include_usage".to_string(), Value::Bool(true));
         }
     }
-    let mut walker =
-        Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body).with_hedge(plan.hedge_after);
-    let mut fwd = Forwarder { tx, client_gone: false, include_usage: ctx.req.wants_usage_chunk() };
+    let mut walker = Walker::new(ctx.state.clone(), config.clone(), &plan, "/chat/completions", body, ctx.bill())
+        .with_hedge(plan.hedge_after);
 
     // Until the first event: any failure moves to the next attempt (or, while
     // a hedge races, to the other one).
@@ -120,8 +82,8 @@ async fn run(
     let Reached { mut opened, value: (mut parser, first), .. } = match reached {
         Ok(r) => r,
         Err(e) => {
-            crate::hedge::bill_losers(&ctx, &walker, None);
-            let _ = started_tx.send(Err(e.clone()));
+            walker.bill_losers(None);
+            feed.end(End::Failed(e.clone()));
             if let Some(l) = leader {
                 l.publish(Err(e));
             }
@@ -131,7 +93,7 @@ async fn run(
     let mut asm = StreamAssembler::new();
     let first_event_at = std::time::Instant::now();
     let model = opened.model.name.clone();
-    let _ = started_tx.send(Ok(Started { model: model.clone(), attempts: walker.tries() }));
+    feed.start(Head { model: model.clone(), attempts: walker.tries() });
     let overhead = ctx.started.elapsed().saturating_sub(walker.upstream_time);
     ctx.state.metrics.overhead.observe(overhead.as_secs_f64());
 
@@ -140,13 +102,15 @@ async fn run(
     let mut pending = first;
     // Everything relayed is also assembled for the cache: the whole stream is capped.
     let mut received = 0usize;
+    // Output characters relayed, to estimate what a broken stream cost.
+    let mut streamed_chars = 0usize;
     loop {
         for raw in pending.drain(..) {
             if raw.trim() == sse::DONE {
                 end = Some(StreamEnd::Done);
                 break;
             }
-            let Ok(mut event) = serde_json::from_str::<Value>(&raw) else {
+            let Ok(event) = serde_json::from_str::<Value>(&raw) else {
                 end = Some(StreamEnd::Failed(
                     FailureKind::Malformed,
                     "the upstream sent an event that is not JSON".into(),
@@ -158,9 +122,8 @@ async fn run(
                 break;
             }
             asm.push(&event);
-            if let Some(frame) = fwd.client_frame(&raw, &mut event) {
-                fwd.send(frame).await;
-            }
+            streamed_chars += content_chars(&event);
+            feed.push(&raw);
         }
         if end.is_some() {
             break;
@@ -200,25 +163,26 @@ async fn run(
                 let spec = &opened.model;
                 let usage = completion.usage.clone().unwrap_or_default();
                 walker.throughput(spec, usage.completion_tokens, first_event_at.elapsed());
-                let cost = crate::remember::answer_cost(spec, Some(&usage));
-                crate::hedge::bill_losers(&ctx, &walker, Some(usage.prompt_tokens));
-                count_miss(&ctx, &spec.name, cost);
-                crate::budget::record(&ctx.state, ctx.namespace.as_str(), cost);
-                fwd.send(sse::done_frame()).await;
+                let cost = walker.charge(spec, Some(&usage));
+                walker.bill_losers(Some(usage.prompt_tokens));
+                ctx.state.ledger.upstream_answer(ctx.namespace.as_str(), &spec.name, ctx.policy.mode);
                 let answer =
                     Arc::new(Answer { completion, answered_by: model, attempts: walker.tries(), cost_usd: cost });
                 remember_answer(&ctx, &answer).await;
+                // `[DONE]` once stored: a client that read it finds the answer cached.
+                feed.end(End::Done { cost_usd: cost });
                 if let Some(l) = leader {
                     l.publish(Ok(answer));
                 }
             }
             None => {
-                crate::hedge::bill_losers(&ctx, &walker, None);
+                walker.bill_losers(None);
+                walker.charge_unfinished(&opened.model, streamed_chars);
                 fail_stream(
                     &ctx,
                     &mut walker,
                     &opened,
-                    &mut fwd,
+                    &feed,
                     leader,
                     FailureKind::Malformed,
                     "the stream held no answer".into(),
@@ -227,8 +191,10 @@ async fn run(
             }
         },
         Some(StreamEnd::Failed(kind, detail)) => {
-            crate::hedge::bill_losers(&ctx, &walker, None);
-            fail_stream(&ctx, &mut walker, &opened, &mut fwd, leader, kind, detail).await
+            // The provider billed what it sent before the stream broke.
+            walker.bill_losers(None);
+            walker.charge_unfinished(&opened.model, streamed_chars);
+            fail_stream(&ctx, &mut walker, &opened, &feed, leader, kind, detail).await
         }
         None => {}
     }
@@ -238,18 +204,35 @@ async fn fail_stream(
     ctx: &ChatCtx,
     walker: &mut Walker,
     opened: &Opened,
-    fwd: &mut Forwarder,
+    feed: &Feed,
     leader: Option<Leader<Shared>>,
     kind: FailureKind,
     detail: String,
 ) {
     walker.fail(&opened.model, kind, None, detail.clone());
     let err = ApiError::new(ErrorKind::BadGateway, detail).with_code("stream_interrupted");
-    fwd.send(sse::frame(&err.to_json().to_string())).await;
+    feed.end(End::Failed(err.clone()));
     tracing::warn!(request_id = %ctx.request_id, error = %err, "stream ended with an error");
     if let Some(l) = leader {
         l.publish(Err(err));
     }
+}
+
+/// The characters of text an event carries (content, refusal, tool call
+/// arguments), for estimating a broken stream's output.
+fn content_chars(event: &Value) -> usize {
+    let Some(choices) = event.get("choices").and_then(Value::as_array) else { return 0 };
+    choices
+        .iter()
+        .filter_map(|c| c.get("delta"))
+        .map(|d| {
+            let text = |v: Option<&Value>| v.and_then(Value::as_str).map_or(0, str::len);
+            let tools = d.get("tool_calls").and_then(Value::as_array).map_or(0, |calls| {
+                calls.iter().map(|t| text(t.get("function").and_then(|f| f.get("arguments")))).sum()
+            });
+            text(d.get("content")) + text(d.get("refusal")) + tools
+        })
+        .sum()
 }
 
 /// Reads until the attempt yields at least one event; a failure before that

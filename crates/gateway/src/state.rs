@@ -36,6 +36,8 @@ pub struct AppState {
     /// Live time to first byte, throughput and error rate per model.
     pub latency: Latency,
     pub coalescer: Coalescer<Shared>,
+    /// Streams in flight, for identical streaming requests to read as they come.
+    pub feeds: crate::feed::Feeds,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
     pub sweep_now: tokio::sync::Notify,
@@ -49,7 +51,9 @@ pub struct AppState {
     /// Replicas sharing through Redis; `None` without `[cluster]`.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// Recent semantic lookups and hits per namespace, for the dashboard.
-    pub lookups: crate::lookups::Lookups,
+    pub lookups: Arc<crate::lookups::Lookups>,
+    /// The one writer of counts, spend and budgets.
+    pub ledger: Arc<crate::ledger::Ledger>,
     /// The live quality SLO: samples, false hits, threshold raises; cleared by a reload.
     pub slo: crate::slo::Tracker,
 }
@@ -157,6 +161,9 @@ impl AppState {
         }
         seed_metrics(&metrics, &store)?;
         let fleet = config.cluster.clone().map(|c| Arc::new(crate::fleet::Fleet::new(c, &metrics)));
+        let lookups = Arc::new(crate::lookups::Lookups::default());
+        let shared = fleet.clone().map(|f| f as Arc<dyn crate::ledger::SharedTally>);
+        let ledger = crate::ledger::Ledger::new(store.clone(), metrics.clone(), lookups.clone(), shared);
         Ok(Arc::new(Self {
             fleet,
             health: Health::new(config.routing.health),
@@ -170,13 +177,15 @@ impl AppState {
             spans: deja_cache::SpanVectors::new(SPAN_VECTORS_KEPT),
             upstream: UpstreamClient::new()?,
             coalescer: Coalescer::default(),
+            feeds: crate::feed::Feeds::default(),
             metrics,
             started,
             sweep_now: tokio::sync::Notify::new(),
             index_ready: std::sync::atomic::AtomicBool::new(index_ready),
             stopping: std::sync::atomic::AtomicBool::new(false),
             rejections: crate::verify::Rejections::new(REJECTIONS_REMEMBERED),
-            lookups: crate::lookups::Lookups::default(),
+            lookups,
+            ledger,
             slo: crate::slo::Tracker::new(),
         }))
     }
@@ -236,7 +245,8 @@ impl AppState {
         self.health.set_settings(new.routing.health);
         self.index.set_search_breadth(new.cache.search_breadth);
         self.slo.reset(&self.metrics.slo);
-        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Live { config: Arc::new(new), routes: Arc::new(routes) };
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) =
+            Live { config: Arc::new(new), routes: Arc::new(routes) };
         needs_restart
     }
 }

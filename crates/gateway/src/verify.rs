@@ -4,13 +4,16 @@
 //!
 //! The question goes through Deja's own upstream path (a routing plan for the
 //! verifier model, walked by [`Walker`]), never through the cache, and is not
-//! counted as a client miss. Its cost is counted per namespace. A timeout, an
+//! counted as a client miss. Its cost is charged to the namespace (and the
+//! client's budget) it was asked for, and it is not asked past that
+//! budget. A timeout, an
 //! error or an answer that cannot be read is a "no": a verification never
 //! turns a failure into a hit.
 
 use crate::config::{Config, VerifierSettings};
+use crate::ledger::{Budget, Spend};
 use crate::state::AppState;
-use crate::walker::{Completed, Walker};
+use crate::walker::{Bill, Completed, Walker};
 use deja_api::{ApiError, CacheKey, ErrorKind};
 use deja_router::{estimate_tokens, RouteInput};
 use serde_json::json;
@@ -18,6 +21,9 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 pub use deja_config::DEFAULT_VERIFIER_PROMPT as DEFAULT_PROMPT;
+
+/// The verdict is a number or "none": a few tokens are plenty.
+const VERDICT_TOKENS: u64 = 5;
 
 /// Largest upstream answer read from the verifier: a number or "none".
 const MAX_VERDICT_BYTES: usize = 64 * 1024;
@@ -85,17 +91,25 @@ pub fn parse_verdict(reply: &str, candidates: usize) -> Option<usize> {
     (1..=candidates).contains(&n).then(|| n - 1)
 }
 
+/// Who a verifier call is made for: its cost is theirs.
+#[derive(Debug, Clone)]
+pub struct Payer {
+    pub namespace: String,
+    pub budget: Option<Budget>,
+}
+
 /// Asks the verifier model about `candidates` (best first), within its timeout.
 pub async fn verify(
     state: &Arc<AppState>,
     config: &Arc<Config>,
+    payer: &Payer,
     settings: &VerifierSettings,
     template: Option<&str>,
     question: &str,
     candidates: &[&str],
 ) -> Result<Verdict, ApiError> {
     let messages = messages_in_template(&settings.prompt, template, question, candidates);
-    verify_messages(state, config, settings, messages, candidates.len()).await
+    verify_messages(state, config, payer, settings, messages, candidates.len()).await
 }
 
 /// Asks the verifier model `messages` about `candidates` numbered
@@ -103,11 +117,12 @@ pub async fn verify(
 pub async fn verify_messages(
     state: &Arc<AppState>,
     config: &Arc<Config>,
+    payer: &Payer,
     settings: &VerifierSettings,
     messages: serde_json::Value,
     candidates: usize,
 ) -> Result<Verdict, ApiError> {
-    match tokio::time::timeout(settings.timeout, ask(state, config, settings, messages, candidates)).await {
+    match tokio::time::timeout(settings.timeout, ask(state, config, payer, settings, messages, candidates)).await {
         Ok(result) => result,
         Err(_) => Err(ApiError::new(ErrorKind::GatewayTimeout, "the verifier did not answer in time")),
     }
@@ -116,28 +131,34 @@ pub async fn verify_messages(
 async fn ask(
     state: &Arc<AppState>,
     config: &Arc<Config>,
+    payer: &Payer,
     settings: &VerifierSettings,
     messages: serde_json::Value,
     candidates: usize,
 ) -> Result<Verdict, ApiError> {
-    let route = RouteInput {
-        target: &settings.model,
-        prompt_tokens: estimate_tokens(messages.to_string().len()),
-        task: None,
-        route: None,
-    };
+    let prompt_chars = messages.to_string().len();
+    let route =
+        RouteInput { target: &settings.model, prompt_tokens: estimate_tokens(prompt_chars), task: None, route: None };
     let plan = crate::planning::make(state, config, route)
         .map_err(|e| ApiError::new(ErrorKind::BadGateway, format!("verifier: {e}")))?;
     let body = json!({
         "model": settings.model,
         "messages": messages,
         "temperature": 0,
-        "max_tokens": 5,
+        "max_tokens": VERDICT_TOKENS,
         "stream": false,
     });
-    let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/chat/completions", body);
-    let Completed { completion, model, .. } = walker.complete(MAX_VERDICT_BYTES).await?;
-    let cost = crate::remember::answer_cost(&model, completion.usage.as_ref());
+    let worst = crate::budget::worst_case_usd(config, &plan, prompt_chars, Some(VERDICT_TOKENS));
+    let Some(_held) = crate::budget::for_side_call(&state.ledger, payer.budget.as_ref(), worst) else {
+        return Err(ApiError::new(
+            ErrorKind::InsufficientQuota,
+            "the client's budget is reached: the verifier is not asked",
+        )
+        .with_code("insufficient_quota"));
+    };
+    let bill = Bill { namespace: payer.namespace.clone(), why: Spend::Verification, prompt_chars };
+    let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/chat/completions", body, bill);
+    let Completed { completion, cost_usd: cost, .. } = walker.complete(MAX_VERDICT_BYTES).await?;
     let reply = completion
         .choices
         .first()

@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::state::AppState;
-use crate::verify::verify;
+use crate::verify::{verify, Payer};
 use deja_api::CacheKey;
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ pub struct Later {
     pub state: Arc<AppState>,
     pub config: Arc<Config>,
     pub key: CacheKey,
-    pub namespace: String,
+    pub payer: Payer,
     /// Whether the request's cache policy allows learning an alias.
     pub learn: bool,
     pub template: Option<String>,
@@ -38,13 +38,18 @@ pub fn verify_later(later: Later) -> bool {
         crate::verify::Claim::Full => return false,
     }
     tokio::spawn(async move {
-        let Later { state, config, key, namespace, learn, template, question, texts, candidates } = later;
+        let Later { state, config, key, payer, learn, template, question, texts, candidates } = later;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let verdict = verify(&state, &config, &settings, template.as_deref(), &question, &refs).await;
+        let verdict = verify(&state, &config, &payer, &settings, template.as_deref(), &question, &refs).await;
         let verdict = match verdict {
             Ok(v) => v,
+            // Past the client's budget nothing was asked: ask again another time.
+            Err(e) if matches!(e.kind, deja_api::ErrorKind::InsufficientQuota) => {
+                state.rejections.done_verifying(&key);
+                return;
+            }
             Err(e) => {
-                crate::remember::count_verification(&state, &namespace, 0.0);
+                state.ledger.verification(&payer.namespace, 0.0);
                 tracing::warn!(error = %e, "background verification failed; the wording gets its own answer");
                 for (id, _) in &candidates {
                     state.rejections.insert(key, *id);
@@ -53,7 +58,6 @@ pub fn verify_later(later: Later) -> bool {
                 return;
             }
         };
-        crate::remember::count_verification(&state, &namespace, verdict.cost_usd);
         match verdict.chosen.and_then(|i| candidates.get(i)).copied() {
             Some((id, similarity)) if learn => {
                 let store = state.store.clone();

@@ -8,13 +8,14 @@
 
 use crate::attempt::{AttemptEnd, Failure, Prepared, Reached};
 use crate::config::Config;
+use crate::ledger::Spend;
 use crate::metrics::ModelErrorLabels;
 use crate::rung_metrics::LadderLabels;
 use crate::state::AppState;
 use bytes::Bytes;
 use deja_api::{ApiError, ErrorKind};
 use deja_providers::{anthropic, gemini, ProviderKind};
-use deja_router::{failure_decision, Decision, FailureKind, ModelSpec, Plan};
+use deja_router::{cost_usd, estimate_tokens, failure_decision, Decision, FailureKind, ModelSpec, Plan, Tokens};
 use deja_upstream::{Dialect, UpstreamError, UpstreamResponse};
 use serde_json::Value;
 use std::future::Future;
@@ -35,8 +36,19 @@ pub struct Opened {
     pub head: Duration,
 }
 
+/// Who an upstream call is billed to, and why: every call a walker makes
+/// is charged through the ledger under this.
+#[derive(Debug, Clone)]
+pub struct Bill {
+    pub namespace: String,
+    pub why: Spend,
+    /// The prompt's length, for estimating what a call without usage cost.
+    pub prompt_chars: usize,
+}
+
 pub struct Walker {
     state: Arc<AppState>,
+    bill: Bill,
     config: Arc<Config>,
     attempts: Vec<usize>,
     pos: usize,
@@ -57,10 +69,18 @@ pub struct Walker {
 }
 
 impl Walker {
-    pub fn new(state: Arc<AppState>, config: Arc<Config>, plan: &Plan, path: &'static str, body: Value) -> Self {
+    pub fn new(
+        state: Arc<AppState>,
+        config: Arc<Config>,
+        plan: &Plan,
+        path: &'static str,
+        body: Value,
+        bill: Bill,
+    ) -> Self {
         let ladder = plan.ladder.and_then(|l| config.catalog.ladder(l)).map(|l| l.name.clone());
         Self {
             state,
+            bill,
             config,
             attempts: plan.attempts.clone(),
             pos: 0,
@@ -100,9 +120,47 @@ impl Walker {
         self.config.routing.first_byte_timeout
     }
 
-    /// Hedge losers, cancelled before their first byte, for billing.
-    pub fn cancelled(&self) -> &[ModelSpec] {
-        &self.cancelled
+    /// Charges an answer `model` gave, at its reported usage (nothing
+    /// without usage), and returns its cost.
+    pub fn charge(&self, model: &ModelSpec, usage: Option<&deja_api::Usage>) -> f64 {
+        let cost = crate::ledger::answer_cost(model, usage);
+        self.state.ledger.charge(&self.bill.namespace, &model.name, cost, self.bill.why);
+        cost
+    }
+
+    /// Charges an answer priced by `tokens` and returns its cost.
+    pub fn charge_tokens(&self, model: &ModelSpec, tokens: Tokens) -> f64 {
+        let cost = cost_usd(model, tokens);
+        self.state.ledger.charge(&self.bill.namespace, &model.name, cost, self.bill.why);
+        cost
+    }
+
+    /// Charges a call the provider billed that gave no usable answer (a
+    /// stream cut after its first event, a 2xx body that could not be
+    /// read): the prompt estimated from its length, and `completion_chars`
+    /// of output received, both at four characters a token.
+    pub fn charge_unfinished(&self, model: &ModelSpec, completion_chars: usize) -> f64 {
+        let tokens = Tokens::new(estimate_tokens(self.bill.prompt_chars), estimate_tokens(completion_chars));
+        let cost = cost_usd(model, tokens);
+        self.state.ledger.charge(&self.bill.namespace, &model.name, cost, Spend::Unfinished);
+        cost
+    }
+
+    /// Bills the hedge losers (see `hedge.rs`): each at its input price for
+    /// the prompt, `prompt_tokens` as the winner reported them or estimated.
+    /// Returns the total.
+    pub fn bill_losers(&self, prompt_tokens: Option<u64>) -> f64 {
+        if self.cancelled.is_empty() {
+            return 0.0;
+        }
+        let tokens = prompt_tokens.filter(|t| *t > 0).unwrap_or_else(|| estimate_tokens(self.bill.prompt_chars));
+        let mut total = 0.0;
+        for spec in &self.cancelled {
+            let usd = cost_usd(spec, Tokens::new(tokens, 0));
+            self.state.ledger.charge(&self.bill.namespace, &spec.name, usd, Spend::HedgeLoser);
+            total += usd;
+        }
+        total
     }
 
     /// The next attempt of the plan that can be made, or `None` when the
@@ -366,31 +424,41 @@ fn warn_unset_key_once(provider: &str, var: &str) {
 }
 
 /// A whole `chat.completion` in OpenAI's shape, the bytes it came as (after
-/// translation from the provider's dialect) and the model that answered.
+/// translation from the provider's dialect), the model that answered and
+/// what the answer cost (already charged).
 pub struct Completed {
     pub completion: deja_api::ChatCompletion,
     pub raw: Bytes,
     pub model: ModelSpec,
+    pub cost_usd: f64,
 }
 
 impl Walker {
     /// Walks the plan until an attempt answers a non-streamed request with a
     /// valid `chat.completion` of at most `max_bytes`; every other answer is a
-    /// failure of that attempt. Records the success.
+    /// failure of that attempt. Records the success and charges the answer.
     pub async fn complete(&mut self, max_bytes: usize) -> Result<Completed, ApiError> {
         loop {
             let mut opened = self.open().await?;
             let raw = match opened.response.collect(max_bytes).await {
                 Ok(b) => b,
                 Err(e) => {
+                    // A 2xx the provider began: billed though unread.
+                    let received = match &e {
+                        UpstreamError::TooLarge(n) => *n,
+                        _ => 0,
+                    };
+                    self.charge_unfinished(&opened.model, received);
                     let (kind, _, detail) = classify(&e);
                     self.fail(&opened.model, kind, None, detail);
                     continue;
                 }
             };
+            let received = raw.len();
             let (raw, cache_writes) = match opened.openai_body(raw) {
                 Ok(b) => b,
                 Err(detail) => {
+                    self.charge_unfinished(&opened.model, received);
                     self.fail(&opened.model, FailureKind::Malformed, None, detail);
                     continue;
                 }
@@ -401,14 +469,18 @@ impl Walker {
                     self.succeeded(&opened.model);
                     let tokens = completion.usage.as_ref().map_or(0, |u| u.completion_tokens);
                     self.throughput(&opened.model, tokens, opened.started.elapsed().saturating_sub(opened.head));
-                    return Ok(Completed { completion, raw, model: opened.model });
+                    let cost_usd = self.charge(&opened.model, completion.usage.as_ref());
+                    return Ok(Completed { completion, raw, model: opened.model, cost_usd });
                 }
-                _ => self.fail(
-                    &opened.model,
-                    FailureKind::Malformed,
-                    None,
-                    "the response was not a chat completion".into(),
-                ),
+                _ => {
+                    self.charge_unfinished(&opened.model, received);
+                    self.fail(
+                        &opened.model,
+                        FailureKind::Malformed,
+                        None,
+                        "the response was not a chat completion".into(),
+                    )
+                }
             }
         }
     }

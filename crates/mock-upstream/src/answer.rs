@@ -14,6 +14,33 @@ pub(crate) struct Answer {
     pub cached_tokens: u64,
     /// A `max_tokens` under 5 cuts the answer short, as a real model would.
     pub truncated: bool,
+    /// A long answer's pieces ([`Answer::long`]): one streamed content chunk
+    /// and one completion token each; `content` is their concatenation.
+    pub pieces: Option<Vec<String>>,
+}
+
+/// The whole text of a [`crate::Fault::LongStream`] answer to `question` (the
+/// last user message), for tests to compare what reached a client with.
+pub fn long_answer(question: &str, chunks: usize, chunk_bytes: usize) -> String {
+    long_pieces(question, chunks, chunk_bytes).concat()
+}
+
+/// `chunks` pieces of exactly `chunk_bytes` ASCII bytes, numbered and filled
+/// from a hash of `question`: the same question always gets the same text,
+/// another question other text.
+pub(crate) fn long_pieces(question: &str, chunks: usize, chunk_bytes: usize) -> Vec<String> {
+    let seed = blake3::hash(question.as_bytes()).to_hex().to_string();
+    (0..chunks)
+        .map(|i| {
+            let mut piece = format!("{i:06}:");
+            while piece.len() < chunk_bytes {
+                piece.push_str(&seed);
+                piece.push(' ');
+            }
+            piece.truncate(chunk_bytes);
+            piece
+        })
+        .collect()
 }
 
 fn last_user_text(req: &Value) -> String {
@@ -47,6 +74,7 @@ impl Answer {
                 })),
                 prompt_tokens,
                 cached_tokens: 0,
+                pieces: None,
             },
             None => Answer {
                 truncated: req["max_tokens"].as_u64().is_some_and(|m| m < 5),
@@ -56,11 +84,27 @@ impl Answer {
                 tool_call: None,
                 prompt_tokens,
                 cached_tokens: 0,
+                pieces: None,
             },
         }
     }
 
+    /// The long answer of [`crate::control::Fault::LongStream`]: plain text,
+    /// never a tool call, never truncated.
+    pub fn long(req: &Value, chunks: usize, chunk_bytes: usize) -> Self {
+        let mut answer = Self::for_request(req);
+        let pieces = long_pieces(&last_user_text(req), chunks, chunk_bytes);
+        answer.content = Some(pieces.concat());
+        answer.pieces = Some(pieces);
+        answer.tool_call = None;
+        answer.truncated = false;
+        answer
+    }
+
     pub fn completion_tokens(&self) -> u64 {
+        if let Some(pieces) = &self.pieces {
+            return pieces.len() as u64;
+        }
         self.content.as_deref().map_or(8, |c| c.split_whitespace().count() as u64)
     }
 
@@ -122,7 +166,11 @@ impl Answer {
             json!({"role": "assistant", "content": if self.content.is_some() { json!("") } else { Value::Null }}),
             Value::Null,
         )];
-        if let Some(content) = &self.content {
+        if let Some(pieces) = &self.pieces {
+            for piece in pieces {
+                body.push(chunk(json!({"content": piece}), Value::Null));
+            }
+        } else if let Some(content) = &self.content {
             let words: Vec<&str> = content.split_inclusive(' ').collect();
             for piece in words.chunks(2) {
                 body.push(chunk(json!({"content": piece.concat()}), Value::Null));

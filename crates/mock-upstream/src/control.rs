@@ -30,6 +30,21 @@ pub enum Fault {
     EndlessEventAfter { chunks: usize },
     /// 200 with exactly this JSON body, whatever the request asked for.
     Body { body: serde_json::Value },
+    /// A long answer from the OpenAI chat endpoint (`/v1/chat/completions`
+    /// only): `chunks` pieces of `chunk_bytes` bytes of ASCII text each,
+    /// derived from the last user message (other prompts, other text), with
+    /// `completion_tokens = chunks`. Streamed: the role chunk, one content
+    /// chunk per piece (each after the chunk delay), the finish chunk, usage
+    /// as the stream style puts it, then `[DONE]`; unstreamed: the pieces
+    /// joined in one completion. With `cut_after = Some(n)`, `n < chunks`, a
+    /// stream drops the connection after `n` content chunks (as `CutAfter`
+    /// does); a larger `n` cuts nothing.
+    LongStream {
+        chunks: usize,
+        chunk_bytes: usize,
+        #[serde(default)]
+        cut_after: Option<usize>,
+    },
 }
 
 /// Where a streamed answer carries its token usage. Providers differ.

@@ -3,7 +3,8 @@
 //! It answers chat completions (plain and streamed) and embeddings with
 //! deterministic content, counts calls per model, records the credentials it
 //! was sent, and injects faults on demand: status codes with `Retry-After`,
-//! delays, malformed bodies, and streams that stall or are cut mid-way.
+//! delays, malformed bodies, streams that stall or are cut mid-way, and long
+//! answers of any size (`Fault::LongStream`, whose text [`long_answer`] gives).
 //! Streams can be sent in the styles real providers use ([`StreamStyle`]):
 //! usage in different places or not at all, CRLF separators, keep-alive
 //! comments, events split across writes. It frames SSE itself.
@@ -25,6 +26,7 @@ mod gemini;
 mod server;
 mod stream;
 
+pub use answer::long_answer;
 pub use anthropic::AnthropicHeaders;
 pub use control::{Fault, MockControl, PromptCache, StreamStyle, UsageStyle, JUDGE_MODEL};
 pub use gemini::GeminiCall;

@@ -212,7 +212,14 @@ async fn chat(control: &MockControl, auth: Option<String>, body: &[u8]) -> Respo
     if req["model"] == crate::control::JUDGE_MODEL {
         return json_response(StatusCode::OK, &judge_completion(&control.judge_verdict(), &req));
     }
-    let mut answer = Answer::for_request(&req);
+    let (mut answer, fault) = match fault {
+        // The role chunk is event 0: content chunk `n` is event `n`, so the
+        // cut falls after `n` content chunks.
+        Some(Fault::LongStream { chunks, chunk_bytes, cut_after }) => {
+            (Answer::long(&req, chunks, chunk_bytes), cut_after.map(|n| Fault::CutAfter { chunks: n + 1 }))
+        }
+        other => (Answer::for_request(&req), other),
+    };
     answer.cached_tokens = control.prompt_cache().read;
     if req["stream"].as_bool() != Some(true) {
         return json_response(StatusCode::OK, &answer.completion());
@@ -300,4 +307,99 @@ async fn embeddings(control: &MockControl, auth: Option<String>, body: &[u8]) ->
         StatusCode::OK,
         &json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// POSTs `body` to the mock's chat endpoint with `Connection: close` and
+    /// returns the de-chunked response body (whatever arrived before EOF).
+    async fn post_chat(mock: &MockUpstream, body: &Value) -> String {
+        let mut sock = tokio::net::TcpStream::connect(mock.addr).await.expect("connect");
+        let body = body.to_string();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: mock\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(head.as_bytes()).await.expect("write");
+        sock.write_all(body.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        let _ = sock.read_to_end(&mut raw).await;
+        let raw = String::from_utf8_lossy(&raw).to_string();
+        let (head, mut rest) = raw.split_once("\r\n\r\n").expect("a response head");
+        if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            return rest.to_string();
+        }
+        let mut out = String::new();
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+            if size == 0 || tail.len() < size {
+                out.push_str(tail.get(..size.min(tail.len())).unwrap_or_default());
+                break;
+            }
+            out.push_str(tail.get(..size).unwrap_or_default());
+            rest = tail.get(size + 2..).unwrap_or_default();
+        }
+        out
+    }
+
+    fn data(sse: &str) -> Vec<String> {
+        sse.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).map(str::to_string).collect()
+    }
+
+    fn content(events: &[String]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
+    fn ask(question: &str, stream: bool) -> Value {
+        json!({"model": "m", "stream": stream, "stream_options": {"include_usage": true},
+               "messages": [{"role": "user", "content": question}]})
+    }
+
+    #[tokio::test]
+    async fn a_long_stream_sends_every_piece_then_usage_then_done_and_can_be_cut() {
+        let mock = MockUpstream::start().await.expect("mock");
+        mock.control.set_sticky("m", Some(Fault::LongStream { chunks: 50, chunk_bytes: 100, cut_after: None }));
+        let events = data(&post_chat(&mock, &ask("first question", true)).await);
+        let pieces = content(&events);
+        assert_eq!(pieces.len(), 50);
+        assert!(pieces.iter().all(|p| p.len() == 100), "{pieces:?}");
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+        let usage: Value = serde_json::from_str(&events[events.len() - 2]).expect("usage chunk");
+        assert_eq!(usage["usage"]["completion_tokens"], 50, "{usage}");
+        assert!(usage["usage"]["prompt_tokens"].as_u64().is_some_and(|t| t > 0), "{usage}");
+        let finish = serde_json::from_str::<Value>(&events[events.len() - 3]).expect("finish chunk");
+        assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+
+        // Sticky: the same again; another prompt, other text; unstreamed, the pieces joined.
+        let again = content(&data(&post_chat(&mock, &ask("first question", true)).await));
+        assert_eq!(again, pieces);
+        let other = content(&data(&post_chat(&mock, &ask("second question", true)).await));
+        assert_eq!(other.len(), 50);
+        assert_ne!(other, pieces);
+        let whole: Value = serde_json::from_str(&post_chat(&mock, &ask("first question", false)).await).expect("json");
+        assert_eq!(whole["choices"][0]["message"]["content"].as_str(), Some(pieces.concat().as_str()));
+        assert_eq!(whole["usage"]["completion_tokens"], 50);
+
+        // Pushed, with a cut: exactly `cut_after` content chunks, no [DONE].
+        mock.control.push_faults("m", [Fault::LongStream { chunks: 50, chunk_bytes: 10, cut_after: Some(7) }]);
+        let cut = data(&post_chat(&mock, &ask("first question", true)).await);
+        assert_eq!(content(&cut).len(), 7, "{cut:?}");
+        assert!(!cut.iter().any(|e| e == "[DONE]"), "{cut:?}");
+        assert_eq!(mock.control.calls("m"), 5);
+    }
+
+    #[test]
+    fn a_long_stream_fault_reads_from_json() {
+        let f: Fault =
+            serde_json::from_value(json!({"kind": "long_stream", "chunks": 3, "chunk_bytes": 8})).expect("parses");
+        assert_eq!(f, Fault::LongStream { chunks: 3, chunk_bytes: 8, cut_after: None });
+    }
 }

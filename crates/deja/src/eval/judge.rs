@@ -85,11 +85,14 @@ pub async fn judge(
             let framed = d.shared_bytes > 0 && !d.query.is_empty() && !d.candidate.is_empty();
             let template = framed.then(|| d.template(&b));
             let (shown, cached) = if framed { (d.query, d.candidate) } else { (b.as_str(), a.as_str()) };
-            let verdict = match verify::verify(&state, &cfg, &settings, template.as_deref(), shown, &[cached]).await {
-                Ok(v) if v.chosen == Some(0) => Judgement::Yes { usd: v.cost_usd },
-                Ok(v) => Judgement::No { usd: v.cost_usd },
-                Err(e) => Judgement::Failed(e.to_string()),
-            };
+            // An offline evaluation: no client pays, no budget applies.
+            let payer = verify::Payer { namespace: "eval".into(), budget: None };
+            let verdict =
+                match verify::verify(&state, &cfg, &payer, &settings, template.as_deref(), shown, &[cached]).await {
+                    Ok(v) if v.chosen == Some(0) => Judgement::Yes { usd: v.cost_usd },
+                    Ok(v) => Judgement::No { usd: v.cost_usd },
+                    Err(e) => Judgement::Failed(e.to_string()),
+                };
             (i, verdict)
         });
     }

@@ -20,7 +20,7 @@
 use super::{Fleet, Query};
 use crate::metrics::{NamespaceCap, OTHER_NAMESPACES};
 use crate::state::AppState;
-use deja_store::{nano_to_usd, usd_to_nano, Counter};
+use deja_store::{nano_to_usd, Counter};
 use prometheus_client::metrics::counter::Counter as PromCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -220,32 +220,25 @@ impl FleetMetrics {
     }
 }
 
-/// A hit served here (exact, semantic or coalesced).
-pub fn count_hit(state: &AppState, namespace: &str, semantic: bool, saved_usd: f64) {
-    let Some(fleet) = &state.fleet else { return };
-    let nano = usd_to_nano(saved_usd.max(0.0));
-    fleet.tally.add(namespace, |f| {
-        if semantic {
-            f.semantic_hits += 1;
-        } else {
-            f.exact_hits += 1;
-        }
-        f.nano_usd_saved += nano;
-    });
-}
-
-/// A request answered upstream after a cache lookup.
-pub fn count_miss(state: &AppState, namespace: &str) {
-    if let Some(fleet) = &state.fleet {
-        fleet.tally.add(namespace, |f| f.misses += 1);
+/// This replica's hits, misses and spend, added to the tally the next flush sends.
+impl crate::ledger::SharedTally for Fleet {
+    fn hit(&self, namespace: &str, semantic: bool, nano_usd_saved: u64) {
+        self.tally.add(namespace, |f| {
+            if semantic {
+                f.semantic_hits += 1;
+            } else {
+                f.exact_hits += 1;
+            }
+            f.nano_usd_saved += nano_usd_saved;
+        });
     }
-}
 
-/// What an upstream answer cost.
-pub fn count_spend(state: &AppState, namespace: &str, cost_usd: f64) {
-    if let Some(fleet) = &state.fleet {
-        let nano = usd_to_nano(cost_usd.max(0.0));
-        fleet.tally.add(namespace, |f| f.nano_usd_spent += nano);
+    fn miss(&self, namespace: &str) {
+        self.tally.add(namespace, |f| f.misses += 1);
+    }
+
+    fn spend(&self, namespace: &str, nano_usd: u64) {
+        self.tally.add(namespace, |f| f.nano_usd_spent += nano_usd);
     }
 }
 

@@ -29,7 +29,7 @@ mod tick;
 
 pub use coalesce::{turn, Lock, Turn};
 pub use cooldowns::cooled;
-pub use counters::{count_hit, count_miss, count_spend, figures, FleetMetrics};
+pub use counters::{figures, FleetMetrics};
 pub use events::{delete, purge};
 pub use shared::{lookup, share};
 

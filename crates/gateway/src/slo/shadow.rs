@@ -3,16 +3,19 @@
 //!
 //! The call is the same request through the same ladder and [`Walker`],
 //! non-streamed. It is never cached, never coalesced, never counted as a
-//! client miss or in the spend by model: it is counted apart
-//! (`shadow_calls`, `shadow_usd`).
+//! client miss; it is counted apart (`shadow_calls`, `shadow_usd`). What it
+//! costs is spent all the same: the walker charges it to the namespace and
+//! the client's budget, and no shadow call is made past that budget.
 
 use super::Check;
 use crate::config::{Config, VerifierSettings};
 use crate::ctx::ChatCtx;
+use crate::ledger::{Budget, Spend};
 use crate::state::AppState;
-use crate::walker::{classify, Walker, MAX_RESPONSE_BYTES};
-use deja_api::{ApiError, ChatCompletion, ChatRequest, ErrorKind};
-use deja_router::{estimate_tokens, FailureKind, RouteInput};
+use crate::verify::Payer;
+use crate::walker::{Bill, Completed, Walker, MAX_RESPONSE_BYTES};
+use deja_api::{ApiError, ChatRequest, ErrorKind};
+use deja_router::{estimate_tokens, RouteInput};
 use std::sync::Arc;
 
 /// The verifier's system message when it compares two answers.
@@ -29,6 +32,7 @@ struct Shadow {
     task: Option<String>,
     route: Option<String>,
     namespace: String,
+    budget: Option<Budget>,
     question: String,
     cached: String,
     generation: u64,
@@ -53,6 +57,9 @@ pub fn sample(ctx: &ChatCtx, entry: &deja_store::Entry) {
     let (Some(question), Some(cached)) = (ctx.question.clone(), answer_text(&entry.response)) else {
         return;
     };
+    if ctx.budget_reached() {
+        return;
+    }
     if !ctx.state.slo.begin() {
         tracing::debug!("too many shadow calls in flight; a sampled hit is not checked");
         return;
@@ -65,6 +72,7 @@ pub fn sample(ctx: &ChatCtx, entry: &deja_store::Entry) {
         task: ctx.task.clone(),
         route: ctx.route.clone(),
         namespace: ctx.namespace.as_str().to_string(),
+        budget: ctx.budget.clone(),
         question,
         cached,
         generation: ctx.state.slo.generation(),
@@ -151,39 +159,15 @@ impl Shadow {
             o.insert("stream".to_string(), serde_json::Value::Bool(false));
             o.remove("stream_options");
         }
-        let mut walker = Walker::new(self.state.clone(), config.clone(), &plan, "/chat/completions", body);
-        let (completion, spec) = loop {
-            let mut opened = walker.open().await?;
-            let raw = match opened.response.collect(MAX_RESPONSE_BYTES).await {
-                Ok(b) => b,
-                Err(e) => {
-                    let (kind, _, detail) = classify(&e);
-                    walker.fail(&opened.model, kind, None, detail);
-                    continue;
-                }
-            };
-            let (raw, cache_writes) = match opened.openai_body(raw) {
-                Ok(b) => b,
-                Err(detail) => {
-                    walker.fail(&opened.model, FailureKind::Malformed, None, detail);
-                    continue;
-                }
-            };
-            match serde_json::from_slice::<ChatCompletion>(&raw) {
-                Ok(mut c) if !c.choices.is_empty() => {
-                    crate::dialect::set_cache_writes(&mut c, cache_writes);
-                    break (c, opened.model);
-                }
-                _ => walker.fail(
-                    &opened.model,
-                    FailureKind::Malformed,
-                    None,
-                    "the response was not a chat completion".into(),
-                ),
-            }
+        let prompt_chars = self.req.prompt_chars();
+        let max_tokens = self.req.max_completion_tokens.or(self.req.max_tokens);
+        let worst = crate::budget::worst_case_usd(config, &plan, prompt_chars, max_tokens);
+        let Some(_held) = crate::budget::for_side_call(&self.state.ledger, self.budget.as_ref(), worst) else {
+            return Err(ApiError::new(ErrorKind::InsufficientQuota, "the client's budget is reached"));
         };
-        walker.succeeded(&spec);
-        let cost = crate::remember::answer_cost(&spec, completion.usage.as_ref());
+        let bill = Bill { namespace: self.namespace.clone(), why: Spend::Shadow, prompt_chars };
+        let mut walker = Walker::new(self.state.clone(), config.clone(), &plan, "/chat/completions", body, bill);
+        let Completed { completion, cost_usd: cost, .. } = walker.complete(MAX_RESPONSE_BYTES).await?;
         let response = serde_json::to_value(&completion).unwrap_or_default();
         let text = answer_text(&response)
             .ok_or_else(|| ApiError::new(ErrorKind::BadGateway, "the shadow answer has no text content"))?;
@@ -209,7 +193,8 @@ impl Shadow {
         };
         let settings = VerifierSettings { prompt: ANSWER_PROMPT.to_string(), ..verifier.clone() };
         let candidates = [self.cached.as_str()];
-        match crate::verify::verify(&self.state, &self.config, &settings, None, fresh, &candidates).await {
+        let payer = Payer { namespace: self.namespace.clone(), budget: self.budget.clone() };
+        match crate::verify::verify(&self.state, &self.config, &payer, &settings, None, fresh, &candidates).await {
             Ok(v) => (similarity, Some(v.chosen.is_some()), v.cost_usd),
             Err(e) => {
                 tracing::warn!(error = %e, "the verifier could not compare a shadow answer; the cosine decides");
