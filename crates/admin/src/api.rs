@@ -84,6 +84,7 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
     }
     let now = std::time::Instant::now();
     let cooling: Vec<Value> = state
+        .calls
         .health
         .cooling(now)
         .into_iter()
@@ -129,10 +130,10 @@ pub fn stats(state: &AppState) -> Result<Value, ApiError> {
             .map(|m| json!({"provider": m.provider, "variable": m.variable, "models": m.models}))
             .collect::<Vec<_>>(),
         "models": crate::figures::models(state),
-        "cluster": state.fleet.as_ref().map_or_else(|| json!({"enabled": false}), |f| f.stats()),
-        "fleet": deja_gateway::fleet::figures(state),
+        "cluster": state.ports.admin.as_ref().map_or_else(|| json!({"enabled": false}), |f| f.stats()),
+        "fleet": state.ports.admin.as_ref().map_or_else(|| json!({"enabled": false}), |f| f.figures()),
         "slo": slo(state, false),
-        "clients": deja_gateway::budget::stats(state),
+        "clients": deja_gateway::budget::stats(&state.config(), &state.ledger),
     }))
 }
 
@@ -329,8 +330,8 @@ async fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || store.flush()).await.map_err(internal)?.map_err(internal)?;
     // With [cluster]: the shared copy and every other replica's.
-    let elsewhere = match &state.fleet {
-        Some(_) => deja_gateway::fleet::delete(state, &key, namespace.as_deref()).await.map_err(fleet_error)?,
+    let elsewhere = match &state.ports.admin {
+        Some(fleet) => fleet.delete(&key, namespace.as_deref()).await.map_err(fleet_error)? > 0,
         None => false,
     };
     if !here && !elsewhere {
@@ -341,7 +342,7 @@ async fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
 
 /// A delete or purge that reached this replica but not the fleet: the
 /// operator must retry once Redis answers.
-fn fleet_error(e: deja_gateway::fleet::FleetError) -> ApiError {
+fn fleet_error(e: deja_gateway::ports::FleetAdminError) -> ApiError {
     ApiError::new(
         ErrorKind::Unavailable,
         format!("removed on this replica only; the other replicas were not told ({e}): retry when Redis is back"),
@@ -349,12 +350,12 @@ fn fleet_error(e: deja_gateway::fleet::FleetError) -> ApiError {
 }
 
 async fn purge_fleet(state: &AppState, mut local: Value, filters: &[ListFilter]) -> Result<Value, ApiError> {
-    if state.fleet.is_none() || filters.is_empty() {
+    let Some(fleet) = state.ports.admin.as_ref().filter(|_| !filters.is_empty()) else {
         return Ok(local);
-    }
+    };
     let mut shared = 0;
     for filter in filters {
-        shared += deja_gateway::fleet::purge(state, filter).await.map_err(fleet_error)?;
+        shared += fleet.purge(filter.clone()).await.map_err(fleet_error)?;
     }
     if let Some(fields) = local.as_object_mut() {
         fields.insert("removed_shared".into(), json!(shared));

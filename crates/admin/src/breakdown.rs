@@ -9,7 +9,7 @@
 //! [`OTHER`]; the fine ring holds an hour of 5 s samples and the coarse one a
 //! week of 5 minute samples, about 3 MB when full. Nothing is persisted.
 
-use crate::history::Window;
+use crate::window::Window;
 use deja_gateway::lookups::NamespaceCounts;
 use deja_store::nano_to_usd;
 use serde_json::{json, Value};

@@ -72,8 +72,13 @@ fn history(state: &AppState, dash: &Dashboard, query: &str) -> Result<Value, Api
 /// and its failed upstream attempts by kind since start.
 fn health(state: &AppState) -> Value {
     let config = state.config();
-    let cooling: BTreeMap<String, f64> =
-        state.health.cooling(std::time::Instant::now()).into_iter().map(|(m, left)| (m, left.as_secs_f64())).collect();
+    let cooling: BTreeMap<String, f64> = state
+        .calls
+        .health
+        .cooling(std::time::Instant::now())
+        .into_iter()
+        .map(|(m, left)| (m, left.as_secs_f64()))
+        .collect();
     let errors = upstream_errors(&state.metrics.encode());
     let figures = crate::figures::models(state);
     let models: Vec<Value> = config

@@ -9,14 +9,14 @@ use std::time::Instant;
 /// figures without a sample yet are `null`.
 pub fn models(state: &AppState) -> Map<String, Value> {
     let now = Instant::now();
-    let cooling = state.health.cooling(now);
+    let cooling = state.calls.health.cooling(now);
     let config = state.config();
     config
         .catalog
         .models
         .iter()
         .map(|m| {
-            let f = state.latency.figures(&m.name);
+            let f = state.calls.latency.figures(&m.name);
             let left = cooling.iter().find(|(name, _)| *name == m.name).map(|(_, left)| left.as_secs_f64());
             let figures = json!({
                 "ttfb_ewma_ms": f.ttfb_ewma_ms,

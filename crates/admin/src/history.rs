@@ -7,6 +7,9 @@
 //! ([`crate::breakdown`]).
 
 use crate::breakdown::{Breakdown, Dimension};
+// The breakdown reports over the same windows, so `Window` is in its own
+// file that both import; it stays reachable here too.
+pub use crate::window::Window;
 use deja_gateway::state::AppState;
 use deja_store::{nano_to_usd, Counter, StoreError};
 use serde_json::{json, Map, Value};
@@ -48,41 +51,6 @@ impl Sample {
             nano_spent: s.counter(Counter::NanoUsdSpent)?,
             spent_by_model: s.spent_by_model()?,
         })
-    }
-}
-
-/// A time window the dashboard asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    Hour,
-    Day,
-    Week,
-}
-
-impl Window {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "1h" => Some(Self::Hour),
-            "1d" | "24h" => Some(Self::Day),
-            "1w" | "7d" => Some(Self::Week),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Hour => "1h",
-            Self::Day => "1d",
-            Self::Week => "1w",
-        }
-    }
-
-    pub fn millis(self) -> u64 {
-        match self {
-            Self::Hour => 3_600_000,
-            Self::Day => 86_400_000,
-            Self::Week => 7 * 86_400_000,
-        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod history;
 pub mod lookups;
 pub mod observe;
 pub mod ui;
+pub mod window;
 
 pub use api::handle;
 pub use observe::{metrics, readyz};

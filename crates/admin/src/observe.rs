@@ -17,7 +17,7 @@ pub fn readyz(state: &AppState) -> Response<Body> {
         "entries": state.store.len(),
     });
     // A degraded cluster still serves (from this replica and upstream): still ready.
-    if let (Some(fleet), Some(fields)) = (&state.fleet, detail.as_object_mut()) {
+    if let (Some(fleet), Some(fields)) = (&state.ports.admin, detail.as_object_mut()) {
         fields.insert("cluster".into(), fleet.state_label().into());
     }
     reply::json(status, &detail)
@@ -33,11 +33,11 @@ pub fn metrics(state: &AppState) -> Response<Body> {
     m.index_memory_bytes.set(state.index.stats().approx_bytes as i64);
     let config = state.config();
     for model in &config.catalog.models {
-        let cooling = state.health.is_cooling(&model.name, now);
+        let cooling = state.calls.health.is_cooling(&model.name, now);
         m.cooldowns.get_or_create(&ModelLabels { model: model.name.clone() }).set(i64::from(cooling));
     }
     // Only models with samples get figures: a zero would read as "instant".
-    for (name, f) in state.latency.all() {
+    for (name, f) in state.calls.latency.all() {
         let labels = ModelLabels { model: name };
         let g = &m.models;
         let gauges = [

@@ -15,6 +15,7 @@ mod group;
 mod index;
 mod manifest;
 pub mod persist;
+mod saved;
 
 pub use gather::Template;
 pub use index::{Candidate, SemanticIndex, DEFAULT_SEARCH_BREADTH};

@@ -10,6 +10,7 @@ mod admin_guard;
 pub mod capacity;
 pub mod cli;
 mod doors;
+mod edge;
 pub mod eval;
 pub mod eval_routes;
 mod rate;
@@ -92,14 +93,26 @@ pub async fn start(
         None => None,
     };
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
-    let state = tokio::task::spawn_blocking(move || AppState::build(config, embedder)).await??;
+    // With [cluster], the replica's ports are made once the metrics exist,
+    // and the replica is started once the state exists.
+    let replica: Arc<std::sync::OnceLock<Arc<deja_fleet::Replica>>> = Arc::default();
+    let made = replica.clone();
+    let fleet: deja_gateway::state::FleetPorts = Box::new(move |cluster, metrics| {
+        let r = deja_fleet::Replica::new(cluster.clone(), metrics);
+        let ports = r.ports();
+        let _ = made.set(r);
+        ports
+    });
+    let state = tokio::task::spawn_blocking(move || AppState::build_with(config, embedder, Some(fleet))).await??;
     if !state.index_ready.load(std::sync::atomic::Ordering::SeqCst) {
         maintenance::spawn_background_index(state.clone());
     }
     maintenance::spawn(state.clone());
     maintenance::spawn_index_saver(&state);
     // With [cluster]: apply the deletes made while this replica was down before serving (bounded wait).
-    deja_gateway::fleet::start(&state).await;
+    if let Some(replica) = replica.get() {
+        replica.start(&state).await;
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

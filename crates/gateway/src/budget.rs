@@ -8,7 +8,6 @@
 
 use crate::config::{Config, OnBudget};
 use crate::ledger::{client_id, Budget, Ledger, Reached, Reservation};
-use crate::state::AppState;
 use deja_api::{ApiError, ErrorKind};
 use deja_router::{cost_usd, estimate_tokens, Plan, Tokens};
 use serde_json::{json, Value};
@@ -123,15 +122,14 @@ fn cheapest(config: &Config, plan: &Plan) -> Option<usize> {
 }
 
 /// Spend and budgets of every `[[clients]]` key, by hashed id, for `/admin/stats`.
-pub fn stats(state: &AppState) -> Vec<Value> {
-    let config = state.config();
+pub fn stats(config: &Config, ledger: &Ledger) -> Vec<Value> {
     config
         .clients
         .iter()
         .zip(config.client_budget_keys())
         .filter_map(|(c, key)| {
             let id = client_id(key.as_deref()?);
-            let (today, month) = state.ledger.spent(&id);
+            let (today, month) = ledger.spent(&id);
             Some(json!({
                 "id": id,
                 "spent_today_usd": today,

@@ -3,9 +3,9 @@
 use crate::cache_control::{CacheMode, CachePolicy};
 use crate::config::Config;
 use crate::ledger::Spend;
-use crate::remember;
 use crate::reply::{self, Body, Outcome};
 use crate::respond::{self, HitKind};
+use crate::stages::store::NewEntry;
 use crate::state::AppState;
 use crate::walker::{classify, Bill, Walker, MAX_RESPONSE_BYTES};
 use deja_api::key::embeddings_key;
@@ -51,7 +51,7 @@ async fn run(
     if !config.cache.enabled {
         policy.mode = CacheMode::Bypass;
     }
-    let namespace = crate::ctx::namespace(parts, tenant)?;
+    let namespace = crate::headers::namespace(parts, tenant)?;
     let key = embeddings_key(&namespace, &req);
     state.ledger.request();
     if policy.reads() {
@@ -66,8 +66,8 @@ async fn run(
 
     let route =
         RouteInput { target: &req.model, prompt_tokens: estimate_tokens(req.input_chars()), task: None, route: None };
-    let mut plan =
-        crate::planning::make(&state, &config, route).map_err(|e| ApiError::new(ErrorKind::NotFound, e.to_string()))?;
+    let mut plan = crate::planning::make(&state.calls, &config, route)
+        .map_err(|e| ApiError::new(ErrorKind::NotFound, e.to_string()))?;
     // Budgets apply to every upstream call a client key causes, as for chat:
     // refused past the budget, or cut to the cheapest model and not stored.
     let worst = crate::budget::worst_case_usd(&config, &plan, req.input_chars(), Some(0));
@@ -78,7 +78,7 @@ async fn run(
     let _held = admitted.reservation;
     let body = serde_json::to_value(&req).unwrap_or_default();
     let bill = Bill { namespace: namespace.as_str().to_string(), why: Spend::Answer, prompt_chars: req.input_chars() };
-    let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/embeddings", body, bill);
+    let mut walker = Walker::new(state.calls.clone(), config.clone(), &plan, "/embeddings", body, bill);
     let (value, raw, spec) = loop {
         let mut opened = walker.open().await?;
         match opened.response.collect(MAX_RESPONSE_BYTES).await {
@@ -102,26 +102,28 @@ async fn run(
     let cost = walker.charge_tokens(&spec, Tokens::new(prompt_tokens, 0));
     state.ledger.upstream_answer(namespace.as_str(), &spec.name, policy.mode);
     if policy.writes() {
-        remember::store_off_runtime(
-            &state,
-            config.cache.bounds(),
-            remember::NewEntry {
-                id: key,
-                kind: EntryKind::Embeddings,
-                namespace: namespace.as_str().to_string(),
-                requested_model: req.model.clone(),
-                answered_by: spec.name.clone(),
-                request: req.input.clone(),
-                response: value,
-                usage: EntryUsage { prompt_tokens, completion_tokens: 0 },
-                cost_usd: cost,
-                ttl: policy.ttl(config.cache.default_ttl, config.cache.max_ttl),
-                semantic: None,
-                conversation: None,
-                vector_of: None,
-            },
-        )
-        .await;
+        state
+            .stages
+            .store
+            .store_off_runtime(
+                config.cache.bounds(),
+                NewEntry {
+                    id: key,
+                    kind: EntryKind::Embeddings,
+                    namespace: namespace.as_str().to_string(),
+                    requested_model: req.model.clone(),
+                    answered_by: spec.name.clone(),
+                    request: req.input.clone(),
+                    response: value,
+                    usage: EntryUsage { prompt_tokens, completion_tokens: 0 },
+                    cost_usd: cost,
+                    ttl: policy.ttl(config.cache.default_ttl, config.cache.max_ttl),
+                    semantic: None,
+                    conversation: None,
+                    vector_of: None,
+                },
+            )
+            .await;
     }
     let mut r: Response<Body> = reply::json_bytes(StatusCode::OK, raw);
     respond::miss_headers(&mut r, policy.miss_label(), &spec.name, walker.tries(), Some(cost));

@@ -8,41 +8,37 @@
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic, clippy::string_slice))]
 
 pub mod answer;
-pub mod attempt;
+mod assemble;
 pub mod auth;
 pub mod budget;
 pub mod cache_control;
-pub mod conversation;
-pub mod ctx;
-pub mod dialect;
 pub mod embedding_model;
 pub mod embeddings;
 pub mod feed;
-pub mod fleet;
-pub mod hedge;
+pub mod headers;
+pub mod hits;
+pub mod index_restore;
 pub mod ledger;
 pub mod lookups;
 pub mod maintenance;
 pub mod metrics;
-pub mod miss;
 pub mod models;
 pub mod pipeline;
 pub mod planning;
-pub mod relay;
+pub mod ports;
 pub mod reload;
-pub mod remember;
 pub mod reply;
 pub mod respond;
 pub mod routes;
-pub mod rung_metrics;
 pub mod slo;
+pub mod stages;
 pub mod state;
 pub mod verify;
 pub mod verify_later;
+pub mod walker;
 
 /// The validated configuration lives in its own crate; the request path reads it.
 pub use deja_config as config;
-pub mod walker;
 
 pub use config::Config;
 pub use reload::reload;

@@ -5,7 +5,6 @@
 //! saved and spent), which the dashboard samples into its per-model and
 //! per-namespace history. Bounded, never persisted, never on sled.
 
-use crate::ctx::ChatCtx;
 use crate::reply::Outcome;
 use deja_api::CacheKey;
 use deja_cache::semantic::Lookup;
@@ -184,23 +183,30 @@ fn count(map: &mut BTreeMap<String, NamespaceCounts>, name: &str, other: &str, f
 /// A lookup whose verdict waits on the verifier.
 #[must_use]
 pub struct Pending {
-    lookups: Option<(Arc<crate::state::AppState>, Seen)>,
+    lookups: Option<(Arc<Lookups>, Seen)>,
 }
 
 impl Pending {
     /// Records the verifier's verdict: an answer is a verified hit.
     pub fn finish(self, verified: Option<Outcome>) -> Option<Outcome> {
-        if let Some((state, mut seen)) = self.lookups {
+        if let Some((lookups, mut seen)) = self.lookups {
             seen.verdict = if verified.is_some() { Verdict::Verified } else { Verdict::GreyRejected };
-            state.lookups.record(seen);
+            lookups.record(seen);
         }
         verified
     }
 }
 
-/// Records what the semantic stage found for `ctx` at `threshold`; a lookup
-/// with grey-band candidates is recorded when [`Pending::finish`] is called.
-pub fn note(ctx: &ChatCtx, threshold: f32, found: &Lookup) -> Pending {
+/// The request a lookup was made for.
+pub struct Asked<'a> {
+    pub namespace: &'a str,
+    pub model: &'a str,
+    pub question: Option<&'a str>,
+}
+
+/// Records what the semantic stage found for a request at `threshold`; a
+/// lookup with grey-band candidates is recorded when [`Pending::finish`] is called.
+pub fn note(lookups: &Arc<Lookups>, asked: Asked<'_>, threshold: f32, found: &Lookup) -> Pending {
     let (best, verdict) = match (&found.hit, found.nearest) {
         (Some(hit), _) => (Some((hit.entry.id, hit.similarity)), Some(Verdict::Served)),
         (None, nearest) if found.unreadable.is_some() && found.grey.is_empty() => {
@@ -219,21 +225,21 @@ pub fn note(ctx: &ChatCtx, threshold: f32, found: &Lookup) -> Pending {
             (Some((c.id, c.similarity)), verdict)
         }
     };
-    let question = ctx.question.as_deref().unwrap_or("").chars().take(QUESTION_CHARS).collect();
+    let question = asked.question.unwrap_or("").chars().take(QUESTION_CHARS).collect();
     let seen = Seen {
         at_ms: deja_cache::now_ms(),
-        namespace: ctx.namespace.as_str().to_string(),
-        model: ctx.req.model.clone(),
+        namespace: asked.namespace.to_string(),
+        model: asked.model.to_string(),
         question,
         best,
         threshold,
         verdict: verdict.unwrap_or(Verdict::GreyRejected),
     };
     if verdict.is_some() {
-        ctx.state.lookups.record(seen);
+        lookups.record(seen);
         return Pending { lookups: None };
     }
-    Pending { lookups: Some((ctx.state.clone(), seen)) }
+    Pending { lookups: Some((lookups.clone(), seen)) }
 }
 
 #[cfg(test)]

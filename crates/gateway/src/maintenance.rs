@@ -3,40 +3,13 @@
 //! saving it beside the store so a restart need not rebuild it.
 
 use crate::state::AppState;
-use deja_cache::{PersistError, SemanticIndex};
-use deja_store::Store;
+
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// How often the saver asks the index whether a save is due.
 const SAVE_CHECK_EVERY: Duration = Duration::from_secs(10);
-
-/// Loads the index saved beside the store, if it can be trusted (see
-/// `deja_cache::semantic::persist`). Returns whether it did; if not, the
-/// caller rebuilds.
-pub fn restore_index(index: &SemanticIndex, store: &Store) -> bool {
-    let Some(dir) = deja_cache::graphs_dir(store) else { return false };
-    let started = Instant::now();
-    match index.restore(store, &dir) {
-        Ok(r) => {
-            tracing::info!(
-                indexed = r.entries,
-                graphs = r.graphs_loaded,
-                replayed = r.replayed,
-                contexts_rebuilt = r.contexts_rebuilt,
-                took_ms = started.elapsed().as_millis() as u64,
-                "semantic index loaded from its last save"
-            );
-            true
-        }
-        Err(PersistError::NoRecord) => false,
-        Err(e) => {
-            tracing::warn!(error = %e, "the saved semantic index was not used; rebuilding it from the store");
-            false
-        }
-    }
-}
 
 /// Saves the semantic index now if anything is unsaved (at shutdown).
 pub fn save_index_if_changed(state: &AppState) {
@@ -87,7 +60,7 @@ pub fn spawn_index_saver(state: &Arc<AppState>) {
 pub fn spawn_background_index(state: Arc<AppState>) {
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        if !restore_index(&state.index, &state.store) {
+        if !crate::index_restore::restore_index(&state.index, &state.store) {
             match state.index.rebuild_from(&state.store) {
                 Ok(live) => {
                     tracing::info!(indexed = live, took_s = started.elapsed().as_secs_f64(), "semantic index ready")

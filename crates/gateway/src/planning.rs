@@ -2,8 +2,8 @@
 //! with the rungs it left out counted (`deja_rung_skipped_total`).
 
 use crate::config::Config;
-use crate::rung_metrics::{LadderLabels, SkipLabels};
-use crate::state::AppState;
+use crate::metrics::{LadderLabels, SkipLabels};
+use crate::walker::Calls;
 use deja_router::{Live, Plan, PlanError, RouteInput};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -12,11 +12,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 const FALLBACK_WARN_EVERY_S: u64 = 60;
 static LAST_FALLBACK_WARN_S: AtomicU64 = AtomicU64::new(0);
 
-pub fn make(state: &AppState, config: &Config, input: RouteInput<'_>) -> Result<Plan, PlanError> {
-    let live = Live { health: &state.health, latency: &state.latency, now: Instant::now() };
+pub fn make(calls: &Calls, config: &Config, input: RouteInput<'_>) -> Result<Plan, PlanError> {
+    let live = Live { health: &calls.health, latency: &calls.latency, now: Instant::now() };
     let plan = deja_router::plan(&config.catalog, input, live, 1 + config.routing.model_retries)?;
     let ladder = plan.ladder.and_then(|l| config.catalog.ladder(l)).map(|l| l.name.clone()).unwrap_or_default();
-    let metrics = &state.metrics.rungs;
+    let metrics = &calls.metrics.rungs;
     for (m, reason) in &plan.skipped {
         let model = config.catalog.model(*m).map(|s| s.name.clone()).unwrap_or_default();
         tracing::debug!(%ladder, %model, reason = reason.as_str(), "rung skipped");

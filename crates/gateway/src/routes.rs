@@ -8,7 +8,6 @@
 //! applies and the ladder starts where its other rules say.
 
 use crate::config::Config;
-use crate::ctx::ChatCtx;
 use deja_embed::{EmbedError, Embedder};
 use deja_router::{choose_route, EmbeddedRoute, Target};
 
@@ -30,16 +29,14 @@ pub fn embed_routes(config: &Config, embedder: &dyn Embedder) -> Result<RouteVec
     Ok(vectors)
 }
 
-/// The rung the request's route starts at, when its target is a ladder with
-/// routes and its question has been embedded.
-pub fn choose(ctx: &ChatCtx) -> Option<String> {
-    let vector = ctx.vector.as_deref()?;
-    let Some(Target::Ladder(l)) = ctx.config.catalog.resolve(&ctx.req.model) else {
+/// The rung the route nearest to a question's `vector` starts at, when
+/// `model` names a ladder with routes.
+pub fn choose(routes: &RouteVectors, config: &Config, model: &str, vector: &[f32]) -> Option<String> {
+    let Some(Target::Ladder(l)) = config.catalog.resolve(model) else {
         return None;
     };
-    let ladder = ctx.config.catalog.ladder(l)?;
-    let routes = ctx.routes.get(&ladder.name)?;
-    let choice = choose_route(routes, vector)?;
+    let ladder = config.catalog.ladder(l)?;
+    let choice = choose_route(routes.get(&ladder.name)?, vector)?;
     tracing::debug!(ladder = %ladder.name, route = choice.index, similarity = choice.similarity, start_at = choice.start_at, "semantic route");
     Some(choice.start_at.to_string())
 }

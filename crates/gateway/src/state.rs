@@ -1,9 +1,12 @@
 //! Everything a request can reach, built once at start-up.
 
 use crate::answer::Shared;
+use crate::assemble::Handles;
 use crate::config::{Config, EmbeddingBackend};
 use crate::metrics::Metrics;
 use crate::routes::RouteVectors;
+use crate::stages::Stages;
+use crate::walker::Calls;
 use deja_cache::{Coalescer, SemanticIndex};
 use deja_embed::{EmbedService, Embedder, FastEmbedder, HashEmbedder, ModelPaths};
 use deja_router::{Health, Latency};
@@ -30,32 +33,30 @@ pub struct AppState {
     /// and for reading texts and embedding what differs during a lookup.
     route_embedder: Option<Arc<dyn Embedder>>,
     /// Vectors of templated texts' differing parts, reused across lookups.
-    pub spans: deja_cache::SpanVectors,
-    pub upstream: UpstreamClient,
-    pub health: Health,
-    /// Live time to first byte, throughput and error rate per model.
-    pub latency: Latency,
-    pub coalescer: Coalescer<Shared>,
-    /// Streams in flight, for identical streaming requests to read as they come.
-    pub feeds: crate::feed::Feeds,
+    pub spans: Arc<deja_cache::SpanVectors>,
+    /// The upstream client, the live health and latency figures, the ledger.
+    pub calls: Arc<Calls>,
+    pub coalescer: Arc<Coalescer<Shared>>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
-    pub sweep_now: tokio::sync::Notify,
+    pub sweep_now: Arc<tokio::sync::Notify>,
     /// False while the start-up rebuild of a large index runs in the
     /// background; exact hits are served meanwhile, semantic lookups miss.
     pub index_ready: std::sync::atomic::AtomicBool,
     /// Tells background tasks to let go of the state.
     pub stopping: std::sync::atomic::AtomicBool,
     /// Grey-band pairs the verifier rejected, never asked twice.
-    pub rejections: crate::verify::Rejections,
-    /// Replicas sharing through Redis; `None` without `[cluster]`.
-    pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    pub rejections: Arc<crate::verify::Rejections>,
+    /// What replicas share (`[cluster]`); none on a single node.
+    pub ports: crate::ports::Ports,
     /// Recent semantic lookups and hits per namespace, for the dashboard.
     pub lookups: Arc<crate::lookups::Lookups>,
     /// The one writer of counts, spend and budgets.
     pub ledger: Arc<crate::ledger::Ledger>,
     /// The live quality SLO: samples, false hits, threshold raises; cleared by a reload.
-    pub slo: crate::slo::Tracker,
+    pub slo: Arc<crate::slo::Tracker>,
+    /// The request path's stages, built from the handles above.
+    pub stages: Stages,
 }
 
 #[derive(Clone)]
@@ -80,7 +81,12 @@ pub enum StartError {
     Upstream(#[from] deja_upstream::UpstreamError),
     #[error("{0}")]
     Model(#[from] crate::embedding_model::ModelCheckError),
+    #[error("[cluster] is set, but this build was made without the fleet (deja-fleet)")]
+    NoFleet,
 }
+
+/// Makes the ports replicas share (`deja-fleet`), given `[cluster]` and the metrics.
+pub type FleetPorts = Box<dyn FnOnce(&crate::config::ClusterSettings, &Metrics) -> crate::ports::Ports + Send>;
 
 /// Builds the embedder the config asks for.
 pub fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, StartError> {
@@ -101,7 +107,7 @@ impl AppState {
     /// The model, to read texts and embed what differs; `None` with the semantic cache off.
     pub fn reader(&self) -> Option<deja_cache::semantic::Reader<'_>> {
         let model = self.route_embedder.as_deref()?;
-        Some(deja_cache::semantic::Reader { model, spans: Some(&self.spans) })
+        Some(deja_cache::semantic::Reader { model, spans: Some(self.spans.as_ref()) })
     }
 
     /// The embedding model's name and dimension; `None` with the semantic cache off.
@@ -110,8 +116,18 @@ impl AppState {
     }
 
     /// Opens the store, loads the embedder (unless `embedder` is given) and
-    /// rebuilds the semantic index from the store.
+    /// rebuilds the semantic index from the store. A single node: a
+    /// configuration with `[cluster]` needs [`AppState::build_with`].
     pub fn build(config: Config, embedder: Option<Arc<dyn Embedder>>) -> Result<Arc<Self>, StartError> {
+        Self::build_with(config, embedder, None)
+    }
+
+    /// [`AppState::build`], with `fleet` making the ports of `[cluster]`.
+    pub fn build_with(
+        config: Config,
+        embedder: Option<Arc<dyn Embedder>>,
+        fleet: Option<FleetPorts>,
+    ) -> Result<Arc<Self>, StartError> {
         if let Some(parent) = config.store_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
@@ -145,7 +161,7 @@ impl AppState {
         // the listener, exact hits and /readyz answer at once; semantic
         // lookups miss until it is ready (`spawn_background_index`).
         let index_ready = store.len() <= SYNC_REBUILD_MAX;
-        let restored = index_ready && crate::maintenance::restore_index(&index, &store);
+        let restored = index_ready && crate::index_restore::restore_index(&index, &store);
         if restored {
             tracing::info!(entries = store.len(), indexed = index.len(), "store opened");
             // The saved graphs hold the semantic index only: conversation
@@ -160,33 +176,60 @@ impl AppState {
             tracing::info!(entries = store.len(), "store opened; the semantic index is loaded in the background");
         }
         seed_metrics(&metrics, &store)?;
-        let fleet = config.cluster.clone().map(|c| Arc::new(crate::fleet::Fleet::new(c, &metrics)));
+        let ports = match (&config.cluster, fleet) {
+            (Some(cluster), Some(make)) => make(cluster, &metrics),
+            (Some(_), None) => return Err(StartError::NoFleet),
+            (None, _) => crate::ports::Ports::none(),
+        };
         let lookups = Arc::new(crate::lookups::Lookups::default());
-        let shared = fleet.clone().map(|f| f as Arc<dyn crate::ledger::SharedTally>);
-        let ledger = crate::ledger::Ledger::new(store.clone(), metrics.clone(), lookups.clone(), shared);
-        Ok(Arc::new(Self {
-            fleet,
+        let ledger = crate::ledger::Ledger::new(store.clone(), metrics.clone(), lookups.clone(), ports.tally.clone());
+        let calls = Arc::new(Calls {
+            upstream: UpstreamClient::new()?,
             health: Health::new(config.routing.health),
             latency: Latency::new(),
+            metrics: metrics.clone(),
+            ledger: ledger.clone(),
+            cooldowns: ports.cooldowns.clone(),
+        });
+        let handles = Handles {
+            store: store.clone(),
+            index: index.clone(),
+            conversations: conversations.clone(),
+            embed: embed.clone(),
+            model: route_embedder.clone(),
+            spans: Arc::new(deja_cache::SpanVectors::new(SPAN_VECTORS_KEPT)),
+            calls: calls.clone(),
+            metrics: metrics.clone(),
+            ledger: ledger.clone(),
+            lookups: lookups.clone(),
+            slo: Arc::new(crate::slo::Tracker::new()),
+            rejections: Arc::new(crate::verify::Rejections::new(REJECTIONS_REMEMBERED)),
+            coalescer: Arc::new(Coalescer::default()),
+            sweep_now: Arc::new(tokio::sync::Notify::new()),
+            ports: ports.clone(),
+        };
+        let stages = handles.stages();
+        Ok(Arc::new(Self {
             live: RwLock::new(Live { config: Arc::new(config), routes: Arc::new(route_vectors) }),
+            route_embedder,
+            spans: handles.spans,
+            calls,
+            coalescer: handles.coalescer,
+            started,
+            sweep_now: handles.sweep_now,
+            index_ready: std::sync::atomic::AtomicBool::new(index_ready),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            rejections: handles.rejections,
+            slo: handles.slo,
             store,
             index,
             conversations,
             embed,
-            route_embedder,
-            spans: deja_cache::SpanVectors::new(SPAN_VECTORS_KEPT),
-            upstream: UpstreamClient::new()?,
-            coalescer: Coalescer::default(),
-            feeds: crate::feed::Feeds::default(),
             metrics,
-            started,
-            sweep_now: tokio::sync::Notify::new(),
-            index_ready: std::sync::atomic::AtomicBool::new(index_ready),
-            stopping: std::sync::atomic::AtomicBool::new(false),
-            rejections: crate::verify::Rejections::new(REJECTIONS_REMEMBERED),
+            ports,
             lookups,
             ledger,
-            slo: crate::slo::Tracker::new(),
+            stages,
         }))
     }
 
@@ -242,7 +285,7 @@ impl AppState {
         if old.limits.max_connections != new.limits.max_connections {
             needs_restart.push("limits.max_connections");
         }
-        self.health.set_settings(new.routing.health);
+        self.calls.health.set_settings(new.routing.health);
         self.index.set_search_breadth(new.cache.search_breadth);
         self.slo.reset(&self.metrics.slo);
         *self.live.write().unwrap_or_else(|e| e.into_inner()) =

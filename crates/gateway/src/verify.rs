@@ -12,8 +12,7 @@
 
 use crate::config::{Config, VerifierSettings};
 use crate::ledger::{Budget, Spend};
-use crate::state::AppState;
-use crate::walker::{Bill, Completed, Walker};
+use crate::walker::{Bill, Calls, Completed, Walker};
 use deja_api::{ApiError, CacheKey, ErrorKind};
 use deja_router::{estimate_tokens, RouteInput};
 use serde_json::json;
@@ -100,7 +99,7 @@ pub struct Payer {
 
 /// Asks the verifier model about `candidates` (best first), within its timeout.
 pub async fn verify(
-    state: &Arc<AppState>,
+    calls: &Arc<Calls>,
     config: &Arc<Config>,
     payer: &Payer,
     settings: &VerifierSettings,
@@ -109,27 +108,27 @@ pub async fn verify(
     candidates: &[&str],
 ) -> Result<Verdict, ApiError> {
     let messages = messages_in_template(&settings.prompt, template, question, candidates);
-    verify_messages(state, config, payer, settings, messages, candidates.len()).await
+    verify_messages(calls, config, payer, settings, messages, candidates.len()).await
 }
 
 /// Asks the verifier model `messages` about `candidates` numbered
 /// candidates, within its timeout.
 pub async fn verify_messages(
-    state: &Arc<AppState>,
+    calls: &Arc<Calls>,
     config: &Arc<Config>,
     payer: &Payer,
     settings: &VerifierSettings,
     messages: serde_json::Value,
     candidates: usize,
 ) -> Result<Verdict, ApiError> {
-    match tokio::time::timeout(settings.timeout, ask(state, config, payer, settings, messages, candidates)).await {
+    match tokio::time::timeout(settings.timeout, ask(calls, config, payer, settings, messages, candidates)).await {
         Ok(result) => result,
         Err(_) => Err(ApiError::new(ErrorKind::GatewayTimeout, "the verifier did not answer in time")),
     }
 }
 
 async fn ask(
-    state: &Arc<AppState>,
+    calls: &Arc<Calls>,
     config: &Arc<Config>,
     payer: &Payer,
     settings: &VerifierSettings,
@@ -139,7 +138,7 @@ async fn ask(
     let prompt_chars = messages.to_string().len();
     let route =
         RouteInput { target: &settings.model, prompt_tokens: estimate_tokens(prompt_chars), task: None, route: None };
-    let plan = crate::planning::make(state, config, route)
+    let plan = crate::planning::make(calls, config, route)
         .map_err(|e| ApiError::new(ErrorKind::BadGateway, format!("verifier: {e}")))?;
     let body = json!({
         "model": settings.model,
@@ -149,7 +148,7 @@ async fn ask(
         "stream": false,
     });
     let worst = crate::budget::worst_case_usd(config, &plan, prompt_chars, Some(VERDICT_TOKENS));
-    let Some(_held) = crate::budget::for_side_call(&state.ledger, payer.budget.as_ref(), worst) else {
+    let Some(_held) = crate::budget::for_side_call(&calls.ledger, payer.budget.as_ref(), worst) else {
         return Err(ApiError::new(
             ErrorKind::InsufficientQuota,
             "the client's budget is reached: the verifier is not asked",
@@ -157,7 +156,7 @@ async fn ask(
         .with_code("insufficient_quota"));
     };
     let bill = Bill { namespace: payer.namespace.clone(), why: Spend::Verification, prompt_chars };
-    let mut walker = Walker::new(state.clone(), config.clone(), &plan, "/chat/completions", body, bill);
+    let mut walker = Walker::new(calls.clone(), config.clone(), &plan, "/chat/completions", body, bill);
     let Completed { completion, cost_usd: cost, .. } = walker.complete(MAX_VERDICT_BYTES).await?;
     let reply = completion
         .choices

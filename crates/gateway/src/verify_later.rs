@@ -3,14 +3,18 @@
 //! alone, and the verifier's yes is served from the wording's next ask.
 
 use crate::config::Config;
-use crate::state::AppState;
+use crate::verify::Rejections;
 use crate::verify::{verify, Payer};
+use crate::walker::Calls;
 use deja_api::CacheKey;
+use deja_store::Store;
 use std::sync::Arc;
 
 /// A grey-band question verified after its answer went (`mode = "async"`).
 pub struct Later {
-    pub state: Arc<AppState>,
+    pub calls: Arc<Calls>,
+    pub rejections: Arc<Rejections>,
+    pub store: Arc<Store>,
     pub config: Arc<Config>,
     pub key: CacheKey,
     pub payer: Payer,
@@ -32,35 +36,36 @@ pub struct Later {
 /// its answer now must not be stored.
 pub fn verify_later(later: Later) -> bool {
     let Some(settings) = later.config.cache.verifier.clone() else { return false };
-    match later.state.rejections.start_verifying(later.key) {
+    match later.rejections.start_verifying(later.key) {
         crate::verify::Claim::Started => {}
         crate::verify::Claim::Pending => return true,
         crate::verify::Claim::Full => return false,
     }
     tokio::spawn(async move {
-        let Later { state, config, key, payer, learn, template, question, texts, candidates } = later;
+        let Later { calls, rejections, store, config, key, payer, learn, template, question, texts, candidates } =
+            later;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let verdict = verify(&state, &config, &payer, &settings, template.as_deref(), &question, &refs).await;
+        let verdict = verify(&calls, &config, &payer, &settings, template.as_deref(), &question, &refs).await;
         let verdict = match verdict {
             Ok(v) => v,
             // Past the client's budget nothing was asked: ask again another time.
             Err(e) if matches!(e.kind, deja_api::ErrorKind::InsufficientQuota) => {
-                state.rejections.done_verifying(&key);
+                rejections.done_verifying(&key);
                 return;
             }
             Err(e) => {
-                state.ledger.verification(&payer.namespace, 0.0);
+                calls.ledger.verification(&payer.namespace, 0.0);
                 tracing::warn!(error = %e, "background verification failed; the wording gets its own answer");
                 for (id, _) in &candidates {
-                    state.rejections.insert(key, *id);
+                    rejections.insert(key, *id);
                 }
-                state.rejections.done_verifying(&key);
+                rejections.done_verifying(&key);
                 return;
             }
         };
         match verdict.chosen.and_then(|i| candidates.get(i)).copied() {
             Some((id, similarity)) if learn => {
-                let store = state.store.clone();
+                let store = store.clone();
                 match tokio::task::spawn_blocking(move || store.add_alias(&key, &id, similarity)).await {
                     Ok(Ok(_)) => tracing::debug!(similarity, "background verification learned an alias"),
                     Ok(Err(e)) => tracing::warn!(error = %e, "could not remember a verified paraphrase"),
@@ -70,11 +75,11 @@ pub fn verify_later(later: Later) -> bool {
             Some(_) => {}
             None => {
                 for (id, _) in &candidates {
-                    state.rejections.insert(key, *id);
+                    rejections.insert(key, *id);
                 }
             }
         }
-        state.rejections.done_verifying(&key);
+        rejections.done_verifying(&key);
     });
     true
 }

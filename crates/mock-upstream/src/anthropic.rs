@@ -7,6 +7,7 @@
 //! faults come back as Anthropic error bodies (529 is `overloaded_error`).
 
 use crate::control::{Fault, MockControl, PromptCache};
+use crate::seen::AnthropicHeaders;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -15,14 +16,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
-
-/// The headers an Anthropic call arrived with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AnthropicHeaders {
-    pub x_api_key: Option<String>,
-    pub anthropic_version: Option<String>,
-    pub authorization: Option<String>,
-}
 
 impl MockControl {
     /// The headers of the last Messages call for `model`.

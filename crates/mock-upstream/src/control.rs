@@ -127,9 +127,9 @@ pub struct MockControl {
     /// Filler bytes of never-ending events the client accepted before it hung up.
     endless_bytes: Arc<AtomicU64>,
     /// The headers of the last Anthropic Messages call, per model.
-    pub(crate) anthropic: Arc<Mutex<HashMap<String, crate::anthropic::AnthropicHeaders>>>,
+    pub(crate) anthropic: Arc<Mutex<HashMap<String, crate::seen::AnthropicHeaders>>>,
     /// How the last Gemini call arrived, per model.
-    pub(crate) gemini: Arc<Mutex<HashMap<String, crate::gemini::GeminiCall>>>,
+    pub(crate) gemini: Arc<Mutex<HashMap<String, crate::seen::GeminiCall>>>,
 }
 
 impl MockControl {

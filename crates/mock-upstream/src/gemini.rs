@@ -10,6 +10,7 @@
 //! Gemini error bodies (`{"error": {"code", "message", "status"}}`).
 
 use crate::control::{Fault, MockControl};
+use crate::seen::GeminiCall;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -18,15 +19,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
-
-/// How a Gemini call arrived.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GeminiCall {
-    pub x_goog_api_key: Option<String>,
-    pub authorization: Option<String>,
-    /// The query string of the URL (`alt=sse` for a stream).
-    pub query: Option<String>,
-}
 
 impl MockControl {
     /// How the last Gemini call for `model` arrived.

@@ -23,11 +23,11 @@ mod anthropic;
 mod control;
 mod frame;
 mod gemini;
+mod seen;
 mod server;
 mod stream;
 
 pub use answer::long_answer;
-pub use anthropic::AnthropicHeaders;
 pub use control::{Fault, MockControl, PromptCache, StreamStyle, UsageStyle, JUDGE_MODEL};
-pub use gemini::GeminiCall;
+pub use seen::{AnthropicHeaders, GeminiCall};
 pub use server::{serve, MockUpstream};

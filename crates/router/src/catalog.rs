@@ -36,7 +36,7 @@ pub struct LadderSpec {
     /// Task tag (`x-deja-task` or `metadata.task`) to the rung to start at.
     pub tasks: HashMap<String, String>,
     /// `strategy`, `max_ttfb` and `hedge_after`.
-    pub latency: crate::order::LatencyPolicy,
+    pub latency: crate::policy::LatencyPolicy,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -12,6 +12,7 @@ pub mod health;
 pub mod latency;
 pub mod order;
 pub mod plan;
+mod policy;
 pub mod price;
 pub mod routes;
 

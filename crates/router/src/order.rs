@@ -9,43 +9,10 @@
 
 use crate::catalog::ModelSpec;
 use crate::latency::Latency;
-use std::time::{Duration, Instant};
-
-/// How a ladder orders the rungs left after the start rung, context window,
-/// cooldown and `max_ttfb` filters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// The order the rungs are listed in: cheapest first.
-    #[default]
-    Cost,
-    /// Rungs with no recent time-to-first-byte sample first, in cost order
-    /// (each gets tried, so it becomes known); then the others, fastest
-    /// recent p90 first, compared on a ×1.25 scale (see [`speed_class`]) with
-    /// ties in cost order.
-    Latency,
-}
-
-impl Strategy {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "cost" => Some(Self::Cost),
-            "latency" => Some(Self::Latency),
-            _ => None,
-        }
-    }
-}
-
-/// A ladder's latency options; the default changes nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LatencyPolicy {
-    pub strategy: Strategy,
-    /// Skip (for this request) a rung whose recent p90 time to first byte
-    /// is over this, unless every candidate is.
-    pub max_ttfb: Option<Duration>,
-    /// Start the next rung too when an attempt has not sent its first byte
-    /// by then; the first to send one wins.
-    pub hedge_after: Option<Duration>,
-}
+// The policy types are in `policy.rs` so that the catalog, which stores them,
+// need not import this module; they stay reachable here too.
+pub use crate::policy::{LatencyPolicy, Strategy};
+use std::time::Instant;
 
 /// The rungs to try, in order, and those dropped for a slow first byte.
 #[derive(Debug, Default, PartialEq)]
@@ -98,6 +65,7 @@ pub fn speed_class(p90_ms: f64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn spec(name: &str) -> ModelSpec {
         ModelSpec {

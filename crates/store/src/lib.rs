@@ -12,6 +12,7 @@ mod changes;
 mod counters;
 mod entry;
 mod error;
+mod index_keys;
 mod pending;
 mod store;
 

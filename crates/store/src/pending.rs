@@ -12,6 +12,7 @@
 use crate::counters::{Counter, SPENT_BY_MODEL_PREFIX};
 use crate::entry::HitStats;
 use crate::error::StoreError;
+use crate::index_keys::index_key;
 use deja_api::CacheKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,8 +141,8 @@ impl Pending {
             })?;
             let Some(new) = updated.map(|b| HitStats::decode(&b)) else { continue };
             if let Some(old) = previous.filter(|old| old.last_access_ms != new.last_access_ms) {
-                batch.insert(&crate::store::index_key(new.last_access_ms, &id)[..], &[]);
-                batch.remove(&crate::store::index_key(old.last_access_ms, &id)[..]);
+                batch.insert(&index_key(new.last_access_ms, &id)[..], &[]);
+                batch.remove(&index_key(old.last_access_ms, &id)[..]);
                 touched = true;
             }
         }

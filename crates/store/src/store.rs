@@ -6,6 +6,7 @@ use crate::counters::{
 };
 use crate::entry::{Entry, HitStats, ListFilter};
 use crate::error::StoreError;
+use crate::index_keys::{id_of_index_key, index_key, ms_of_index_key};
 use crate::pending::{FlushTrees, Pending};
 use deja_api::CacheKey;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
@@ -150,21 +151,6 @@ pub struct ListPage {
     pub entries: Vec<(Entry, HitStats)>,
     /// Pass back to continue after the last entry.
     pub next_cursor: Option<String>,
-}
-
-pub(crate) fn index_key(ms: u64, id: &CacheKey) -> [u8; 40] {
-    let mut k = [0u8; 40];
-    k[..8].copy_from_slice(&ms.to_be_bytes());
-    k[8..].copy_from_slice(&id.0[..]);
-    k
-}
-
-fn ms_of_index_key(k: &[u8]) -> u64 {
-    k.get(..8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_be_bytes)
-}
-
-fn id_of_index_key(k: &[u8]) -> Option<CacheKey> {
-    k.get(8..40).and_then(|s| s.try_into().ok()).map(CacheKey)
 }
 
 impl Store {

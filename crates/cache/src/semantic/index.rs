@@ -1,7 +1,7 @@
 //! The in-memory HNSW index and its bookkeeping.
 
 use super::group::{new_graph, Group, EXACT_SCAN_MAX};
-use super::persist::Persisted;
+use super::saved::Persisted;
 use deja_api::{CacheKey, ContextFingerprint};
 use deja_store::{Store, StoreError};
 use std::collections::HashMap;

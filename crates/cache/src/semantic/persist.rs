@@ -27,12 +27,15 @@ use deja_api::CacheKey;
 use deja_store::{Store, StoreError};
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::HnswIo;
-use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+// `IndexStats` lives in `saved.rs` with the record the index holds, so the
+// index need not import this module; its public path here stays.
+pub use super::saved::IndexStats;
 
 /// Save once this many inserts and removals have piled up...
 const SAVE_AFTER_CHANGES: u64 = 1_000;
@@ -61,46 +64,6 @@ pub enum PersistError {
     TooManyChanges(usize),
     #[error("the index changed too much while it was being restored")]
     Busy,
-}
-
-/// What was saved, and counters for `/admin/stats`.
-#[derive(Default)]
-pub(crate) struct Persisted {
-    /// Every vector change at or below this is reflected in the live index,
-    /// or looked at by the next save (see the module comment).
-    base: u64,
-    /// Graphs saved and unchanged since: their stamp and files.
-    saved: HashMap<[u8; 32], (u64, GraphFiles)>,
-    last_save: Option<Instant>,
-    names: u64,
-    stats: IndexStats,
-}
-
-/// The index's health and history since the process started.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct IndexStats {
-    pub entries: usize,
-    pub tombstones: usize,
-    pub contexts: usize,
-    pub graphs: usize,
-    /// Whether start-up loaded a saved index instead of rebuilding it.
-    pub loaded_from_dump: bool,
-    /// Full rebuilds from the store, the start-up one included.
-    pub rebuilt: u64,
-    /// Contexts whose saved graph was refused at start-up and rebuilt.
-    pub contexts_rebuilt: u64,
-    /// Ids looked at again at start-up because they changed after the save.
-    pub replayed: u64,
-    pub restore_ms: u64,
-    pub saves: u64,
-    pub save_failures: u64,
-    pub last_save_ms: u64,
-    /// Inserts and removals not yet in a save.
-    pub unsaved_changes: u64,
-    /// Bytes of the last save's files.
-    pub saved_bytes: u64,
-    /// A rough count of the memory the index holds: vectors, links, ids.
-    pub approx_bytes: u64,
 }
 
 /// What one save did.

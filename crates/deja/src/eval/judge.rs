@@ -87,12 +87,21 @@ pub async fn judge(
             let (shown, cached) = if framed { (d.query, d.candidate) } else { (b.as_str(), a.as_str()) };
             // An offline evaluation: no client pays, no budget applies.
             let payer = verify::Payer { namespace: "eval".into(), budget: None };
-            let verdict =
-                match verify::verify(&state, &cfg, &payer, &settings, template.as_deref(), shown, &[cached]).await {
-                    Ok(v) if v.chosen == Some(0) => Judgement::Yes { usd: v.cost_usd },
-                    Ok(v) => Judgement::No { usd: v.cost_usd },
-                    Err(e) => Judgement::Failed(e.to_string()),
-                };
+            let verdict = match verify::verify(
+                &state.calls,
+                &cfg,
+                &payer,
+                &settings,
+                template.as_deref(),
+                shown,
+                &[cached],
+            )
+            .await
+            {
+                Ok(v) if v.chosen == Some(0) => Judgement::Yes { usd: v.cost_usd },
+                Ok(v) => Judgement::No { usd: v.cost_usd },
+                Err(e) => Judgement::Failed(e.to_string()),
+            };
             (i, verdict)
         });
     }

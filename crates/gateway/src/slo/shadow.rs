@@ -9,11 +9,9 @@
 
 use super::Check;
 use crate::config::{Config, VerifierSettings};
-use crate::ctx::ChatCtx;
 use crate::ledger::{Budget, Spend};
-use crate::state::AppState;
 use crate::verify::Payer;
-use crate::walker::{Bill, Completed, Walker, MAX_RESPONSE_BYTES};
+use crate::walker::{Bill, Calls, Completed, Walker, MAX_RESPONSE_BYTES};
 use deja_api::{ApiError, ChatRequest, ErrorKind};
 use deja_router::{estimate_tokens, RouteInput};
 use std::sync::Arc;
@@ -24,9 +22,29 @@ numbered cached request is the answer that was served from the cache for the sam
 answers say the same thing (the same facts, numbers, names, steps and conclusion; wording may differ), or none \
 if they differ in substance.";
 
+/// What shadow calls need, built once: the calls, the embedder that
+/// compares answers, the tracker that keeps the SLO.
+pub struct Sampler {
+    pub calls: Arc<Calls>,
+    pub embed: Option<deja_embed::EmbedService>,
+    pub tracker: Arc<super::Tracker>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// The semantic hit just served, as its shadow call needs it.
+pub struct Served<'a> {
+    pub config: &'a Arc<Config>,
+    pub req: &'a ChatRequest,
+    pub task: Option<&'a str>,
+    pub route: Option<&'a str>,
+    pub namespace: &'a str,
+    pub question: Option<&'a str>,
+    pub budget: Option<&'a Budget>,
+}
+
 /// What a shadow task needs once the request is gone.
 struct Shadow {
-    state: Arc<AppState>,
+    sampler: Arc<Sampler>,
     config: Arc<Config>,
     req: ChatRequest,
     task: Option<String>,
@@ -39,48 +57,51 @@ struct Shadow {
 }
 
 /// Gives the in-flight slot back however the task ends.
-struct Slot(Arc<AppState>);
+struct Slot(Arc<super::Tracker>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.slo.end();
+        self.0.end();
     }
 }
 
-/// Samples a semantic hit just served from `entry`: with probability
-/// `sample_rate`, starts its shadow call in the background. Never waits.
-pub fn sample(ctx: &ChatCtx, entry: &deja_store::Entry) {
-    let settings = &ctx.config.cache.slo;
-    if !settings.enabled() || !ctx.state.slo.should_sample(settings.sample_rate) {
-        return;
+impl Sampler {
+    /// Samples a semantic hit just served from `entry`: with probability
+    /// `sample_rate`, starts its shadow call in the background. Never waits.
+    /// Past the client's budget no call is made for it.
+    pub fn sample(self: &Arc<Self>, hit: Served<'_>, entry: &deja_store::Entry) {
+        let settings = &hit.config.cache.slo;
+        if !settings.enabled() || !self.tracker.should_sample(settings.sample_rate) {
+            return;
+        }
+        let (Some(question), Some(cached)) = (hit.question, answer_text(&entry.response)) else {
+            return;
+        };
+        if hit.budget.is_some_and(|b| self.calls.ledger.reserve(b, 0.0).is_err()) {
+            return;
+        }
+        if !self.tracker.begin() {
+            tracing::debug!("too many shadow calls in flight; a sampled hit is not checked");
+            return;
+        }
+        let slot = Slot(self.tracker.clone());
+        let shadow = Shadow {
+            sampler: self.clone(),
+            config: hit.config.clone(),
+            req: hit.req.clone(),
+            task: hit.task.map(str::to_string),
+            route: hit.route.map(str::to_string),
+            namespace: hit.namespace.to_string(),
+            budget: hit.budget.cloned(),
+            question: question.to_string(),
+            cached,
+            generation: self.tracker.generation(),
+        };
+        tokio::spawn(async move {
+            let _slot = slot;
+            shadow.run().await;
+        });
     }
-    let (Some(question), Some(cached)) = (ctx.question.clone(), answer_text(&entry.response)) else {
-        return;
-    };
-    if ctx.budget_reached() {
-        return;
-    }
-    if !ctx.state.slo.begin() {
-        tracing::debug!("too many shadow calls in flight; a sampled hit is not checked");
-        return;
-    }
-    let slot = Slot(ctx.state.clone());
-    let shadow = Shadow {
-        state: ctx.state.clone(),
-        config: ctx.config.clone(),
-        req: ctx.req.clone(),
-        task: ctx.task.clone(),
-        route: ctx.route.clone(),
-        namespace: ctx.namespace.as_str().to_string(),
-        budget: ctx.budget.clone(),
-        question,
-        cached,
-        generation: ctx.state.slo.generation(),
-    };
-    tokio::spawn(async move {
-        let _slot = slot;
-        shadow.run().await;
-    });
 }
 
 /// The text of a stored completion's first choice.
@@ -104,8 +125,8 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 impl Shadow {
     async fn run(self) {
-        let slo = &self.state.slo;
-        let metrics = &self.state.metrics.slo;
+        let slo = &self.sampler.tracker;
+        let metrics = &self.sampler.metrics.slo;
         let (fresh, call_usd) = match self.call().await {
             Ok(answer) => answer,
             Err(e) => {
@@ -152,7 +173,7 @@ impl Shadow {
             route: self.route.as_deref(),
         };
         let config = &self.config;
-        let plan = crate::planning::make(&self.state, config, route)
+        let plan = crate::planning::make(&self.sampler.calls, config, route)
             .map_err(|e| ApiError::new(ErrorKind::BadGateway, format!("shadow call: {e}")))?;
         let mut body = serde_json::to_value(&self.req).unwrap_or_default();
         if let Some(o) = body.as_object_mut() {
@@ -162,11 +183,12 @@ impl Shadow {
         let prompt_chars = self.req.prompt_chars();
         let max_tokens = self.req.max_completion_tokens.or(self.req.max_tokens);
         let worst = crate::budget::worst_case_usd(config, &plan, prompt_chars, max_tokens);
-        let Some(_held) = crate::budget::for_side_call(&self.state.ledger, self.budget.as_ref(), worst) else {
+        let Some(_held) = crate::budget::for_side_call(&self.sampler.calls.ledger, self.budget.as_ref(), worst) else {
             return Err(ApiError::new(ErrorKind::InsufficientQuota, "the client's budget is reached"));
         };
         let bill = Bill { namespace: self.namespace.clone(), why: Spend::Shadow, prompt_chars };
-        let mut walker = Walker::new(self.state.clone(), config.clone(), &plan, "/chat/completions", body, bill);
+        let mut walker =
+            Walker::new(self.sampler.calls.clone(), config.clone(), &plan, "/chat/completions", body, bill);
         let Completed { completion, cost_usd: cost, .. } = walker.complete(MAX_RESPONSE_BYTES).await?;
         let response = serde_json::to_value(&completion).unwrap_or_default();
         let text = answer_text(&response)
@@ -178,7 +200,7 @@ impl Shadow {
     /// is configured, its word on whether they say the same thing, with
     /// what asking cost. A verifier that fails leaves the cosine to decide.
     async fn compare(&self, fresh: &str) -> (Option<f32>, Option<bool>, f64) {
-        let similarity = match &self.state.embed {
+        let similarity = match &self.sampler.embed {
             Some(embed) => match tokio::join!(embed.embed(self.cached.clone()), embed.embed(fresh.to_string())) {
                 (Ok(a), Ok(b)) => Some(cosine(&a, &b)),
                 (Err(e), _) | (_, Err(e)) => {
@@ -194,7 +216,9 @@ impl Shadow {
         let settings = VerifierSettings { prompt: ANSWER_PROMPT.to_string(), ..verifier.clone() };
         let candidates = [self.cached.as_str()];
         let payer = Payer { namespace: self.namespace.clone(), budget: self.budget.clone() };
-        match crate::verify::verify(&self.state, &self.config, &payer, &settings, None, fresh, &candidates).await {
+        match crate::verify::verify(&self.sampler.calls, &self.config, &payer, &settings, None, fresh, &candidates)
+            .await
+        {
             Ok(v) => (similarity, Some(v.chosen.is_some()), v.cost_usd),
             Err(e) => {
                 tracing::warn!(error = %e, "the verifier could not compare a shadow answer; the cosine decides");
