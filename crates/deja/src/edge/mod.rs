@@ -26,8 +26,7 @@ use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
-use tower::util::BoxCloneService;
-use tower::ServiceBuilder;
+use tower::{Service, ServiceBuilder};
 use tower_http::add_extension::AddExtensionLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -35,9 +34,6 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 /// A response body as it leaves the stack: the panic layer boxes whatever
 /// the handlers answered with.
 pub type EdgeBody = tower_http::body::UnsyncBoxBody<Bytes, tower_http::BoxError>;
-
-/// One connection's view of the edge; cloned for each request.
-pub type EdgeService = BoxCloneService<Request<Incoming>, Response<EdgeBody>, Infallible>;
 
 /// What the listener shares between connections.
 pub struct Edge {
@@ -56,8 +52,20 @@ impl Edge {
     }
 }
 
-/// The stack one connection from `peer` is served by.
-pub fn service(edge: &Arc<Edge>, peer: IpAddr) -> EdgeService {
+/// The stack one connection from `peer` is served by. Its type stays
+/// concrete (not boxed): hyper clones it for every request, and cloning it
+/// is a few reference counts.
+pub fn service(
+    edge: &Arc<Edge>,
+    peer: IpAddr,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<EdgeBody>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Response<EdgeBody>, Infallible>> + Send + 'static,
+> + Clone
+       + Send
+       + 'static {
     let stack = ServiceBuilder::new()
         // The caller's address, for the admin lockout.
         .layer(AddExtensionLayer::new(Peer(peer)))
@@ -74,5 +82,5 @@ pub fn service(edge: &Arc<Edge>, peer: IpAddr) -> EdgeService {
         .layer(CatchPanicLayer::custom(panics::Answer))
         // Routing, admin auth, body limits and the client API's deadline.
         .service(routes::Routes::new(edge.clone()));
-    BoxCloneService::new(stack)
+    stack
 }
