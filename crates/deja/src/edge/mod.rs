@@ -66,7 +66,7 @@ pub fn service(
 > + Clone
        + Send
        + 'static {
-    let stack = ServiceBuilder::new()
+    ServiceBuilder::new()
         // The caller's address, for the admin lockout.
         .layer(AddExtensionLayer::new(Peer(peer)))
         // A client's own id is kept if it is short, printable text; otherwise one is made.
@@ -81,6 +81,5 @@ pub fn service(
         // A panicking handler answers an OpenAI-shaped 500 instead of dropping the connection.
         .layer(CatchPanicLayer::custom(panics::Answer))
         // Routing, admin auth, body limits and the client API's deadline.
-        .service(routes::Routes::new(edge.clone()));
-    stack
+        .service(routes::Routes::new(edge.clone()))
 }
