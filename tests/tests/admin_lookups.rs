@@ -12,15 +12,6 @@ use serde_json::{json, Value};
 const ORIGINAL: &str = "How do I reset my password?";
 const PARAPHRASE: &str = "How can I reset my password?";
 
-const JUDGE: &str = r#"
-[[models]]
-name = "judge"
-provider = "mock"
-input_usd_per_mtok = 1.0
-output_usd_per_mtok = 2.0
-context_window = 128000
-"#;
-
 /// How similar the test embedder finds `stored` and `asked`, as "what would this hit?" reports it.
 async fn similarity(stored: &str, asked: &str) -> f64 {
     let h = spawn_proxy(TestConfig::default()).await;

@@ -9,15 +9,6 @@ use deja_mock_upstream::JUDGE_MODEL;
 use deja_testkit::{spawn_proxy, Embedding, Harness, TestConfig};
 use serde_json::{json, Value};
 
-const JUDGE: &str = r#"
-[[models]]
-name = "judge"
-provider = "mock"
-input_usd_per_mtok = 1.0
-output_usd_per_mtok = 2.0
-context_window = 128000
-"#;
-
 const SYSTEM: &str = "You are the support assistant of an online service.";
 
 fn config(verifier: bool, conversations: bool) -> TestConfig {

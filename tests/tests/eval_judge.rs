@@ -1,24 +1,14 @@
 //! `deja eval --judge`: labelled pairs replayed through the configured
 //! verifier, here the mock upstream's judge model over a real socket.
 
+mod common;
+
+use common::judge_as_verifier;
 use deja::config::Config;
 use deja::eval::judge::{judge, needing, Judgement};
 use deja::eval::{bands, Scored};
 use deja_mock_upstream::{Fault, MockUpstream, JUDGE_MODEL};
 use deja_testkit::TestConfig;
-
-const JUDGE: &str = r#"
-[[models]]
-name = "judge"
-provider = "mock"
-input_usd_per_mtok = 1.0
-output_usd_per_mtok = 2.0
-context_window = 128000
-
-[cache.semantic.verifier]
-model = "judge"
-timeout = "2s"
-"#;
 
 fn pairs() -> Vec<(String, String, bool)> {
     [
@@ -43,7 +33,7 @@ fn scored() -> Vec<Scored> {
 async fn setup() -> (MockUpstream, Config, tempfile::TempDir) {
     let mock = MockUpstream::start().await.expect("mock starts");
     let dir = tempfile::tempdir().expect("dir");
-    let test = TestConfig { extra_toml: JUDGE.into(), ..Default::default() };
+    let test = TestConfig { extra_toml: judge_as_verifier(), ..Default::default() };
     let path = dir.path().join("deja.toml");
     std::fs::write(&path, test.to_toml(&mock.base_url(), &dir.path().join("store"))).expect("write config");
     let config = Config::load(&path).expect("valid config");

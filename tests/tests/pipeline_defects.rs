@@ -191,24 +191,11 @@ async fn a_client_that_stops_reading_does_not_hold_identical_requests() {
 const ORIGINAL: &str = "How do I reset my password?";
 const PARAPHRASE: &str = "How can I reset my password?";
 
-const JUDGE: &str = r#"
-[[models]]
-name = "judge"
-provider = "mock"
-input_usd_per_mtok = 1.0
-output_usd_per_mtok = 2.0
-context_window = 128000
-
-[cache.semantic.verifier]
-model = "judge"
-timeout = "2s"
-"#;
-
 #[tokio::test]
 async fn a_key_at_its_budget_gets_no_verifier_call_for_grey_band_paraphrases() {
     let base =
         TestConfig { embedding: Embedding::Hash, threshold: 0.95, verify_from: Some(0.80), ..Default::default() };
-    let h = spawn_proxy(with_client(base, "key-tiny", "daily_usd = 0.0000001", JUDGE)).await;
+    let h = spawn_proxy(with_client(base, "key-tiny", "daily_usd = 0.0000001", &judge_as_verifier())).await;
     h.mock.control.set_judge_verdict("1");
 
     let first = ask_as(&h, "key-tiny", &ask(ORIGINAL)).await;

@@ -14,15 +14,6 @@ use serde_json::json;
 const ORIGINAL: &str = "How do I reset my password?";
 const PARAPHRASE: &str = "How can I reset my password?";
 
-const JUDGE: &str = r#"
-[[models]]
-name = "judge"
-provider = "mock"
-input_usd_per_mtok = 1.0
-output_usd_per_mtok = 2.0
-context_window = 128000
-"#;
-
 fn config(verifier: bool) -> TestConfig {
     let table = if verifier { "\n[cache.semantic.verifier]\nmodel = \"judge\"\ntimeout = \"500ms\"\n" } else { "" };
     TestConfig {

@@ -4,6 +4,22 @@ use deja_testkit::{Embedding, Harness, TestConfig};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
+/// The mock's judge model (`deja_mock_upstream::JUDGE_MODEL` answers as a
+/// verifier), priced, for tests that configure a verifier.
+pub const JUDGE: &str = r#"
+[[models]]
+name = "judge"
+provider = "mock"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
+context_window = 128000
+"#;
+
+/// [`JUDGE`] as the verifier.
+pub fn judge_as_verifier() -> String {
+    format!("{JUDGE}\n[cache.semantic.verifier]\nmodel = \"judge\"\ntimeout = \"2s\"\n")
+}
+
 pub struct Reply {
     pub status: u16,
     pub headers: HeaderMap,
