@@ -43,10 +43,19 @@ pub enum End {
     Failed(ApiError),
 }
 
+/// One upstream event as clients get it, framed once for all of them.
+#[derive(Clone)]
+struct Frames {
+    /// As the provider sent it: for a client that asked for usage.
+    full: Bytes,
+    /// Without usage (see [`bare_frame`]); `None`: not sent at all.
+    bare: Option<Bytes>,
+}
+
 #[derive(Default)]
 struct State {
     head: Option<Head>,
-    events: Vec<Arc<str>>,
+    events: Vec<Frames>,
     end: Option<End>,
 }
 
@@ -72,9 +81,12 @@ impl Feed {
         self.changed();
     }
 
-    /// One upstream event (the JSON after `data: `), relayed as it came.
-    pub fn push(&self, raw: &str) {
-        self.lock().events.push(Arc::from(raw));
+    /// One upstream event (the JSON after `data: `, and that JSON read),
+    /// relayed as it came.
+    pub fn push(&self, raw: &str, event: &Value) {
+        let full = sse::frame(raw);
+        let bare = bare_frame(&full, event);
+        self.lock().events.push(Frames { full, bare });
         self.changed();
     }
 
@@ -114,13 +126,13 @@ impl Feed {
 
     /// The events from `from` on, and the end once every event is read;
     /// waits while there is nothing new.
-    async fn read_from(&self, from: usize) -> (Vec<Arc<str>>, Option<End>) {
+    async fn read_from(&self, from: usize) -> (Vec<Frames>, Option<End>) {
         let mut rx = self.version.subscribe();
         loop {
             rx.borrow_and_update();
             {
                 let state = self.lock();
-                let new: Vec<Arc<str>> = state.events.get(from..).map(<[_]>::to_vec).unwrap_or_default();
+                let new: Vec<Frames> = state.events.get(from..).map(<[_]>::to_vec).unwrap_or_default();
                 if !new.is_empty() || state.end.is_some() {
                     return (new, state.end.clone());
                 }
@@ -135,7 +147,7 @@ impl Feed {
     }
 
     /// The response body one client reads: every event in its own framing
-    /// (see [`client_frame`]), then `[DONE]` or an error event. `on_done`
+    /// (see [`bare_frame`]), then `[DONE]` or an error event. `on_done`
     /// runs when the client got the whole answer.
     pub fn body(self: Arc<Self>, include_usage: bool, on_done: Option<Box<dyn FnOnce(f64) + Send>>) -> Body {
         let (tx, rx) = mpsc::channel::<Bytes>(64);
@@ -158,7 +170,21 @@ impl Feed {
     }
 }
 
-/// Copies the feed to one client, never waiting on it longer than [`SLOW_CLIENT`] a frame.
+/// Sends one frame, waiting at most [`SLOW_CLIENT`]; false once the client
+/// is gone or cut off.
+async fn send(tx: &mpsc::Sender<Bytes>, cut: &AtomicBool, frame: Bytes) -> bool {
+    match tokio::time::timeout(SLOW_CLIENT, tx.send(frame)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::info!("a client stopped reading its stream; it is cut off");
+            cut.store(true, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+/// Copies the feed to one client.
 async fn write(
     feed: Arc<Feed>,
     include_usage: bool,
@@ -166,28 +192,14 @@ async fn write(
     cut: Arc<AtomicBool>,
     on_done: Option<Box<dyn FnOnce(f64) + Send>>,
 ) {
-    let send = |frame: Bytes| {
-        let tx = tx.clone();
-        let cut = cut.clone();
-        async move {
-            match tokio::time::timeout(SLOW_CLIENT, tx.send(frame)).await {
-                Ok(Ok(())) => true,
-                Ok(Err(_)) => false,
-                Err(_) => {
-                    tracing::info!("a client stopped reading its stream; it is cut off");
-                    cut.store(true, Ordering::Relaxed);
-                    false
-                }
-            }
-        }
-    };
     let mut pos = 0;
     loop {
         let (events, end) = feed.read_from(pos).await;
         pos += events.len();
-        for raw in events {
-            if let Some(frame) = client_frame(include_usage, &raw) {
-                if !send(frame).await {
+        for frames in events {
+            let frame = if include_usage { Some(frames.full) } else { frames.bare };
+            if let Some(frame) = frame {
+                if !send(&tx, &cut, frame).await {
                     return;
                 }
             }
@@ -195,7 +207,7 @@ async fn write(
         match end {
             None => {}
             Some(End::Done { cost_usd }) => {
-                if send(sse::done_frame()).await {
+                if send(&tx, &cut, sse::done_frame()).await {
                     if let Some(f) = on_done {
                         f(cost_usd);
                     }
@@ -203,33 +215,31 @@ async fn write(
                 return;
             }
             Some(End::Failed(e)) => {
-                send(sse::frame(&e.to_json().to_string())).await;
+                send(&tx, &cut, sse::frame(&e.to_json().to_string())).await;
                 return;
             }
         }
     }
 }
 
-/// The frame a client gets for one upstream event. Deja always asks for
-/// usage; a client that did not gets the stream it would have got without
-/// it: no usage-only chunk, and no `usage` key on the others, wherever the
-/// provider put it (null in every chunk, on the last content chunk, or
-/// nowhere). A client that asked gets every event as sent.
-pub fn client_frame(include_usage: bool, raw: &str) -> Option<Bytes> {
-    if include_usage {
-        return Some(sse::frame(raw));
-    }
-    let Ok(mut event) = serde_json::from_str::<Value>(raw) else { return Some(sse::frame(raw)) };
-    let Some(obj) = event.as_object_mut() else { return Some(sse::frame(raw)) };
+/// The frame a client that did not ask for usage gets for an event (`full`
+/// as sent). Deja always asks for usage; such a client gets the stream it
+/// would have got without it: no usage-only chunk, and no `usage` key on
+/// the others, wherever the provider put it (null in every chunk, on the
+/// last content chunk, or nowhere).
+fn bare_frame(full: &Bytes, event: &Value) -> Option<Bytes> {
+    let Some(obj) = event.as_object() else { return Some(full.clone()) };
     let has_choices = obj.get("choices").and_then(Value::as_array).is_some_and(|c| !c.is_empty());
     let has_usage = obj.get("usage").is_some_and(|u| !u.is_null());
     if !has_choices && has_usage {
         return None;
     }
-    match obj.remove("usage") {
-        Some(_) => Some(sse::frame(&event.to_string())),
-        None => Some(sse::frame(raw)),
+    if !obj.contains_key("usage") {
+        return Some(full.clone());
     }
+    let mut bare = obj.clone();
+    bare.remove("usage");
+    Some(sse::frame(&Value::Object(bare).to_string()))
 }
 
 /// The feeds of streams in flight, by cache key, for identical streaming

@@ -202,6 +202,12 @@ impl Ledger {
         budgets::spent(&self.store, id)
     }
 
+    /// Whether `budget` is reached: spent plus what calls in flight hold.
+    /// Past it Deja makes no call for the client of its own accord.
+    pub fn reached(self: &Arc<Self>, budget: Option<&Budget>) -> bool {
+        budget.is_some_and(|b| self.reserve(b, 0.0).is_err())
+    }
+
     /// Reserves `worst_usd` of `budget` for a call about to be made, or
     /// says which budget is reached: spent plus what calls in flight have
     /// reserved. The reservation is let go when dropped, after the call's

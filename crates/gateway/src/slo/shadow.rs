@@ -77,7 +77,7 @@ impl Sampler {
         let (Some(question), Some(cached)) = (hit.question, answer_text(&entry.response)) else {
             return;
         };
-        if hit.budget.is_some_and(|b| self.calls.ledger.reserve(b, 0.0).is_err()) {
+        if self.calls.ledger.reached(hit.budget) {
             return;
         }
         if !self.tracker.begin() {

@@ -59,6 +59,13 @@ pub struct Accepted {
     pub request_id: String,
 }
 
+impl Accepted {
+    /// Who calls Deja makes for this request (the verifier) are billed to.
+    pub fn payer(&self) -> crate::verify::Payer {
+        crate::verify::Payer { namespace: self.namespace.as_str().to_string(), budget: self.budget.clone() }
+    }
+}
+
 /// A multi-turn request's context without its earlier turns, and those turns.
 #[derive(Debug, Clone)]
 pub struct ConversationKey {

@@ -11,7 +11,6 @@
 
 use super::Semantic;
 use crate::stages::{Accepted, Looked};
-use crate::verify::Payer;
 use deja_api::chat::message_text;
 use deja_api::conversation::{split, transcript};
 use deja_cache::conversation::{ConversationCandidate, ConversationQuery, Floors};
@@ -125,7 +124,7 @@ impl Conversation<'_> {
             return None;
         }
         // Past its budget a client gets no verifier call made for it.
-        if ctx.budget.as_ref().is_some_and(|b| semantic.calls.ledger.reserve(b, 0.0).is_err()) {
+        if semantic.calls.ledger.reached(ctx.budget.as_ref()) {
             return None;
         }
         let convo = ctx.conversation.as_ref()?;
@@ -133,7 +132,7 @@ impl Conversation<'_> {
         let shared = shared_context(&ctx.req.messages);
         let cached: Vec<String> = asked.iter().map(|(_, t)| t.clone()).collect();
         let msgs = messages(&shared, &new, &cached);
-        let payer = Payer { namespace: ctx.namespace.as_str().to_string(), budget: ctx.budget.clone() };
+        let payer = ctx.payer();
         let verdict = match crate::verify::verify_messages(
             &semantic.calls,
             &config,

@@ -8,7 +8,6 @@ use crate::hits::Found;
 use crate::reply::Outcome;
 use crate::respond::HitKind;
 use crate::stages::{Accepted, Looked};
-use crate::verify::Payer;
 use deja_cache::semantic::GreyCandidate;
 use deja_store::Entry;
 
@@ -20,17 +19,6 @@ pub(super) struct Grey<'a> {
 }
 
 impl Grey<'_> {
-    fn payer(&self) -> Payer {
-        Payer { namespace: self.request.namespace.as_str().to_string(), budget: self.request.budget.clone() }
-    }
-
-    /// Whether the client's budget (spent, and held by its calls in flight)
-    /// is reached: then no call is made for it of Deja's own accord.
-    pub fn budget_reached(&self) -> bool {
-        let Some(budget) = &self.request.budget else { return false };
-        self.semantic.calls.ledger.reserve(budget, 0.0).is_err()
-    }
-
     /// The verified hit, if any, and whether a verdict is coming in the
     /// background (`mode = "async"`), so this answer must not be stored.
     pub async fn verify(&self, grey: Vec<GreyCandidate>) -> (Option<Outcome>, bool) {
@@ -39,7 +27,7 @@ impl Grey<'_> {
         let Some(settings) = config.cache.verifier.as_ref() else { return (None, false) };
         // Past its budget a client gets no call made for it: a miss, which its
         // budget then refuses or sends to the cheapest rung.
-        if self.budget_reached() {
+        if semantic.calls.ledger.reached(request.budget.as_ref()) {
             return (None, false);
         }
         let asked: Vec<GreyCandidate> = grey
@@ -72,7 +60,7 @@ impl Grey<'_> {
                 store: semantic.store.clone(),
                 config: config.clone(),
                 key: request.key,
-                payer: self.payer(),
+                payer: request.payer(),
                 learn: request.policy.writes(),
                 template,
                 question: shown.to_string(),
@@ -84,7 +72,7 @@ impl Grey<'_> {
             // when it is next asked. Storing this answer now would shadow the alias.
             return (None, verdict_coming);
         }
-        let payer = self.payer();
+        let payer = request.payer();
         let verdict =
             crate::verify::verify(&semantic.calls, &config, &payer, settings, template.as_deref(), shown, &texts).await;
         let verdict = match verdict {

@@ -125,7 +125,7 @@ async fn run(upstream: Arc<Upstream>, call: Call, leader: Option<Leader<Shared>>
             }
             asm.push(&event);
             streamed_chars += content_chars(&event);
-            feed.push(&raw);
+            feed.push(&raw, &event);
         }
         if end.is_some() {
             break;
